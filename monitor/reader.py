@@ -1,0 +1,342 @@
+"""RunStore and Run: read run directories (finished, live or broken) as pandas DataFrames.
+
+Each Run keeps a `JsonlTail` per stream, so calling a reader method again only parses what was appended since.
+Run objects are cached by the store and are safe to share between threads (Streamlit sessions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitor import format as fmt
+from monitor.table import NumericTable
+from monitor.tail import JsonlTail, parse_numeric_columns, parse_records
+
+MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
+MAX_TEXT_FILE_BYTES = 4 * 1024 * 1024
+NUMERIC_STREAMS = ("batch", "epoch", "system")
+RECORD_STREAMS = ("activations", "weights", "events", "layers")
+LEADING_COLUMNS = {
+    "batch": ("step", "epoch", "batch", "time"),
+    "epoch": ("epoch", "step", "time"),
+    "system": ("time",),
+}
+RECORD_COLUMNS = {
+    "activations": ("step", "epoch", "layer", "mean", "std", "min", "max", "zero_frac", "histogram"),
+    "weights": ("step", "epoch", "layer", "weight", "mean", "std", "norm", "min", "max", "histogram"),
+    "events": ("time", "step", "epoch", "kind", "message", "data"),
+}
+CHECKPOINT_COLUMNS = ("epoch", "step", "path", "monitor", "value", "is_best", "bytes", "time")
+LAYER_COLUMNS = ("phase", "name", "class", "output_shape", "params", "trainable")
+
+
+class RunFormatError(ValueError):
+    """A run directory this version cannot read (newer format, unreadable run.json)."""
+
+
+def read_json_file(path: str, max_bytes: int = MAX_JSON_FILE_BYTES) -> Any:
+    """Load a JSON file with a size cap and a readable error for anything wrong with it."""
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise RunFormatError(f"{os.path.basename(path)} is {size:,} bytes, more than the {max_bytes:,} allowed")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise RunFormatError(f"{os.path.basename(path)} is not valid JSON ({str(exc)[:120]})") from None
+
+
+def inside(root: str, path: str) -> bool:
+    """True when `path`, with symlinks resolved, lies inside `root` (also resolved)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+class Run:
+    """One run directory. Attributes: id, path, name, status, meta (run.json), status_info (status.json), error."""
+
+    def __init__(self, path: str, root: str | None = None) -> None:
+        self.path = os.path.abspath(path)
+        self.root = os.path.abspath(root) if root else os.path.dirname(self.path)
+        self.id = os.path.basename(self.path)
+        self.meta: dict[str, Any] = {}
+        self.error: str | None = None
+        self.problems: list[str] = []
+        self._status_info: dict[str, Any] = {}
+        self._status_stamp: tuple[int, int] | None = None
+        self._lock = threading.RLock()
+        self._tails = {s: JsonlTail(os.path.join(self.path, fmt.STREAM_FILES[s])) for s in fmt.STREAM_FILES}
+        self._tables = {s: NumericTable() for s in NUMERIC_STREAMS}
+        self._records: dict[str, list[dict[str, Any]]] = {s: [] for s in RECORD_STREAMS}
+        self._frames: dict[str, pd.DataFrame] = {}
+        self.version = 0  # grows each time new records were read
+        self._load_meta()
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, name={self.name!r}, status={self.status!r})"
+
+    # -- identity and status -----------------------------------------------------------------------------------
+
+    def _load_meta(self) -> None:
+        try:
+            meta = read_json_file(self._file(fmt.RUN_FILE))
+            if not isinstance(meta, dict):
+                raise RunFormatError("run.json does not hold a JSON object")
+            version = meta.get("format_version")
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise RunFormatError(f"run.json has no integer format_version (found {version!r:.40})")
+            if version > fmt.FORMAT_VERSION:
+                raise RunFormatError(
+                    f"written in run format {version}; this Kerascope reads formats up to {fmt.FORMAT_VERSION}: "
+                    "upgrade Kerascope to open it"
+                )
+            self.meta = meta
+            self.error = None
+        except FileNotFoundError:
+            self.error = "run.json is missing: not a run directory, or its creation was interrupted"
+        except (OSError, RunFormatError) as exc:
+            self.error = str(exc)
+
+    @property
+    def name(self) -> str:
+        name = self.meta.get("name")
+        return name if isinstance(name, str) and name else self.id
+
+    @property
+    def created(self) -> float:
+        created = self.meta.get("created")
+        if isinstance(created, (int, float)) and not isinstance(created, bool):
+            return float(created)
+        try:
+            return os.path.getmtime(self.path)
+        except OSError:
+            return 0.0
+
+    @property
+    def status_info(self) -> dict[str, Any]:
+        """status.json as last written (re-read only when the file changed)."""
+        path = self._file(fmt.STATUS_FILE)
+        try:
+            st = os.stat(path)
+            stamp = (st.st_ino, st.st_mtime_ns)
+            if stamp != self._status_stamp:
+                info = read_json_file(path)
+                self._status_info = info if isinstance(info, dict) else {}
+                self._status_stamp = stamp
+        except (OSError, RunFormatError) as exc:
+            self._status_info = {"status": fmt.BROKEN, "reason": f"status.json unreadable: {exc}"}
+            self._status_stamp = None
+        return self._status_info
+
+    @property
+    def status(self) -> str:
+        """running, finished, failed, interrupted; or stale (heartbeat too old) and broken (unreadable)."""
+        if self.error:
+            return fmt.BROKEN
+        info = self.status_info
+        status = info.get("status")
+        if status not in fmt.STATUSES:
+            return fmt.BROKEN
+        heartbeat = info.get("heartbeat")
+        if status == fmt.RUNNING and (
+            not isinstance(heartbeat, (int, float)) or time.time() - heartbeat > fmt.STALE_AFTER_S
+        ):
+            return fmt.STALE
+        return status
+
+    @property
+    def reason(self) -> str | None:
+        """Why the run is broken, failed, interrupted or stale, in words."""
+        if self.error:
+            return self.error
+        status = self.status
+        if status == fmt.STALE:
+            return f"no heartbeat for over {fmt.STALE_AFTER_S:.0f} s: the training process probably died"
+        reason = self.status_info.get("reason")
+        return str(reason) if reason else None
+
+    # -- incremental reading -------------------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Read whatever was appended since the last call. Returns True when anything new was read."""
+        with self._lock:
+            if self.error:
+                self._load_meta()
+            changed = False
+            for stream, tail in self._tails.items():
+                try:
+                    chunk = tail.read()
+                except OSError as exc:
+                    self._problem(f"{fmt.STREAM_FILES[stream]}: {exc.strerror or exc}")
+                    continue
+                for problem in chunk.problems:
+                    self._problem(problem)
+                if chunk.reset:
+                    self._drop(stream)
+                    changed = True
+                if chunk.data:
+                    self._ingest(stream, chunk.data)
+                    changed = True
+            if changed:
+                self.version += 1
+                self._frames.clear()
+            return changed
+
+    def _drop(self, stream: str) -> None:
+        if stream in self._tables:
+            self._tables[stream].clear()
+        else:
+            self._records[stream] = []
+
+    def _ingest(self, stream: str, data: bytes) -> None:
+        if stream in self._tables:
+            columns, rows, bad = parse_numeric_columns(data)
+            self._tables[stream].append(columns, rows)
+        else:
+            records, bad = parse_records(data)
+            self._records[stream].extend(records)
+        if bad:
+            self._problem(f"{fmt.STREAM_FILES[stream]}: {bad} malformed line(s) skipped")
+
+    def _problem(self, message: str) -> None:
+        if message not in self.problems and len(self.problems) < 50:
+            self.problems.append(message)
+
+    def _file(self, relpath: str) -> str:
+        return os.path.join(self.path, relpath)
+
+    # -- public readers ------------------------------------------------------------------------------------------
+
+    def batch_metrics(self) -> pd.DataFrame:
+        """step, epoch, batch, time, each metric's running mean, `batch_<metric>` per-batch values, lr."""
+        return self._numeric("batch")
+
+    def epoch_metrics(self) -> pd.DataFrame:
+        """epoch, step, time, metrics, val_ metrics, lr, phase."""
+        return self._numeric("epoch")
+
+    def system_metrics(self) -> pd.DataFrame:
+        """time, cpu_percent, rss_bytes, and gpu_memory_bytes where a GPU was visible."""
+        return self._numeric("system")
+
+    def arrays(self, stream: str = "batch") -> dict[str, np.ndarray]:
+        """Read-only numpy views of a numeric stream's columns, without copying (for live charts)."""
+        with self._lock:
+            self.refresh()
+            return self._tables[stream].arrays()
+
+    def activations(self) -> pd.DataFrame:
+        """step, epoch, layer, mean, std, min, max, zero_frac, histogram ({"edges": [...], "counts": [...]})."""
+        return self._record_frame("activations")
+
+    def weights(self) -> pd.DataFrame:
+        """step, epoch, layer, weight, mean, std, norm, min, max, histogram."""
+        return self._record_frame("weights")
+
+    def events(self) -> pd.DataFrame:
+        """time, step, epoch, kind, message, data."""
+        return self._record_frame("events")
+
+    def phases(self) -> pd.DataFrame:
+        """One row per fit() call: phase, step, epoch, trainable_params, non_trainable_params, epochs, lr, ..."""
+        events = self.events()
+        rows = []
+        for _, event in events[events["kind"] == "phase"].iterrows():
+            data = event["data"] if isinstance(event["data"], dict) else {}
+            rows.append({"step": event["step"], "epoch": event["epoch"], "time": event["time"], **data})
+        return pd.DataFrame(rows)
+
+    def layers(self) -> pd.DataFrame:
+        """phase, name, class, output_shape, params, trainable: the layer table recorded at each fit() call."""
+        with self._lock:
+            self.refresh()
+            rows = []
+            for entry in self._records["layers"]:
+                for layer in entry.get("layers") or []:
+                    if isinstance(layer, dict):
+                        rows.append({"phase": entry.get("phase"), **layer})
+            return _frame(rows, LAYER_COLUMNS)
+
+    def checkpoints(self) -> pd.DataFrame:
+        """epoch, step, path (relative to the run directory), monitor, value, is_best, bytes, time."""
+        try:
+            index = read_json_file(self._file(fmt.CHECKPOINT_INDEX_FILE))
+        except FileNotFoundError:
+            index = []
+        except (OSError, RunFormatError) as exc:
+            self._problem(f"checkpoints/index.json: {exc}")
+            index = []
+        rows = [row for row in index if isinstance(row, dict)] if isinstance(index, list) else []
+        return _frame(rows, CHECKPOINT_COLUMNS)
+
+    def model_summary(self) -> str:
+        """The model.summary() text recorded at the last fit() call ("" when none)."""
+        return self._text(fmt.SUMMARY_FILE)
+
+    def model_graph_dot(self) -> str:
+        """DOT source of the model graph ("" when none)."""
+        return self._text(fmt.GRAPH_DOT_FILE)
+
+    def model_graph_png(self) -> str | None:
+        """Path of the plot_model PNG, or None when graphviz was not available to the training process."""
+        path = self._file(fmt.GRAPH_PNG_FILE)
+        return path if os.path.isfile(path) and inside(self.root, path) else None
+
+    def model_config(self) -> dict[str, Any] | None:
+        """model.get_config() as JSON (never deserialized into a model), or None."""
+        try:
+            config = read_json_file(self._file(fmt.CONFIG_FILE))
+        except (OSError, RunFormatError):
+            return None
+        return config if isinstance(config, dict) else None
+
+    def file_path(self, relpath: str) -> str:
+        """Absolute path of a regular file inside this run; refuses `..`, absolute paths and escaping links."""
+        if not relpath or os.path.isabs(relpath) or ".." in relpath.replace("\\", "/").split("/"):
+            raise PermissionError(f"refused path {relpath!r}: only relative paths inside the run are served")
+        path = self._file(relpath)
+        if not inside(self.root, path) or not inside(self.path, path):
+            raise PermissionError(f"refused path {relpath!r}: it leads outside the runs root")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{relpath!r} is not a regular file in run {self.id!r}")
+        return path
+
+    def _text(self, relpath: str) -> str:
+        path = self._file(relpath)
+        try:
+            if not inside(self.root, path):
+                return ""
+            with open(path, "rb") as f:
+                return f.read(MAX_TEXT_FILE_BYTES).decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def _numeric(self, stream: str) -> pd.DataFrame:
+        with self._lock:
+            self.refresh()
+            return self._tables[stream].frame(LEADING_COLUMNS[stream])
+
+    def _record_frame(self, stream: str) -> pd.DataFrame:
+        with self._lock:
+            self.refresh()
+            if stream not in self._frames:
+                self._frames[stream] = _frame(self._records[stream], RECORD_COLUMNS[stream])
+            return self._frames[stream]
+
+
+def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    for column in columns:
+        if column not in frame.columns:
+            frame[column] = pd.Series(dtype=object)
+    ordered = list(columns) + [c for c in frame.columns if c not in columns]
+    return frame[ordered]

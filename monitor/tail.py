@@ -1,0 +1,161 @@
+"""Incremental reading of append-only JSONL files.
+
+A `JsonlTail` remembers how far it has read; each `read()` returns only the complete lines written since, so the
+cost of a refresh grows with the new bytes, not with the length of the run. A torn last line (a writer caught
+mid-write, or killed) is held back until its newline arrives. A file that shrank or was replaced is read again from
+the start, and the caller is told so.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# A single line longer than this is not a record any writer of ours produces: it is dropped, not buffered forever.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+# The first read of a large file is parsed by pyarrow's multi-threaded JSON reader instead of line by line.
+BULK_PARSE_BYTES = 1 * 1024 * 1024
+READ_BLOCK_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Chunk:
+    """Complete lines read by one `JsonlTail.read()` call."""
+
+    data: bytes = b""
+    reset: bool = False  # the file was truncated or replaced: drop what was read before
+    problems: list[str] = field(default_factory=list)
+
+
+class JsonlTail:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self._identity: tuple[int, int] | None = None
+        self._pending = b""
+        self._skipping_long_line = False
+
+    def read(self) -> Chunk:
+        chunk = Chunk()
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self._identity is not None:
+                self._restart(chunk)
+            return chunk
+        identity = (st.st_dev, st.st_ino)
+        if self._identity is not None and (identity != self._identity or st.st_size < self.offset):
+            self._restart(chunk)
+        self._identity = identity
+        if st.st_size <= self.offset:
+            return chunk
+        pieces = []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            while True:
+                block = f.read(READ_BLOCK_BYTES)
+                if not block:
+                    break
+                self.offset += len(block)
+                pieces.append(self._complete_lines(block, chunk))
+        chunk.data = b"".join(pieces)
+        return chunk
+
+    def _restart(self, chunk: Chunk) -> None:
+        chunk.reset = True
+        self.offset = 0
+        self._pending = b""
+        self._skipping_long_line = False
+        self._identity = None
+
+    def _complete_lines(self, block: bytes, chunk: Chunk) -> bytes:
+        data = self._pending + block
+        cut = data.rfind(b"\n") + 1
+        complete, self._pending = data[:cut], data[cut:]
+        if self._skipping_long_line and cut:
+            complete = complete[complete.find(b"\n") + 1 :]
+            self._skipping_long_line = False
+        if len(self._pending) > MAX_LINE_BYTES:
+            name = os.path.basename(self.path)
+            chunk.problems.append(f"{name}: a line longer than {MAX_LINE_BYTES:,} bytes was dropped")
+            self._pending = b""
+            self._skipping_long_line = True
+        return complete
+
+
+def parse_records(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """Parse complete JSONL lines into dicts; returns (records, number of lines that were not a JSON object)."""
+    records: list[dict[str, Any]] = []
+    bad = 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):
+            bad += 1
+            continue
+        if isinstance(value, dict):
+            records.append(value)
+        else:
+            bad += 1
+    return records, bad
+
+
+def parse_numeric_columns(data: bytes) -> tuple[dict[str, np.ndarray], int, int]:
+    """Parse JSONL lines into float64 columns; returns (columns, rows, bad lines).
+
+    Large inputs go through pyarrow; if pyarrow refuses them (a malformed line, a value of the wrong type), the
+    line-by-line parser decides line by line instead, so one bad record costs one record.
+    """
+    if len(data) >= BULK_PARSE_BYTES:
+        columns = _parse_with_pyarrow(data)
+        if columns is not None:
+            rows = len(next(iter(columns.values()))) if columns else 0
+            return columns, rows, 0
+    records, bad = parse_records(data)
+    return records_to_columns(records), len(records), bad
+
+
+def records_to_columns(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    columns: dict[str, np.ndarray] = {}
+    for name in names:
+        values = [_number_or_nan(record.get(name)) for record in records]
+        if any(v is not None for v in values):
+            columns[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return columns
+
+
+def _number_or_nan(value: Any) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def _parse_with_pyarrow(data: bytes) -> dict[str, np.ndarray] | None:
+    try:
+        import pyarrow as pa
+        import pyarrow.json as pa_json
+
+        table = pa_json.read_json(io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=16 * 1024 * 1024))
+    except Exception:
+        return None
+    columns: dict[str, np.ndarray] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        kind = column.type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+            columns[name] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        elif pa.types.is_null(kind):
+            continue
+        else:
+            # A text or nested value where numbers are expected: let the line-by-line parser judge each line.
+            return None
+    return columns

@@ -1,0 +1,122 @@
+"""RunWatcher: one watchdog observer over a runs root that tells readers which runs changed.
+
+No public Streamlit API lets a background thread trigger a rerun, so the watcher only bumps version counters; the
+dashboard's fragments compare them on each tick and re-read just the runs that moved.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+# Filesystems on which inotify does not see writes made by other machines (or through some container mounts).
+NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "fuse.s3fs", "lustre", "gpfs",
+                       "beegfs", "glusterfs", "fuse.glusterfs", "ceph", "fuse.ceph", "virtiofs", "afs"}
+IGNORED_EVENTS = {"opened", "closed_no_write"}
+ROOT_KEY = ""  # the version key for "the list of runs changed"
+
+
+def filesystem_type(path: str) -> str | None:
+    """The type of the filesystem holding `path`, from /proc/mounts (Linux); None when unknown."""
+    try:
+        with open("/proc/mounts", encoding="utf-8") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, best_type = "", None
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        if (real == mount_point or real.startswith(mount_point.rstrip("/") + "/")) and len(mount_point) > len(best):
+            best, best_type = mount_point, fields[2]
+    return best_type
+
+
+def needs_polling(path: str) -> bool:
+    return filesystem_type(path) in NETWORK_FILESYSTEMS
+
+
+class RunWatcher(FileSystemEventHandler):
+    """Watch `root` recursively; `version(run_id)` grows whenever a file of that run changes.
+
+    Args:
+        root: the runs root (created when missing).
+        poll: use watchdog's PollingObserver. None picks it automatically on network filesystems or when inotify
+            cannot start (watch limit reached).
+        poll_interval: seconds between polls when polling.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, poll: bool | None = None, poll_interval: float = 0.5) -> None:
+        super().__init__()
+        self.root = os.path.abspath(os.fspath(root))
+        os.makedirs(self.root, exist_ok=True)
+        self._versions: dict[str, int] = {}
+        self._total = 0
+        self._changed = threading.Condition()
+        self.polling = needs_polling(self.root) if poll is None else poll
+        self._observer = self._start(poll_interval, fallback=poll is None)
+
+    def _start(self, poll_interval: float, *, fallback: bool) -> Observer | PollingObserver:
+        observer = PollingObserver(timeout=poll_interval) if self.polling else Observer()
+        observer.schedule(self, self.root, recursive=True)
+        try:
+            observer.start()
+        except OSError:
+            if self.polling or not fallback:
+                raise
+            self.polling = True
+            return self._start(poll_interval, fallback=False)
+        return observer
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
+
+    @property
+    def alive(self) -> bool:
+        return self._observer.is_alive()
+
+    @property
+    def total(self) -> int:
+        """Grows with every change anywhere under the root."""
+        return self._total
+
+    def version(self, run_id: str = ROOT_KEY) -> int:
+        """Grows with every change inside run `run_id` (ROOT_KEY: runs created, renamed or removed)."""
+        return self._versions.get(run_id, 0)
+
+    def wait(self, since_total: int, timeout: float) -> int:
+        """Block until `total` exceeds `since_total` or `timeout` passes; returns the current total."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._total > since_total, timeout=timeout)
+            return self._total
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in IGNORED_EVENTS:
+            return
+        keys = {self._key(event.src_path)}
+        if getattr(event, "dest_path", ""):
+            keys.add(self._key(event.dest_path))
+        with self._changed:
+            for key in keys:
+                if key is not None:
+                    self._versions[key] = self._versions.get(key, 0) + 1
+            self._total += 1
+            self._changed.notify_all()
+
+    def _key(self, path: str | bytes) -> str | None:
+        path = os.fsdecode(path)
+        rel = os.path.relpath(path, self.root)
+        if rel.startswith(".."):
+            return None
+        if rel == ".":
+            return ROOT_KEY
+        parts = rel.split(os.sep)
+        # A directory created or removed directly under the root changes the list of runs.
+        return ROOT_KEY if len(parts) == 1 and not os.path.isfile(path) else parts[0]

@@ -1,0 +1,224 @@
+"""RunWriter: a small writer API over the plain files of one run directory.
+
+The training thread only appends dicts to in-memory buffers; a daemon thread turns them into JSON lines and appends
+them every `flush_interval` seconds, and rewrites status.json (the heartbeat). Every I/O error is caught and handed
+to `on_error` so that monitoring can never take training down.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from monitor import format as fmt
+
+
+class RunWriter:
+    """Create `root/<run id>/` and write records into it.
+
+    Args:
+        root: the runs root; created when missing.
+        name: the run's display name (any text); the directory name is a slug of it plus time and a random suffix.
+        meta: initial content of run.json (hparams, tags, versions...).
+        flush_interval: seconds between background flushes; a crash loses at most this much data.
+        on_error: called with a message for each I/O failure (from any thread). Defaults to ignoring it.
+
+    Example:
+    ```python
+    writer = RunWriter("runs", name="by hand", meta={"hparams": {"lr": 0.1}})
+    writer.log("epoch", {"epoch": 0, "step": 10, "time": time.time(), "loss": 0.5})
+    writer.event("note", "hello")
+    writer.close()
+    ```
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        name: str = "run",
+        *,
+        meta: dict[str, Any] | None = None,
+        flush_interval: float = 0.5,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.flush_interval = flush_interval
+        self.on_error = on_error or (lambda message: None)
+        self.errors: list[str] = []
+        self._buffers: dict[str, list[dict[str, Any]]] = {}
+        self._buffer_lock = threading.Lock()
+        self._io_lock = threading.Lock()
+        self._fds: dict[str, int] = {}
+        self._torn: set[str] = set()
+        self._stop = threading.Event()
+        self._closed = False
+        self._last_heartbeat = 0.0
+
+        os.makedirs(root, exist_ok=True)
+        self.run_id, self.run_dir = self._create_dir(os.fspath(root), name)
+        os.makedirs(os.path.join(self.run_dir, fmt.MODEL_DIR), exist_ok=True)
+        now = time.time()
+        self.meta: dict[str, Any] = {
+            "format_version": fmt.FORMAT_VERSION,
+            "id": self.run_id,
+            "name": name,
+            "created": now,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **(meta or {}),
+        }
+        self.status: dict[str, Any] = {
+            "status": fmt.RUNNING,
+            "started": now,
+            "heartbeat": now,
+            "heartbeat_interval": fmt.HEARTBEAT_INTERVAL_S,
+        }
+        # The first files are written synchronously so that a failure here (unwritable root) raises to the caller,
+        # which decides whether monitoring goes on without a run directory.
+        fmt.write_json_atomic(os.path.join(self.run_dir, fmt.RUN_FILE), self.meta)
+        self._write_status()
+        self._thread = threading.Thread(target=self._flush_loop, name=f"kerascope-writer-{self.run_id}", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _create_dir(root: str, name: str) -> tuple[str, str]:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        slug = fmt.slugify(name)
+        for _ in range(100):
+            run_id = f"{stamp}-{slug}-{secrets.token_hex(2)}"
+            path = os.path.join(root, run_id)
+            try:
+                os.mkdir(path)
+                return run_id, path
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"could not create a unique run directory under {root!r}")
+
+    # -- recording (cheap, any thread) ---------------------------------------------------------------------------
+
+    def log(self, stream: str, record: dict[str, Any]) -> None:
+        """Buffer one record for an append-only stream (a key of format.STREAM_FILES)."""
+        with self._buffer_lock:
+            self._buffers.setdefault(stream, []).append(record)
+
+    def event(self, kind: str, message: str, *, step: int | None = None, epoch: int | None = None, **data: Any) -> None:
+        record: dict[str, Any] = {"time": time.time(), "step": step, "epoch": epoch, "kind": kind, "message": message}
+        if data:
+            record["data"] = data
+        self.log("events", record)
+
+    def update_status(self, **fields: Any) -> None:
+        """Merge fields into status.json; written with the next heartbeat."""
+        self.status.update(fields)
+
+    def update_meta(self, **fields: Any) -> None:
+        """Merge fields into run.json and rewrite it now (atomically)."""
+        self.meta.update(fields)
+        self._guard("run.json", fmt.write_json_atomic, os.path.join(self.run_dir, fmt.RUN_FILE), self.meta)
+
+    def write_file(self, relpath: str, data: bytes | str) -> None:
+        """Write a whole file inside the run directory atomically (summary, graph, checkpoint index)."""
+        path = os.path.join(self.run_dir, relpath)
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+
+        def write() -> None:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fmt.write_bytes_atomic(path, payload)
+
+        self._guard(relpath, write)
+
+    def write_json(self, relpath: str, payload: Any) -> None:
+        path = os.path.join(self.run_dir, relpath)
+        self._guard(relpath, fmt.write_json_atomic, path, payload)
+
+    # -- flushing --------------------------------------------------------------------------------------------------
+
+    def flush(self, *, heartbeat: bool = True) -> None:
+        """Write every buffered record now, and the status (heartbeat) unless told not to."""
+        with self._buffer_lock:
+            pending, self._buffers = self._buffers, {}
+        with self._io_lock:
+            for stream, records in pending.items():
+                if records:
+                    self._append(stream, records)
+            if heartbeat:
+                self._write_status()
+
+    def close(self, status: str = fmt.FINISHED, reason: str | None = None) -> None:
+        """Flush everything, set the final status and stop the background thread. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.status.update(status=status, ended=time.time())
+        if reason:
+            self.status["reason"] = reason
+        self.flush()
+        with self._io_lock:
+            for fd in self._fds.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._fds.clear()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                # status.json is rewritten only when the heartbeat is due, to keep file events (and dashboard
+                # refreshes) driven by new records rather than by the clock.
+                due = time.time() - self._last_heartbeat >= fmt.HEARTBEAT_INTERVAL_S
+                self.flush(heartbeat=due)
+            except Exception as exc:  # never let the thread die: the heartbeat is what tells "running" from "stale"
+                self._report(f"flush failed: {exc!r}")
+
+    def _append(self, stream: str, records: list[dict[str, Any]]) -> None:
+        relpath = fmt.STREAM_FILES.get(stream, f"{fmt.slugify(stream)}.jsonl")
+        lines = []
+        for record in records:
+            try:
+                lines.append(fmt.dumps_line(record))
+            except (TypeError, ValueError):
+                lines.append(fmt.dumps_line(fmt.to_jsonable(record)))
+        data = "".join(lines).encode("utf-8")
+        if stream in self._torn:
+            # The previous write stopped mid-line: end that fragment so it stays one malformed line of its own.
+            data = b"\n" + data
+        try:
+            fd = self._fds.get(stream)
+            if fd is None:
+                fd = os.open(os.path.join(self.run_dir, relpath), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._fds[stream] = fd
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+                if view:
+                    self._torn.add(stream)
+            self._torn.discard(stream)
+        except OSError as exc:
+            self._report(f"could not append to {relpath}: {exc}")
+
+    def _write_status(self) -> None:
+        self._last_heartbeat = self.status["heartbeat"] = time.time()
+        self._guard("status.json", fmt.write_json_atomic, os.path.join(self.run_dir, fmt.STATUS_FILE), self.status)
+
+    def _guard(self, what: str, func: Callable[..., Any], *args: Any) -> None:
+        try:
+            func(*args)
+        except OSError as exc:
+            self._report(f"could not write {what}: {exc}")
+
+    def _report(self, message: str) -> None:
+        if len(self.errors) < 100:
+            self.errors.append(message)
+        try:
+            self.on_error(message)
+        except Exception:
+            pass
