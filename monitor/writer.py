@@ -7,6 +7,7 @@ to `on_error` so that monitoring can never take training down.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -46,19 +47,7 @@ class RunWriter:
         flush_interval: float = 0.5,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
-        self.name = name
-        self.flush_interval = flush_interval
-        self.on_error = on_error or (lambda message: None)
-        self.errors: list[str] = []
-        self._buffers: dict[str, list[dict[str, Any]]] = {}
-        self._buffer_lock = threading.Lock()
-        self._io_lock = threading.Lock()
-        self._fds: dict[str, int] = {}
-        self._torn: set[str] = set()
-        self._stop = threading.Event()
-        self._closed = False
-        self._last_heartbeat = 0.0
-
+        self._init_state(name, flush_interval, on_error)
         os.makedirs(root, exist_ok=True)
         self.run_id, self.run_dir = self._create_dir(os.fspath(root), name)
         os.makedirs(os.path.join(self.run_dir, fmt.MODEL_DIR), exist_ok=True)
@@ -78,6 +67,66 @@ class RunWriter:
             "heartbeat": now,
             "heartbeat_interval": fmt.HEARTBEAT_INTERVAL_S,
         }
+        self._start()
+
+    @classmethod
+    def resume(
+        cls,
+        run_dir: str | os.PathLike[str],
+        *,
+        flush_interval: float = 0.5,
+        on_error: Callable[[str], None] | None = None,
+    ) -> RunWriter:
+        """Reopen an existing run directory to append to it (a later `fit()` call of the same run).
+
+        run.json and status.json are kept (status goes back to `running`, `ended` and `reason` are dropped); streams
+        whose last line was torn by a crash get a line break first, so that fragment stays one malformed line.
+
+        Example:
+        ```python
+        writer = RunWriter.resume(first_writer.run_dir)
+        writer.log("epoch", {"epoch": 5, "step": 60, "time": time.time(), "loss": 0.3})
+        writer.close()
+        ```
+        """
+        run_dir = os.fspath(run_dir)
+        with open(os.path.join(run_dir, fmt.RUN_FILE), encoding="utf-8") as f:
+            meta = json.load(f)
+        try:
+            with open(os.path.join(run_dir, fmt.STATUS_FILE), encoding="utf-8") as f:
+                status = json.load(f)
+        except (OSError, ValueError):
+            status = {}
+        writer = cls.__new__(cls)
+        writer._init_state(str(meta.get("name", "run")), flush_interval, on_error)
+        writer.run_dir, writer.run_id = run_dir, os.path.basename(os.path.normpath(run_dir))
+        writer.meta = meta
+        status = status if isinstance(status, dict) else {}
+        for stale_field in ("ended", "reason"):
+            status.pop(stale_field, None)
+        writer.status = {"started": meta.get("created", time.time()), **status, "status": fmt.RUNNING}
+        writer.status["heartbeat_interval"] = fmt.HEARTBEAT_INTERVAL_S
+        for stream, relpath in fmt.STREAM_FILES.items():
+            if not _ends_with_newline(os.path.join(run_dir, relpath)):
+                writer._torn.add(stream)
+        writer._start()
+        return writer
+
+    def _init_state(self, name: str, flush_interval: float, on_error: Callable[[str], None] | None) -> None:
+        self.name = name
+        self.flush_interval = flush_interval
+        self.on_error = on_error or (lambda message: None)
+        self.errors: list[str] = []
+        self._buffers: dict[str, list[dict[str, Any]]] = {}
+        self._buffer_lock = threading.Lock()
+        self._io_lock = threading.Lock()
+        self._fds: dict[str, int] = {}
+        self._torn: set[str] = set()
+        self._stop = threading.Event()
+        self._closed = False
+        self._last_heartbeat = 0.0
+
+    def _start(self) -> None:
         # The first files are written synchronously so that a failure here (unwritable root) raises to the caller,
         # which decides whether monitoring goes on without a run directory.
         fmt.write_json_atomic(os.path.join(self.run_dir, fmt.RUN_FILE), self.meta)
@@ -127,14 +176,27 @@ class RunWriter:
         payload = data.encode("utf-8") if isinstance(data, str) else data
 
         def write() -> None:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._make_parent(path)
             fmt.write_bytes_atomic(path, payload)
 
         self._guard(relpath, write)
 
     def write_json(self, relpath: str, payload: Any) -> None:
+        """Write a JSON file inside the run directory atomically (creating its folder, like `write_file`)."""
         path = os.path.join(self.run_dir, relpath)
-        self._guard(relpath, fmt.write_json_atomic, path, payload)
+
+        def write() -> None:
+            self._make_parent(path)
+            fmt.write_json_atomic(path, payload)
+
+        self._guard(relpath, write)
+
+    def _make_parent(self, path: str) -> None:
+        # Only below the run directory: a run directory deleted mid-run (the user cleaned up) must stay deleted,
+        # not come back holding half a run.
+        if not os.path.isdir(self.run_dir):
+            raise FileNotFoundError(f"the run directory {self.run_dir} was removed")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
 
     # -- flushing --------------------------------------------------------------------------------------------------
 
@@ -222,3 +284,16 @@ class RunWriter:
             self.on_error(message)
         except Exception:
             pass
+
+
+def _ends_with_newline(path: str) -> bool:
+    """True for a missing or empty file, or one whose last byte is a line break."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return True
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except OSError:
+        return True

@@ -1,0 +1,1 @@
+"""Kerascope's dashboard: a Streamlit app over a runs directory (`python -m app --logdir runs`)."""

@@ -1,0 +1,69 @@
+"""Checkpoints: the saved .keras files of a run, with downloads served only from inside the runs root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pandas as pd
+import streamlit as st
+
+from app import state, widgets
+from monitor.reader import Run
+
+
+def checkpoint_table(run: Run) -> pd.DataFrame:
+    frame = run.checkpoints().copy()
+    frame["size"] = frame["bytes"].map(widgets.size_text)
+    frame["saved"] = pd.to_datetime(pd.to_numeric(frame["time"], errors="coerce"), unit="s").dt.floor("s")
+    frame["best"] = frame["is_best"].map(lambda best: "★ best" if best is True else "")
+    return frame[["epoch", "step", "monitor", "value", "best", "size", "saved", "path"]]
+
+
+def reader(run: Run, relpath: str) -> Callable[[], bytes]:
+    """Bytes of a checkpoint, read when the user clicks (a deferred download keeps reruns cheap)."""
+
+    def read() -> bytes:
+        with open(run.file_path(relpath), "rb") as f:
+            return f.read()
+
+    return read
+
+
+def download(run: Run, relpath: str) -> None:
+    try:
+        path = run.file_path(relpath)
+    except (PermissionError, FileNotFoundError) as exc:
+        st.error(widgets.md_escape(exc))
+        return
+    st.download_button(f"Download {os.path.basename(path)} ({widgets.size_text(os.path.getsize(path))})",
+                       data=reader(run, relpath), file_name=f"{run.id}-{os.path.basename(path)}",
+                       mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+
+
+def main() -> None:
+    runs = state.store().runs()
+    run = widgets.run_picker(runs, "checkpoints")
+    if run is None:
+        st.title("Checkpoints")
+        widgets.no_runs_message()
+        return
+    widgets.run_header(run)
+    if run.error:
+        return
+    table = checkpoint_table(run)
+    if not len(table):
+        option = run.meta.get("options", {}).get("checkpoint") if isinstance(run.meta.get("options"), dict) else None
+        st.info("No checkpoints in this run." + ("" if option else " Pass `checkpoint=\"best\"` (or \"last\", "
+                                                                    "\"all\") to LiveMonitor to save them."))
+        return
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"value": st.column_config.NumberColumn("value", format="%.5g")})
+    paths = [str(path) for path in table["path"].dropna().unique()]
+    if paths:
+        relpath = st.selectbox("Checkpoint file", paths, key="checkpoint_file")
+        download(run, relpath)
+    st.caption("Checkpoints are Keras archives (`keras.saving.load_model`); the dashboard never loads them.")
+
+
+main()

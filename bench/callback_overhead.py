@@ -1,0 +1,146 @@
+"""Training-time overhead of LiveMonitor against no callback, CSVLogger and TensorBoard(update_freq="batch").
+
+MLP 784-256-128-10, batch 64, 20k random samples, 3 epochs, TensorFlow CPU. The configurations are interleaved
+(each repeat runs all of them, in a rotating order) in one process on one compiled model, so that machine load and
+TensorFlow's warm-up hit them alike; the table reports the median of the repeats.
+
+Usage: python bench/callback_overhead.py [--repeats 7] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from callbacks import LiveMonitor  # noqa: E402
+
+SAMPLES, BATCH = 20_000, 64
+
+
+def build_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def configurations(workdir: str, x_val: np.ndarray) -> dict[str, Callable[[], list[keras.callbacks.Callback]]]:
+    """Name -> a function returning the fresh callback list for one fit()."""
+    runs = os.path.join(workdir, "runs")
+    configs = {
+        "no callback": lambda: [],
+        "CSVLogger": lambda: [keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"))],
+        'TensorBoard(update_freq="batch")': lambda: [
+            keras.callbacks.TensorBoard(os.path.join(workdir, "tb"), update_freq="batch", histogram_freq=0)
+        ],
+        "LiveMonitor defaults": lambda: [LiveMonitor(runs, name="bench")],
+        "LiveMonitor + activation & weight stats": lambda: [
+            LiveMonitor(runs, name="bench-stats", activation_data=x_val, activation_freq=1, weight_freq=1)
+        ],
+    }
+    if importlib.util.find_spec("tensorboard") is None:  # tensorflow-cpu does not bring it: pip install tensorboard
+        print("tensorboard is not installed: the TensorBoard row is left out", file=sys.stderr)
+        del configs['TensorBoard(update_freq="batch")']
+    return configs
+
+
+def hook_cost_us(calls: int = 50_000) -> float:
+    """Microseconds per on_train_batch_end call of a live LiveMonitor (metrics + LR + record), measured directly."""
+    with tempfile.TemporaryDirectory() as workdir:
+        model = build_model()
+        monitor = LiveMonitor(workdir, system_freq=0, weight_freq=0)
+        x = np.random.default_rng(0).random((BATCH, 784), dtype=np.float32)
+        model.fit(x, np.zeros(BATCH, "int32"), epochs=1, verbose=0, callbacks=[monitor])
+        monitor.set_model(model)
+        monitor.on_train_begin()
+        monitor.on_epoch_begin(0)
+        monitor.on_train_batch_begin(0)
+        logs = {"loss": 0.5, "accuracy": 0.8}
+        start = time.perf_counter()
+        for batch in range(calls):
+            monitor.on_train_batch_end(batch, logs)
+        elapsed = time.perf_counter() - start
+        monitor.on_epoch_end(0, logs)
+        monitor.on_train_end()
+    return elapsed / calls * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    x = rng.random((SAMPLES, 784), dtype=np.float32)
+    y = rng.integers(0, 10, SAMPLES).astype("int32")
+    model = build_model()
+    model.fit(x[: BATCH * 20], y[: BATCH * 20], batch_size=BATCH, epochs=1, verbose=0)  # trace once, for all configs
+
+    with tempfile.TemporaryDirectory() as workdir:
+        configs = configurations(workdir, x[:256])
+        names = list(configs)
+        wall: dict[str, list[float]] = {name: [] for name in names}
+        cpu: dict[str, list[float]] = {name: [] for name in names}
+        for repeat in range(args.repeats):
+            order = names[repeat % len(names) :] + names[: repeat % len(names)]
+            for name in order:
+                callbacks = configs[name]()
+                start_wall, start_cpu = time.perf_counter(), time.process_time()
+                model.fit(x, y, batch_size=BATCH, epochs=args.epochs, verbose=0, callbacks=callbacks)
+                wall[name].append(time.perf_counter() - start_wall)
+                cpu[name].append(time.process_time() - start_cpu)
+            print(
+                f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{n}={wall[n][-1]:.2f}s" for n in names),
+                file=sys.stderr,
+                flush=True,
+            )
+
+    steps = args.epochs * -(-SAMPLES // BATCH)
+    base = names[0]
+
+    def overhead(samples: dict[str, list[float]], name: str) -> str:
+        # Each repeat compares with the no-callback fit of the same repeat (run minutes apart at most), which
+        # cancels slow changes of machine load; the median of those ratios is reported.
+        ratios = [run / ref for run, ref in zip(samples[name], samples[base], strict=True)]
+        return "—" if name == base else f"{(statistics.median(ratios) - 1) * 100:+.1f} %"
+
+    print(
+        "| configuration | median fit time (s) | ms / step | overhead (wall, paired median) "
+        "| overhead (process CPU time) | runs |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name in names:
+        median = statistics.median(wall[name])
+        print(
+            f"| {name} | {median:.2f} | {median / steps * 1e3:.2f} | {overhead(wall, name)} "
+            f"| {overhead(cpu, name)} | {len(wall[name])} |"
+        )
+    print(
+        f"\nLiveMonitor.on_train_batch_end alone: {hook_cost_us():.1f} µs per call "
+        f"({steps} steps, {args.epochs} epochs, batch {BATCH}, {SAMPLES} samples)"
+    )
+
+
+if __name__ == "__main__":
+    main()

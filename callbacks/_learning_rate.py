@@ -1,0 +1,158 @@
+"""Read the learning rate an optimizer applies, cheaply enough to record it at every batch.
+
+A float learning rate lives in a variable that only callbacks change (LearningRateScheduler at epoch begin,
+ReduceLROnPlateau at epoch end), so it is read at epoch boundaries and cached. A LearningRateSchedule is a function of
+the optimizer's iteration counter: it is evaluated once per epoch for all of the epoch's steps at once (one vectorized
+call instead of a few backend ops per batch) and looked up per batch; schedules that cannot take a vector of steps
+(those built on `ops.cond`, such as CosineDecay with warmup) are evaluated per batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+from keras.optimizers.schedules import LearningRateSchedule
+
+from monitor.format import as_float
+
+# At most this many steps are evaluated ahead in one call (an unsized dataset has no known epoch length).
+_CHUNK = 4096
+
+
+def base_optimizer(optimizer: Any) -> Any:
+    """The optimizer that holds the learning rate: LossScaleOptimizer's inner one, a multi-optimizer's first one."""
+    for _ in range(8):
+        inner = getattr(optimizer, "inner_optimizer", None)
+        if inner is not None:
+            optimizer = inner
+            continue
+        children = getattr(optimizer, "optimizers", None)
+        if isinstance(children, (list, tuple)) and children:
+            optimizer = children[0]
+            continue
+        break
+    return optimizer
+
+
+def _to_float(value: Any) -> float | None:
+    try:
+        if isinstance(value, (int, float)):
+            return float(value)
+        # Variable.numpy() reads the value without numpy's __array__ protocol (deprecated use on TF variables).
+        return as_float(value.numpy() if isinstance(value, keras.Variable) else keras.ops.convert_to_numpy(value))
+    except (TypeError, ValueError):
+        return None
+
+
+class LearningRateReader:
+    """The learning rate of one optimizer, at its current state or at a given iteration.
+
+    Args:
+        optimizer: a Keras optimizer (possibly a LossScaleOptimizer or a multi-optimizer).
+    """
+
+    def __init__(self, optimizer: Any) -> None:
+        self.optimizer = base_optimizer(optimizer)
+        raw = getattr(self.optimizer, "_learning_rate", None)
+        self.schedule: LearningRateSchedule | None = raw if isinstance(raw, LearningRateSchedule) else None
+        self._vectorized = self.schedule is not None
+        self._table_start = 0
+        self._table = np.empty(0)
+
+    @property
+    def source(self) -> str:
+        """What sets the learning rate, in words ("ExponentialDecay", "float")."""
+        return type(self.schedule).__name__ if self.schedule is not None else "float"
+
+    def iterations(self) -> int | None:
+        """The optimizer's iteration counter now (the index of the next update)."""
+        value = _to_float(getattr(self.optimizer, "iterations", None))
+        return None if value is None else int(value)
+
+    def current(self) -> float | None:
+        """The learning rate the next update will use (reads the variable / evaluates the schedule)."""
+        return _to_float(self.optimizer.learning_rate)
+
+    def at_iteration(self, iteration: int) -> float | None:
+        """The learning rate of update number `iteration` (0-based), or the current one for a float LR."""
+        if self.schedule is None:
+            return None
+        offset = iteration - self._table_start
+        if 0 <= offset < len(self._table):
+            return float(self._table[offset])
+        if self._vectorized and self._fill(iteration):
+            return float(self._table[0])
+        return _to_float(self.schedule(iteration))
+
+    def _fill(self, first: int) -> bool:
+        """Evaluate the schedule for the next _CHUNK iterations in one call; False when it cannot take a vector."""
+        steps = np.arange(first, first + _CHUNK, dtype="int64")
+        try:
+            values = keras.ops.convert_to_numpy(self.schedule(steps)).astype("float64").reshape(-1)
+        except Exception:
+            values = np.empty(0)
+        if values.shape != (_CHUNK,):
+            self._vectorized = False
+            return False
+        self._table_start, self._table = first, values
+        return True
+
+
+class LearningRateTracker:
+    """The LR applied at each global step of a run, and the changes of a float LR, across fit() calls.
+
+    Example:
+    ```python
+    tracker = LearningRateTracker()
+    tracker.begin_phase(model.optimizer, step=0)
+    change = tracker.start_epoch()  # (old, new) when a callback changed a float LR, else None
+    lr = tracker.at_step(1)         # the LR of the update that produced global step 1
+    ```
+    """
+
+    def __init__(self) -> None:
+        self.recorded: float | None = None  # the last float LR seen, kept across fit() calls
+        self.epoch_lr: float | None = None
+        self.reader: LearningRateReader | None = None
+        self._iteration0 = 0
+        self._phase_start_step = 0
+
+    def begin_phase(self, optimizer: Any, step: int) -> None:
+        self.reader = None  # no LR is recorded for this fit() if the optimizer cannot be read
+        self.reader = LearningRateReader(optimizer)
+        # The optimizer's counter need not match the run's step (a recompile brings a new optimizer at 0).
+        self._iteration0 = self.reader.iterations() or 0
+        self._phase_start_step = step
+        self.epoch_lr = None
+
+    @property
+    def scheduled(self) -> bool:
+        return self.reader is not None and self.reader.schedule is not None
+
+    def current(self) -> float | None:
+        return None if self.reader is None else self.reader.current()
+
+    def at_step(self, step: int) -> float | None:
+        """The LR of the update that produced global `step` (for a schedule: at the optimizer iteration before it)."""
+        if self.reader is None or self.reader.schedule is None:
+            return self.epoch_lr
+        return self.reader.at_iteration(self._iteration0 + step - self._phase_start_step - 1)
+
+    def check(self) -> tuple[float, float] | None:
+        """Read a float LR now; return (old, new) when it differs from the last one seen."""
+        if self.reader is None or self.scheduled:
+            return None
+        value = self.reader.current()
+        old, self.recorded = self.recorded, value
+        if old is None or value is None or math.isclose(old, value, rel_tol=1e-7, abs_tol=0.0):
+            return None
+        return old, value
+
+    def start_epoch(self) -> tuple[float, float] | None:
+        """Read the LR the epoch's updates use (after every callback's on_epoch_begin)."""
+        change = self.check()
+        self.epoch_lr = self.recorded
+        return change

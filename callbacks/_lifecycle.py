@@ -1,0 +1,99 @@
+"""Make failed and interrupted runs honest: Keras 3 calls no callback hook when an exception leaves fit().
+
+What is caught, for a monitor whose fit() began and did not reach on_train_end:
+- an exception nobody catches, in the main thread (`sys.excepthook`) or in another thread (`threading.excepthook`):
+  status `failed` with the reason "ValueError: ...", or `interrupted` for KeyboardInterrupt;
+- the interpreter exiting during fit() (`atexit`, e.g. `sys.exit()` from a callback): `failed`;
+- an exception that a caller catches (a notebook cell, try/except, pytest): the system thread sees within a few
+  seconds that the thread running fit() no longer has the fit() frame on its stack; the reason is taken from
+  `sys.last_value` when the interactive shell recorded one, so Ctrl-C in a notebook reads `interrupted`.
+Not caught: kill -9 and power loss. Readers show those runs as `stale` once the heartbeat stops.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+_active: weakref.WeakSet[Any] = weakref.WeakSet()
+_installed = False
+_install_lock = threading.Lock()
+
+
+def describe(exc: BaseException | None) -> str:
+    """The reason text for status.json: "ValueError: message", truncated."""
+    if exc is None:
+        return "unknown error"
+    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    return text[:500]
+
+
+def register(monitor: Any) -> None:
+    """Watch `monitor` (an object with `_abort(exc_or_None, message)`) until `unregister`; hooks install once."""
+    _install()
+    _active.add(monitor)
+
+
+def unregister(monitor: Any) -> None:
+    _active.discard(monitor)
+
+
+def _abort_all(exc: BaseException | None, message: str | None = None) -> None:
+    for monitor in list(_active):
+        try:
+            monitor._abort(exc, message)
+        except Exception:
+            pass
+
+
+def _install() -> None:
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        _installed = True
+        previous_hook: Callable[..., Any] = sys.excepthook
+        previous_thread_hook: Callable[..., Any] = threading.excepthook
+
+        def excepthook(exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None) -> None:
+            _abort_all(exc)
+            previous_hook(exc_type, exc, tb)
+
+        def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+            _abort_all(args.exc_value)
+            previous_thread_hook(args)
+
+        sys.excepthook = excepthook
+        threading.excepthook = thread_excepthook
+        atexit.register(_abort_all, None, "the process exited while fit() was running")
+
+
+def fit_frame() -> tuple[int, types.FrameType | None]:
+    """The current thread's id and the innermost enclosing `fit` frame (None when the hooks are called by hand)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "fit" and "callbacks" in code.co_varnames:
+            return threading.get_ident(), frame
+        frame = frame.f_back
+    return threading.get_ident(), None
+
+
+def frame_alive(thread_id: int, target: types.FrameType) -> bool:
+    """True while `target` is still on the stack of thread `thread_id`."""
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame is target:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def last_shell_error() -> BaseException | None:
+    """The exception the interactive shell (python -i, IPython/Jupyter) last reported, if any."""
+    return getattr(sys, "last_value", None)

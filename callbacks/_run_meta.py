@@ -1,0 +1,81 @@
+"""What run.json records about the environment, the model and the optimizer."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import keras
+import numpy as np
+
+from monitor.format import to_jsonable
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "python_version": platform.python_version(),
+    }
+
+
+def _count(variables: list[Any]) -> int:
+    return int(sum(int(np.prod(v.shape)) for v in variables))
+
+
+def _itemsize(dtype: Any) -> int:
+    try:
+        return np.dtype(str(dtype)).itemsize
+    except TypeError:  # bfloat16 and friends are not numpy dtypes
+        digits = "".join(ch for ch in str(dtype) if ch.isdigit())
+        return max(1, int(digits) // 8) if digits else 4
+
+
+def parameter_counts(model: keras.Model) -> tuple[int, int]:
+    """(trainable, non-trainable) parameter counts now (they change when layers are frozen between fits)."""
+    return _count(model.trainable_weights), _count(model.non_trainable_weights)
+
+
+def model_info(model: keras.Model) -> dict[str, Any]:
+    trainable, non_trainable = parameter_counts(model)
+    return {
+        "name": model.name,
+        "class": type(model).__name__,
+        "total_params": trainable + non_trainable,
+        "trainable_params": trainable,
+        "non_trainable_params": non_trainable,
+        "size_bytes": int(sum(int(np.prod(v.shape)) * _itemsize(v.dtype) for v in model.weights)),
+    }
+
+
+def optimizer_info(optimizer: Any) -> dict[str, Any] | None:
+    """The optimizer's class and config; schedules appear as their own config (Keras serializes them)."""
+    if optimizer is None:
+        return None
+    try:
+        config = to_jsonable(optimizer.get_config())
+    except Exception as exc:  # a custom optimizer without a working get_config still gets its class recorded
+        config = {"error": f"get_config() failed: {type(exc).__name__}"}
+    return {"class": type(optimizer).__name__, "config": config}
+
+
+OPTION_NAMES = (
+    "log_dir",
+    "update_freq",
+    "activation_freq",
+    "weight_freq",
+    "checkpoint",
+    "monitor",
+    "mode",
+    "system_freq",
+    "flush_interval",
+    "strict",
+)
+
+
+def monitor_options(monitor: Any) -> dict[str, Any]:
+    """The LiveMonitor options in effect, and how many activation samples it was given."""
+    options = {name: to_jsonable(getattr(monitor, name)) for name in OPTION_NAMES}
+    data = monitor.activation_data
+    options["activation_samples"] = int(data.shape[0]) if hasattr(data, "shape") else None
+    return options

@@ -1,0 +1,447 @@
+"""LiveMonitor: the Keras callback that writes a Kerascope run directory (format: docs/run-format.md)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from typing import Any
+
+import keras
+
+from callbacks import _lifecycle as lifecycle
+from callbacks import _model_card as card
+from callbacks._batches import BatchRecords
+from callbacks._checkpoints import POLICIES, CheckpointKeeper
+from callbacks._distributed import is_chief
+from callbacks._learning_rate import LearningRateTracker
+from callbacks._metrics import better_mode
+from callbacks._reporting import RunReporting
+from callbacks._run_meta import environment, model_info, monitor_options, optimizer_info, parameter_counts
+from callbacks._statistics import ActivationProbe, weight_records
+from callbacks._system import SystemSampler
+from monitor import format as fmt
+from monitor.writer import RunWriter
+
+
+class LiveMonitor(RunReporting, keras.callbacks.Callback):
+    """Record a training run into a run directory that the Kerascope dashboard shows live.
+
+    One directory per run under `log_dir`, with per-batch and per-epoch metrics, the learning rate at every batch
+    (whatever sets it), activation and weight statistics, a model card, checkpoints, events (phases, early stopping,
+    LR changes, NaNs) and a status with a heartbeat. Repeated `fit()` calls with the same instance continue the same
+    run as phases 2, 3, ... (e.g. fine-tuning after unfreezing). Monitoring never stops training: an error inside
+    the callback becomes one warning (and a `warning` event) unless `strict=True`. In distributed training only the
+    chief process writes.
+
+    Args:
+        log_dir: the runs root; the run directory `log_dir/<time>-<name>-<hex>` is created at the first fit().
+        name: the run's display name (any text); defaults to the model's name.
+        hparams: hyperparameters to record (a dict; values that are not JSON are stored as their repr).
+        tags: a list of short labels.
+        notes: free text.
+        update_freq: `"batch"` (every batch), an int N (every N-th batch) or `"epoch"` (no batch records).
+        activation_data: inputs (as `model.predict` takes them, e.g. `x_val[:256]`) on which per-layer activation
+            statistics are computed in inference mode. None records no activations (an event says so).
+        activation_freq: take activation statistics every this many epochs (0 turns them off).
+        weight_freq: take weight statistics every this many epochs (0 turns them off).
+        checkpoint: `"best"`, `"last"`, `"all"` or None: which `.keras` checkpoints to keep in the run.
+        monitor: the metric compared for `"best"` and the `is_best` flag, like `ModelCheckpoint`.
+        mode: `"auto"`, `"min"` or `"max"` for `monitor`.
+        system_freq: seconds between CPU / RSS / GPU memory samples (0 turns them off).
+        flush_interval: seconds between background appends; a crash loses at most this much data.
+        strict: re-raise errors from the callback instead of warning (for debugging the monitor itself).
+
+    Example:
+
+    ```python
+    from callbacks import LiveMonitor
+
+    monitor = LiveMonitor("runs", name="baseline", hparams={"dropout": 0.2}, activation_data=x_val[:256],
+                          checkpoint="best")
+    model.fit(x, y, validation_data=(x_val, y_val), epochs=10, callbacks=[monitor])
+    print(monitor.run_dir)
+    # then: python -m app --logdir runs
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir: str = "runs",
+        name: str | None = None,
+        *,
+        hparams: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        update_freq: str | int = "batch",
+        activation_data: Any = None,
+        activation_freq: int = 1,
+        weight_freq: int = 1,
+        checkpoint: str | None = None,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        system_freq: float = 2.0,
+        flush_interval: float = 0.5,
+        strict: bool = False,
+    ) -> None:
+        super().__init__()
+        if update_freq == "batch":
+            log_every = 1
+        elif update_freq == "epoch":
+            log_every = 0
+        elif isinstance(update_freq, int) and not isinstance(update_freq, bool) and update_freq >= 1:
+            log_every = update_freq
+        else:
+            raise ValueError(f'update_freq must be "batch", "epoch" or a positive int, got {update_freq!r}')
+        if checkpoint is not None and checkpoint not in POLICIES:
+            raise ValueError(f"checkpoint must be one of {POLICIES} or None, got {checkpoint!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f'mode must be "auto", "min" or "max", got {mode!r}')
+        # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
+        # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
+        self.async_safe = True
+        self.log_dir = log_dir
+        self.name = name
+        self.hparams = dict(hparams or {})
+        self.tags = [str(tag) for tag in (tags or [])]
+        self.notes = notes or ""
+        self.update_freq = update_freq
+        self.activation_data = activation_data
+        self.activation_freq = activation_freq
+        self.weight_freq = weight_freq
+        self.checkpoint = checkpoint
+        self.monitor = monitor
+        self.mode = mode
+        self.system_freq = system_freq
+        self.flush_interval = flush_interval
+        self.strict = strict
+        self.run_dir: str | None = None
+
+        self._init_reporting()
+        self._writer: RunWriter | None = None
+        self._disabled = False
+        self._active = False  # inside a fit() call that is being recorded
+        self._lifecycle_lock = threading.RLock()
+        self._batch_lock = threading.Lock()
+        self._phase = 0
+        self._step = 0
+        self._epoch = 0
+        self._lr = LearningRateTracker()
+        self._batches = BatchRecords(log_every)
+        self._checkpoints: CheckpointKeeper | None = None
+        self._sampler: SystemSampler | None = None
+        self._card_thread: threading.Thread | None = None
+        self._fit_frame: Any = None
+
+    # -- fit() boundaries --------------------------------------------------------------------------------------
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._disabled:
+            return
+        if self._active:
+            self._abort(None, "a new fit() began before the previous one reached on_train_end")
+        self._call("on_train_begin", self._train_begin)
+
+    def _train_begin(self) -> None:
+        if not is_chief():
+            self._disabled = True  # only the chief process writes; the others create nothing
+            return
+        model = self.model
+        if not self._open_writer(model):
+            return
+        writer = self._writer
+        self._phase += 1
+        self._phase_start_step = self._epoch_start_step = self._step
+        self._phase_event_pending = True
+        self._phase_initial_epoch: int | None = None
+        self._epochs_done = 0
+        self._stop_reported = False
+        self._nan_reported = set()
+        self._lr_pending = True
+        self._probe: ActivationProbe | None = None
+        self._described = False
+        # From here on the phase is live: errors below become warnings, and a failed fit() is noticed.
+        self._shell_error_at_begin = lifecycle.last_shell_error()
+        self._fit_thread, self._fit_frame = lifecycle.fit_frame()
+        self._active = True
+        lifecycle.register(self)
+        self._sampler = SystemSampler(
+            lambda record: writer.log("system", record), self.system_freq, self._tick, self._warn_once
+        )
+        self._sampler.start()
+
+        self._call("learning rate", self._lr.begin_phase, model.optimizer, self._step)
+        self._phase_lr = self._lr.current()
+        self._metric_objects = list(model.metrics)
+        self._batches.begin_phase(self._metric_objects)
+        params = dict(self.params or {})
+        writer.update_meta(fit_params=fmt.to_jsonable(params), optimizer=optimizer_info(model.optimizer))
+        writer.update_status(
+            phase=self._phase, step=self._step, epochs=params.get("epochs"), steps_per_epoch=params.get("steps")
+        )
+        self._event("train_begin", f"fit() call {self._phase} began", phase=self._phase)
+        self._lr_changed(self._lr.check(), f"fit() call {self._phase} begins")
+        if self.checkpoint:
+            if self._checkpoints is None:
+                mode = better_mode(self.monitor, self.mode, self._metric_objects)
+                self._checkpoints = CheckpointKeeper(writer, self.checkpoint, self.monitor, mode)
+            self._checkpoints.attach(writer)
+        if self.activation_data is None and self.activation_freq:
+            self._skip("activations", "no activation statistics: pass LiveMonitor(activation_data=x_val[:256])")
+        # A subclassed model is built by its first train step: it is described at the first epoch end instead.
+        if model.built:
+            self._describe_model(model)
+        writer.flush()
+
+    def _open_writer(self, model: keras.Model) -> bool:
+        try:
+            if self.run_dir is None:
+                meta = {
+                    "process_index": 0,
+                    **environment(),
+                    "hparams": fmt.to_jsonable(self.hparams),
+                    "tags": self.tags,
+                    "notes": self.notes,
+                    "options": monitor_options(self),
+                }
+                self._writer = RunWriter(
+                    self.log_dir,
+                    self.name or model.name,
+                    meta=meta,
+                    flush_interval=self.flush_interval,
+                    on_error=self._warn_once,
+                )
+                self.run_dir = self._writer.run_dir
+            else:
+                self._writer = RunWriter.resume(
+                    self.run_dir, flush_interval=self.flush_interval, on_error=self._warn_once
+                )
+        except OSError as exc:
+            if self.strict:
+                raise
+            self._disabled = True
+            warnings.warn(
+                f"LiveMonitor: cannot write a run under {self.log_dir!r} ({lifecycle.describe(exc)}); "
+                "monitoring is off for this callback, training continues",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return False
+        return True
+
+    def _describe_model(self, model: keras.Model) -> None:
+        """Parameter counts (run.json, phase event) and the model card."""
+        self._described = True
+        self._trainable_counts = parameter_counts(model)
+        self._writer.update_meta(model=model_info(model))
+        if self.strict:  # synchronously, so that errors raise in the training thread
+            card.write_model_card(self._writer, model, self._phase, self._skip)
+            return
+        # summary() and plot_model (which runs graphviz) take up to a second: keep them off the training thread.
+        self._card_thread = threading.Thread(
+            target=self._write_card_in_background,
+            args=(model, self._phase),
+            name="kerascope-model-card",
+            daemon=True,
+        )
+        self._card_thread.start()
+
+    def _write_card_in_background(self, model: keras.Model, phase: int) -> None:
+        card.lower_thread_priority()
+        self._call("model card", card.write_model_card, self._writer, model, phase, self._skip)
+
+    def _emit_phase_event(self) -> None:
+        """The phase event, once per fit(), as soon as both the first epoch and the parameter counts are known."""
+        if not self._phase_event_pending or not self._described:
+            return
+        self._phase_event_pending = False
+        trainable, non_trainable = self._trainable_counts
+        epochs = (self.params or {}).get("epochs")
+        initial_epoch = self._epoch if self._phase_initial_epoch is None else self._phase_initial_epoch
+        self._event(
+            "phase",
+            f"phase {self._phase}: epochs {initial_epoch}-{epochs}, {trainable:,} trainable parameters",
+            step=self._phase_start_step,
+            phase=self._phase,
+            trainable_params=trainable,
+            non_trainable_params=non_trainable,
+            initial_epoch=initial_epoch,
+            epochs=epochs,
+            lr=self._phase_lr,
+        )
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._active:
+            self._call("on_train_end", self._train_end)
+            self._end_phase(fmt.FINISHED)
+
+    def _train_end(self) -> None:
+        model = self.model
+        self._emit_phase_event()
+        self._lr_changed(self._lr.check(), "after training")
+        self._check_early_stop(model)
+        self._event(
+            "train_end",
+            f"fit() call {self._phase} ended after {self._epochs_done} epoch(s)",
+            phase=self._phase,
+            epochs_done=self._epochs_done,
+        )
+
+    def _end_phase(self, status: str, reason: str | None = None) -> None:
+        with self._lifecycle_lock:
+            if not self._active:
+                return
+            self._active = False
+            self._fit_frame = None  # the frame holds fit()'s locals (the data): let them go
+            lifecycle.unregister(self)
+        if self._sampler is not None:
+            self._sampler.stop()
+        if self._card_thread is not None and self._card_thread is not threading.current_thread():
+            self._card_thread.join(timeout=30)
+        self._writer.update_status(epoch=self._epoch, step=self._step)
+        self._writer.close(status, reason)
+
+    def _abort(self, exc: BaseException | None, message: str | None = None) -> None:
+        """End the phase as failed / interrupted: fit() raised, or the process exits without on_train_end."""
+        with self._lifecycle_lock:
+            if not self._active:
+                return
+            kind = fmt.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else fmt.FAILED
+            reason = message or lifecycle.describe(exc)
+            self._event(kind, reason, error=reason)
+            self._end_phase(kind, reason)
+
+    def _tick(self) -> None:
+        """From the system thread: notice that fit() was left by an exception that a caller caught."""
+        with self._lifecycle_lock:
+            frame = self._fit_frame
+            if not self._active or frame is None or lifecycle.frame_alive(self._fit_thread, frame):
+                return
+            error = lifecycle.last_shell_error()
+            if error is not None and error is not self._shell_error_at_begin:
+                self._abort(error)
+            else:
+                self._abort(
+                    None,
+                    "fit() ended without reaching on_train_end: an exception left fit() and was caught by the caller",
+                )
+
+    # -- epochs ----------------------------------------------------------------------------------------------
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._active:
+            self._call("on_epoch_begin", self._epoch_begin, epoch)
+
+    def _epoch_begin(self, epoch: int) -> None:
+        self._epoch = epoch
+        self._epoch_start_step = self._step
+        self._lr_pending = True
+        if self._phase_initial_epoch is None:
+            self._phase_initial_epoch = epoch
+        self._emit_phase_event()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._active:
+            return
+        logs = logs or {}
+        self._call("on_epoch_end", self._epoch_end, epoch, logs)
+        # Each extra is isolated: a failing activation probe must not cost the checkpoint or the flush.
+        model = self.model  # on JAX this syncs the trained state into the variables, once per epoch
+        done = epoch + 1
+        if self.weight_freq and done % self.weight_freq == 0:
+            self._call("weight statistics", self._log_stats, "weights", weight_records, model)
+        if self.activation_data is not None and self.activation_freq and done % self.activation_freq == 0:
+            self._call("activation statistics", self._log_activations, model)
+        if self._checkpoints is not None:
+            self._call("checkpoint", self._save_checkpoint, model, epoch, logs)
+        self._call("on_epoch_end", self._check_early_stop, model)
+        self._call("flush", self._flush_epoch, epoch)
+
+    def _epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        self._epochs_done += 1
+        if not self._described:
+            self._describe_model(self.model)
+            self._emit_phase_event()
+        record: dict[str, Any] = {"epoch": epoch, "step": self._step, "time": time.time(), "phase": self._phase}
+        record.update(logs)
+        lr = self._lr.at_step(self._step)
+        if lr is not None:
+            record["lr"] = lr
+        self._check_nan(logs)
+        self._writer.log("epoch", record)
+        self._lr_changed(self._lr.check(), f"after epoch {epoch}")  # ReduceLROnPlateau, when it ran before this
+
+    def _flush_epoch(self, epoch: int) -> None:
+        self._writer.update_status(epoch=epoch, step=self._step)
+        self._writer.flush()
+        if self.strict and self._writer.errors:
+            raise OSError(self._writer.errors[0])
+
+    def _log_stats(self, stream: str, compute: Any, *args: Any) -> None:
+        for record in compute(*args):
+            self._writer.log(stream, {"step": self._step, "epoch": self._epoch, **record})
+
+    def _log_activations(self, model: keras.Model) -> None:
+        if "activations" in self._skipped:
+            return
+        if self._probe is None:
+            try:
+                self._probe = ActivationProbe(model)
+            except ValueError as exc:
+                self._skip("activations", str(exc))
+                return
+        self._log_stats("activations", self._probe.records, self.activation_data)
+
+    def _save_checkpoint(self, model: keras.Model, epoch: int, logs: dict[str, Any]) -> None:
+        keeper = self._checkpoints
+        if keeper.monitor not in logs:
+            self._skip(
+                "checkpoint",
+                f"checkpoint={keeper.policy!r} monitors {keeper.monitor!r}, which is not in the epoch logs "
+                f"({', '.join(sorted(logs)) or 'none'}): pass monitor=... to LiveMonitor",
+            )
+            if keeper.policy == "best":
+                return
+        entry = keeper.save(model, epoch, self._step, logs)
+        if entry is not None:
+            self._event(
+                "checkpoint",
+                f"saved {entry['path']} ({keeper.monitor}={entry['value']})",
+                path=entry["path"],
+                value=entry["value"],
+                is_best=entry["is_best"],
+            )
+
+    # -- batches (hot path: plain Python, no model access, no I/O) --------------------------------------------
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if batch == 0 and self._active and self._lr_pending:
+            self._lr_pending = False
+            # Read here, after every callback's on_epoch_begin: LearningRateScheduler may come after this one.
+            self._call("on_train_batch_begin", self._start_epoch_lr)
+
+    def _start_epoch_lr(self) -> None:
+        self._lr_changed(self._lr.start_epoch(), f"epoch {self._epoch} begins")
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._active:
+            return
+        try:
+            with self._batch_lock:
+                self._batch_end(batch, logs or {})
+        except Exception as exc:
+            self._failed("on_train_batch_end", exc)
+
+    def _batch_end(self, batch: int, logs: dict[str, Any]) -> None:
+        step = self._epoch_start_step + batch + 1
+        if step > self._step:
+            self._step = step
+        record = self._batches.record(step, self._epoch, batch, logs)
+        if record is None:
+            return
+        lr = self._lr.at_step(step)
+        if lr is not None:
+            record["lr"] = lr
+        self._check_nan(logs)
+        self._writer.log("batch", record)
+        self._writer.status["step"] = step  # an existing key: safe while the writer thread serializes the dict

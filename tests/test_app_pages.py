@@ -1,0 +1,288 @@
+"""Every dashboard page, driven by Streamlit's AppTest over a run_factory root and over the shipped sample runs.
+
+The assertions read what a user would see: table cells, titles, chart traces (plotly specs), alert texts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from run_factory import make_root, make_run
+from streamlit.testing.v1 import AppTest
+
+from monitor import RunStore
+
+APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app", "streamlit_app.py")
+SAMPLE_ROOT = os.path.join(os.path.dirname(APP), "..", "sample_runs")
+PAGES = ("views/runs.py", "views/run.py", "views/activations.py", "views/model.py", "views/checkpoints.py",
+         "views/compare.py")
+
+
+def open_page(root, page: str, **session) -> AppTest:
+    os.environ["KERASCOPE_LOGDIR"] = os.fspath(root)
+    at = AppTest.from_file(APP, default_timeout=60)
+    if page != PAGES[0]:
+        at.switch_page(page)
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def decode(values):
+    """Plotly JSON arrays are either lists or {"dtype", "bdata"} binary blobs."""
+    if isinstance(values, dict) and "bdata" in values:
+        array = np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
+        if "shape" in values:
+            array = array.reshape([int(n) for n in str(values["shape"]).split(",")])
+        return array.tolist()
+    return values
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page, by title."""
+    figures = {}
+    for element in at.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        title = spec["layout"].get("title", {}).get("text", "")
+        figures[title] = spec
+    return figures
+
+
+def traces(figure: dict) -> dict[str, dict]:
+    return {trace.get("name", ""): trace for trace in figure["data"]}
+
+
+def table_text(at: AppTest, index: int = 0) -> str:
+    return at.dataframe[index].value.to_string()
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for e in (*at.title, *at.markdown, *at.caption, *at.warning, *at.error, *at.info)]
+    parts += [e.value for e in at.code]
+    # User text is shown backslash-escaped (inert markdown): compare with what the reader sees.
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(p) for p in parts))
+
+
+@pytest.fixture
+def root(runs_root):
+    return runs_root, {key: os.path.basename(path) for key, path in make_root(runs_root).items()}
+
+
+# -- Runs ------------------------------------------------------------------------------------------------------------
+
+
+def test_runs_page_lists_every_run_with_status_metrics_and_hparams(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/runs.py")
+    frame = at.dataframe[0].value
+    by_name = frame.set_index("name")
+    assert {"baseline", "wide", "live run", "diverged", "<b>bold</b> *stars* :red[x]", ids["broken"]} <= set(
+        frame["name"])
+    assert by_name.loc["baseline", "status"] == "✓ finished"
+    assert by_name.loc["live run", "status"] == "▶ running"
+    assert by_name.loc["diverged", "status"] == "✗ failed"
+    assert by_name.loc[ids["broken"], "status"] == "⚠ broken"
+    assert "not valid JSON" in by_name.loc[ids["broken"], "reason"]
+    assert by_name.loc["wide", "hparams"] == "lr=0.001, units=128"
+    assert by_name.loc["wide", "tags"] == "mlp, wide"
+    assert by_name.loc["baseline", "where"] == "epoch 4/4 · step 80"
+    assert by_name.loc["baseline", "progress"] == 1.0
+    assert {"loss (last)", "loss (best)", "val_loss (last)", "val_loss (best)"} <= set(frame.columns)
+    assert by_name.loc["baseline", "loss (best)"] <= by_name.loc["baseline", "loss (last)"]
+    assert "not valid JSON" in texts(at)  # the attention box names the broken run and why
+
+
+def test_runs_page_filters_and_sorts(root):
+    runs_root, _ = root
+    at = open_page(runs_root, "views/runs.py")
+    at.text_input(key="runs_filter").input("wide").run()
+    assert list(at.dataframe[0].value["name"]) == ["wide"]
+    at.text_input(key="runs_filter").input("").run()
+    at.multiselect(key="runs_status").select("failed").run()
+    assert list(at.dataframe[0].value["name"]) == ["diverged"]
+    at.multiselect(key="runs_status").unselect("failed").run()
+    at.selectbox(key="runs_sort").select("name").run()
+    names = list(at.dataframe[0].value["name"])
+    assert names == sorted(names)
+
+
+def test_runs_page_explains_an_empty_root(runs_root):
+    at = open_page(runs_root, "views/runs.py")
+    assert "No runs under" in texts(at)
+    assert not at.dataframe
+
+
+# -- Run ------------------------------------------------------------------------------------------------------------
+
+
+def test_run_page_shows_train_and_val_on_one_chart_batch_charts_lr_and_events(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/run.py", run_id=ids["baseline"])
+    assert at.title[0].value == "baseline"
+    figures = charts(at)
+    assert {"loss", "accuracy", "loss per batch", "accuracy per batch", "learning rate per batch"} <= set(figures)
+    loss = traces(figures["loss"])
+    assert {"loss", "val_loss"} <= set(loss)
+    assert decode(loss["loss"]["x"]) == [20.0, 40.0, 60.0, 80.0]  # one point per epoch, at its step
+    lr = traces(figures["learning rate per batch"])["lr"]
+    assert sorted(set(decode(lr["y"]))) == [0.005, 0.01]  # halved by the lr_change event
+    labels = {a["text"] for a in figures["loss"]["layout"]["annotations"]}
+    assert {"phase", "LR"} <= labels  # events drawn as markers
+    events = at.dataframe[0].value
+    assert {"phase", "lr_change", "checkpoint", "train_end"} <= set(events["kind"])
+    assert "epoch 4/4 · step 80" in at.get("progress")[0].proto.text
+
+
+def test_run_page_smoothing_and_x_axis_controls(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/run.py", run_id=ids["baseline"])
+    assert "loss (raw)" in traces(charts(at)["loss per batch"])  # smoothed by default, the raw trace faint behind
+    at.slider(key="run_smoothing").set_value(0.0).run()
+    assert "loss (raw)" not in traces(charts(at)["loss per batch"])
+    at.button_group[0].set_value("epoch").run()
+    assert decode(traces(charts(at)["loss"])["loss"]["x"]) == [0.0, 1.0, 2.0, 3.0]
+    at.toggle(key="run_log_y").set_value(True).run()
+    assert charts(at)["loss"]["layout"]["yaxis"]["type"] == "log"
+    at.button_group[0].set_value("step").run()
+    at.slider(key="run_window").set_value((50, 100)).run()  # the latest half, kept across live refreshes
+    assert charts(at)["loss"]["layout"]["xaxis"]["range"] == [50.0, 80.0]
+
+
+def test_run_page_alerts_on_nan_and_dead_units(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/run.py", run_id=ids["nan"])
+    assert any("NaN/Inf in metrics" in e.value for e in at.error)
+    assert "ValueError: boom" in texts(at)  # the failed run's reason
+    at = open_page(runs_root, "views/run.py", run_id=ids["markup"])
+    assert any("Dead units" in w.value and "dense" in w.value for w in at.warning)
+
+
+def test_run_page_never_renders_user_text_as_markup(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/run.py", run_id=ids["markup"])
+    title = at.title[0].value
+    assert "<b>" not in title and "\\<b\\>" in title and "\\:red\\[" in title
+    for figure in charts(at).values():
+        for trace in figure["data"]:
+            assert "<b>" not in trace.get("name", "")
+
+
+def test_run_page_shows_a_broken_run_with_its_reason(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/run.py", run_id=ids["broken"])
+    assert any("not valid JSON" in e.value for e in at.error)
+    assert not at.get("plotly_chart")
+
+
+def test_run_page_downsamples_long_series(runs_root):
+    run_id = os.path.basename(make_run(runs_root, "long", epochs=5, steps_per_epoch=1000))
+    at = open_page(runs_root, "views/run.py", run_id=run_id, run_smoothing=0.0)
+    loss = traces(charts(at)["loss per batch"])["loss"]
+    assert loss["type"] == "scattergl"
+    assert 1000 <= len(decode(loss["y"])) <= 2000 < 5000
+
+
+# -- Activations & weights, Model, Checkpoints ---------------------------------------------------------------------
+
+
+def test_activations_page_heatmaps_and_histograms(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/activations.py", run_id=ids["markup"])
+    figures = charts(at)
+    heatmap = figures["activation spread (std) per layer and step"]["data"][0]
+    assert heatmap["y"] == ["dense", "dense_1"]
+    assert "dense: activation histogram over time" in figures
+    weights = figures["weight spread (std) per layer and step"]["data"][0]
+    assert {"dense/kernel", "dense/bias", "dense_1/kernel"} <= set(weights["y"])
+    at.selectbox(key="activation_stat").select("zero_frac").run()
+    heatmap = charts(at)["activation zero fraction (dead units near 1) per layer and step"]["data"][0]
+    assert decode(heatmap["z"])[0] == [1.0, 1.0, 1.0, 1.0]  # the dead layer
+    at.selectbox(key="activation_row").select("dense_1").run()
+    assert "dense_1: activation histogram over time" in charts(at)
+
+
+def test_model_page_summary_counts_graph_and_layers(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/model.py", run_id=ids["baseline"])
+    assert 'Model: "mlp"' in at.code[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Total parameters"] == "8,554"
+    assert metrics["Weights size"] == "33.4 KB"
+    assert at.get("image")  # the plot_model PNG
+    layers = at.dataframe[0].value
+    assert list(layers["name"]) == ["dense", "dense_1"]
+    assert list(layers["params"]) == [8224, 330]
+
+
+def test_checkpoints_page_table_and_download(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/checkpoints.py", run_id=ids["baseline"])
+    table = at.dataframe[0].value
+    assert list(table["path"]) == ["checkpoints/best.keras"]
+    assert list(table["best"]) == ["★ best"]
+    assert table["epoch"].iloc[0] == 3
+    button = at.get("download_button")[0]
+    assert "best.keras" in button.proto.label
+
+
+# -- Compare --------------------------------------------------------------------------------------------------------
+
+
+def test_compare_page_overlays_runs_and_tables_hparams_and_final_metrics(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/compare.py", compare_ids=[ids["baseline"], ids["wide"]])
+    at.selectbox(key="compare_metric_epoch").select("val_loss").run()
+    figure = charts(at)["val_loss (epoch level)"]
+    names = set(traces(figure))
+    assert names == {f"baseline ({ids['baseline'][-4:]})", f"wide ({ids['wide'][-4:]})"}
+    hparams = at.dataframe[0].value
+    assert sorted(hparams["lr"]) == ["0.001", "0.01"]
+    assert "2 of 2 hparams differ" in texts(at)
+    finals = at.dataframe[1].value
+    assert list(finals["epochs"]) == [4.0, 4.0]
+    assert (finals["best val_loss"] <= finals["val_loss"]).all()
+    parallel = [f for f in at.get("plotly_chart") if '"parcoords"' in f.proto.spec]
+    assert parallel and '"label":"lr"' in parallel[0].proto.spec
+    at.button_group(key="compare_level").set_value("batch").run()
+    figure = next(f for title, f in charts(at).items() if "batch level" in title)
+    assert len(figure["data"]) >= 2
+
+
+def test_runs_page_selection_reaches_compare(root):
+    runs_root, ids = root
+    at = open_page(runs_root, "views/runs.py")
+    at.multiselect(key="runs_compare").set_value([ids["nan"]]).run()
+    at.switch_page("views/compare.py").run()
+    assert at.multiselect(key="compare_runs").value == [ids["nan"]]
+
+
+# -- the shipped sample runs ----------------------------------------------------------------------------------------
+
+sample_runs = RunStore(SAMPLE_ROOT).runs() if os.path.isdir(SAMPLE_ROOT) else []
+
+
+@pytest.mark.skipif(not sample_runs, reason="sample_runs/ has no runs yet (make samples)")
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_on_the_sample_runs(page):
+    first = next(run for run in sample_runs if run.error is None)
+    at = open_page(SAMPLE_ROOT, page, run_id=first.id)
+    shown = texts(at)
+    if page == "views/runs.py":
+        assert set(at.dataframe[0].value["name"]) == {run.name for run in sample_runs}
+    elif page == "views/compare.py":
+        assert len(traces(next(iter(charts(at).values())))) == 2
+    else:
+        assert first.name in shown
+    if page == "views/run.py":
+        assert "loss" in charts(at)
+    if page == "views/model.py":
+        assert first.model_summary().splitlines()[0] in at.code[0].value
+    if page == "views/checkpoints.py":
+        assert len(at.dataframe[0].value) == len(first.checkpoints())

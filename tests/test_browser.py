@@ -1,0 +1,161 @@
+"""The dashboard in a real headless Chromium: live updates without reloading, and every page renders.
+
+The app runs as users start it (`python -m app --logdir ... --port ...`); records are appended with RunWriter, the
+way LiveMonitor writes them during training. Screenshots go to test-artifacts/ (not committed); with
+KERASCOPE_UPDATE_SCREENSHOT=1 the Run page is also saved as docs/screenshot.png for the README.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from run_factory import make_root
+
+from monitor import RunWriter
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (make chromium)")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARTIFACTS = os.path.join(REPO, "test-artifacts")
+PATIENCE_MS = 30_000
+PAGES = {  # sidebar link -> text the page shows once rendered
+    "Runs": "Open or compare",
+    "Run (live)": "Epoch metrics",
+    "Activations & weights": "Activation statistic",
+    "Model": "Total parameters",
+    "Checkpoints": re.compile(r"best\.keras|No checkpoints in this run"),
+    "Compare": "Hyperparameters",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, process: subprocess.Popen, patience_s: float = 60.0) -> None:
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read().decode(errors="replace")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("the dashboard did not answer /_stcore/health")
+
+
+def start_app(logdir: str, port: int) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "app", "--logdir", logdir, "--port", str(port)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_healthy(port, process)
+    return process
+
+
+def log_epoch(writer: RunWriter, epoch: int, epochs: int, steps: int = 10) -> None:
+    """One epoch the way LiveMonitor records it: its batches, the epoch line, the status heartbeat."""
+    now = time.time()
+    for batch in range(steps):
+        step = epoch * steps + batch + 1
+        loss = math.exp(-0.1 * step)
+        writer.log("batch", {"step": step, "epoch": epoch, "batch": batch, "time": now, "loss": loss,
+                             "batch_loss": loss, "lr": 0.01})
+    writer.log("epoch", {"epoch": epoch, "step": (epoch + 1) * steps, "time": now, "loss": loss,
+                         "val_loss": loss * 1.2, "lr": 0.01})
+    writer.update_status(epoch=epoch, step=(epoch + 1) * steps, epochs=epochs, steps_per_epoch=steps)
+    writer.flush()
+
+
+def wait_for_points(page, title: str, points: int) -> None:
+    """Wait until the plotly chart titled `title` draws `points` points in its first trace."""
+    page.wait_for_function(
+        """([title, points]) => [...document.querySelectorAll('.js-plotly-plot')].some(plot => {
+            // Streamlit's theme wraps titles in <b>; plotly keeps binary arrays decoded in `_inputArray`.
+            const text = ((plot.layout && plot.layout.title && plot.layout.title.text) || "").replace(/<[^>]+>/g, "");
+            const x = plot.data.length > 0 ? plot.data[0].x : null;
+            const length = x ? (x._inputArray || x).length : 0;
+            return text === title && length === points;
+        })""", arg=[title, points], timeout=PATIENCE_MS)
+
+
+@pytest.fixture
+def served(runs_root):
+    make_root(runs_root)
+    writer = RunWriter(runs_root, name="live browser run", meta={"hparams": {"lr": 0.01}}, flush_interval=0.2)
+    log_epoch(writer, 0, epochs=5)
+    port = free_port()
+    process = start_app(os.fspath(runs_root), port)
+    yield writer, port
+    writer.close()
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()
+
+
+def test_live_epoch_appears_without_reload_and_every_page_renders(served, browser):
+    writer, port = served
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"http://127.0.0.1:{port}/run")
+    page.get_by_text("live browser run", exact=True).first.wait_for(timeout=PATIENCE_MS)
+    page.get_by_text("epoch 1/5", exact=False).first.wait_for(timeout=PATIENCE_MS)
+    wait_for_points(page, "loss", 1)
+    navigations = page.evaluate("performance.getEntriesByType('navigation').length")
+
+    log_epoch(writer, 1, epochs=5)
+    page.get_by_text("epoch 2/5", exact=False).first.wait_for(timeout=PATIENCE_MS)
+    wait_for_points(page, "loss", 2)
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == navigations  # no reload
+    page.screenshot(path=os.path.join(ARTIFACTS, "run-live.png"), full_page=True)
+
+    for link, shown in PAGES.items():
+        page.get_by_role("link", name=link).first.click()
+        page.get_by_text(shown, exact=False).first.wait_for(timeout=PATIENCE_MS)
+        time.sleep(1.0)  # let the charts finish drawing before the screenshot
+        name = link.lower().replace(" ", "-").replace("&", "and").replace("(", "").replace(")", "")
+        page.screenshot(path=os.path.join(ARTIFACTS, f"page-{name}.png"), full_page=True)
+    assert not page.get_by_text("Traceback", exact=False).count()
+
+    if os.environ.get("KERASCOPE_UPDATE_SCREENSHOT"):
+        page.get_by_role("link", name="Run (live)").first.click()
+        page.get_by_text("Epoch metrics").first.wait_for(timeout=PATIENCE_MS)
+        time.sleep(1.5)
+        page.screenshot(path=os.path.join(ARTIFACTS, "screenshot.png"))
+        shutil.copy(os.path.join(ARTIFACTS, "screenshot.png"), os.path.join(REPO, "docs", "screenshot.png"))
+
+
+def test_a_new_run_appears_in_the_list_without_reload(served, browser):
+    writer, port = served
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.get_by_text("Open or compare").first.wait_for(timeout=PATIENCE_MS)
+    newcomer = RunWriter(writer.run_dir.rsplit(os.sep, 1)[0], name="arrived later", flush_interval=0.2)
+    try:
+        # The table is a canvas grid: its caption counts the runs, and the attention box is plain text.
+        total = len([d for d in os.listdir(os.path.dirname(newcomer.run_dir)) if not d.startswith(".")])
+        page.get_by_text(f"{total} of {total} runs", exact=False).first.wait_for(timeout=PATIENCE_MS)
+    finally:
+        newcomer.close()

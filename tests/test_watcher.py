@@ -1,0 +1,121 @@
+"""RunWatcher with the real watchdog observer on real files, and the incremental reads the dashboard does after it.
+
+Each test waits on the watcher's events (RunWatcher.wait) with a generous timeout: nothing here asserts how fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from monitor import RunStore, RunWatcher, RunWriter
+from monitor import format as fmt
+from monitor.watcher import ROOT_KEY
+
+PATIENCE_S = 20.0
+
+
+def wait_until(watcher: RunWatcher, condition) -> None:
+    """Block on watcher events until `condition()` holds (or PATIENCE_S passed, then fail with the condition)."""
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition() and time.monotonic() < deadline:
+        watcher.wait(watcher.total, timeout=0.5)
+    assert condition()
+
+
+def line(record: dict) -> bytes:
+    return fmt.dumps_line(record).encode()
+
+
+@pytest.fixture(params=["inotify", "polling"])
+def watcher(request, runs_root):
+    watcher = RunWatcher(runs_root, poll=request.param == "polling", poll_interval=0.2)
+    yield watcher
+    watcher.stop()
+
+
+def test_appended_lines_bump_the_run_and_are_read_incrementally(watcher, runs_root):
+    writer = RunWriter(runs_root, name="append", flush_interval=60)
+    run = RunStore(runs_root).run(writer.run_id)
+    assert len(run.epoch_metrics()) == 0
+    before = watcher.version(writer.run_id)
+    for epoch in range(3):
+        writer.log("epoch", {"epoch": epoch, "step": 10 * (epoch + 1), "time": time.time(), "loss": 1.0 / (epoch + 1)})
+    writer.flush()
+    wait_until(watcher, lambda: watcher.version(writer.run_id) > before)
+    assert list(run.epoch_metrics()["epoch"]) == [0, 1, 2]
+    seen = watcher.version(writer.run_id)
+    writer.log("epoch", {"epoch": 3, "step": 40, "time": time.time(), "loss": 0.2})
+    writer.flush()
+    wait_until(watcher, lambda: watcher.version(writer.run_id) > seen)
+    assert run.refresh()
+    assert list(run.epoch_metrics()["loss"])[-1] == 0.2
+    writer.close()
+
+
+def test_a_new_run_appears(watcher, runs_root):
+    store = RunStore(runs_root)
+    assert store.runs() == []
+    before = watcher.version(ROOT_KEY)
+    writer = RunWriter(runs_root, name="newcomer", flush_interval=60)
+    wait_until(watcher, lambda: watcher.version(ROOT_KEY) > before)
+    wait_until(watcher, lambda: [run.name for run in store.runs()] == ["newcomer"])
+    writer.close()
+
+
+def test_a_torn_last_line_is_read_once_completed(watcher, runs_root):
+    writer = RunWriter(runs_root, name="torn", flush_interval=60)
+    run = RunStore(runs_root).run(writer.run_id)
+    path = os.path.join(writer.run_dir, fmt.BATCH_FILE)
+    whole = line({"step": 1, "epoch": 0, "batch": 0, "time": 1.0, "loss": 0.9})
+    torn = line({"step": 2, "epoch": 0, "batch": 1, "time": 2.0, "loss": 0.8})
+    with open(path, "ab") as f:
+        f.write(whole + torn[:15])
+    wait_until(watcher, lambda: watcher.version(writer.run_id) > 0 and run.refresh() is not None
+               and len(run.batch_metrics()) == 1)
+    assert list(run.batch_metrics()["step"]) == [1]
+    seen = watcher.version(writer.run_id)
+    with open(path, "ab") as f:
+        f.write(torn[15:])
+    wait_until(watcher, lambda: watcher.version(writer.run_id) > seen)
+    wait_until(watcher, lambda: len(run.batch_metrics()) == 2)
+    assert list(run.batch_metrics()["loss"]) == [0.9, 0.8]
+    assert run.problems == []
+    writer.close()
+
+
+def test_a_replaced_or_truncated_file_is_read_again(watcher, runs_root):
+    writer = RunWriter(runs_root, name="replaced", flush_interval=60)
+    run = RunStore(runs_root).run(writer.run_id)
+    path = os.path.join(writer.run_dir, fmt.EPOCH_FILE)
+    with open(path, "wb") as f:
+        f.write(b"".join(line({"epoch": e, "step": e, "time": 1.0, "loss": 1.0}) for e in range(5)))
+    wait_until(watcher, lambda: len(run.epoch_metrics()) == 5)
+    # Truncated in place and rewritten shorter: read from the start.
+    seen = watcher.version(writer.run_id)
+    with open(path, "wb") as f:
+        f.write(line({"epoch": 0, "step": 0, "time": 2.0, "loss": 0.5}))
+    wait_until(watcher, lambda: watcher.version(writer.run_id) > seen)
+    wait_until(watcher, lambda: list(run.epoch_metrics()["loss"]) == [0.5])
+    # Replaced by a new file (a different inode), even a longer one: the reader starts over on it.
+    seen = watcher.version(writer.run_id)
+    fmt.write_bytes_atomic(path, b"".join(line({"epoch": e, "step": e, "time": 3.0, "loss": 0.25}) for e in range(2)))
+    wait_until(watcher, lambda: watcher.version(writer.run_id) > seen)
+    wait_until(watcher, lambda: list(run.epoch_metrics()["loss"]) == [0.25, 0.25])
+    writer.close()
+
+
+def test_status_json_replacement_is_seen(watcher, runs_root):
+    writer = RunWriter(runs_root, name="status", flush_interval=60)
+    run = RunStore(runs_root).run(writer.run_id)
+    assert run.status == fmt.RUNNING
+    seen = watcher.version(writer.run_id)
+    writer.close(status=fmt.FAILED, reason="ValueError: boom")
+    wait_until(watcher, lambda: watcher.version(writer.run_id) > seen)
+    wait_until(watcher, lambda: run.status == fmt.FAILED)
+    assert run.reason == "ValueError: boom"
+    with open(os.path.join(writer.run_dir, fmt.STATUS_FILE), encoding="utf-8") as f:
+        assert json.load(f)["status"] == fmt.FAILED
