@@ -11,10 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from scipy.signal import lfilter
 from tsdownsample import MinMaxLTTBDownsampler
 
+from app.smoothing import EmaCache, ema
+
 MAX_POINTS = 2000  # per trace: what the browser receives, whatever the run's length
+# WebGL pays off only for long traces; short ones stay SVG, which redraws faster on a remount and does not use up
+# the browser's WebGL contexts (about 16 per page).
+WEBGL_FROM_POINTS = 1000
 MAX_EVENT_MARKERS = 60
 EVENT_STYLE = {  # kind -> (colour, label drawn at the top of the chart; "" draws the line only)
     "phase": ("#6f42c1", "phase"),
@@ -27,15 +31,18 @@ EVENT_STYLE = {  # kind -> (colour, label drawn at the top of the chart; "" draw
 }
 X_TITLES = {"step": "step", "epoch": "epoch", "time": "wall time"}
 _downsampler = MinMaxLTTBDownsampler()
+_smoothed = EmaCache()  # process-wide: sessions watching the same run share the work
 
 
 @dataclass(frozen=True)
 class Series:
-    """One trace: a name and its x/y values at full resolution."""
+    """One trace: a name and its x/y values at full resolution; `key` names a growing series (run and column) whose
+    smoothing is then cached and extended with only the new points."""
 
     name: str
     x: np.ndarray
     y: np.ndarray
+    key: str | None = None
 
 
 def plain(text: object) -> str:
@@ -54,22 +61,11 @@ def downsample(x: np.ndarray, y: np.ndarray, n_out: int = MAX_POINTS) -> tuple[n
     """At most `n_out` points that keep the series' extremes and shape (MinMaxLTTB); x must be increasing."""
     if len(y) <= n_out:
         return x, y
-    if np.any(np.diff(x) < 0):  # LTTB needs sorted x (a resumed run may log a step twice): fall back to sorting
+    if (x[1:] < x[:-1]).any():  # LTTB needs sorted x (a resumed run may log a step twice): fall back to sorting
         order = np.argsort(x, kind="stable")
         x, y = x[order], y[order]
     index = _downsampler.downsample(x, y, n_out=n_out)
     return x[index], y[index]
-
-
-def ema(y: np.ndarray, weight: float) -> np.ndarray:
-    """TensorBoard's smoothing: an exponential moving average, debiased so the first points are not pulled to 0."""
-    if weight <= 0 or len(y) == 0:
-        return y
-    smoothed = lfilter([1.0 - weight], [1.0, -weight], y)
-    # The debias factor 1 - w^(i+1) is 1.0 in float64 once w^(i+1) < 1e-17: compute it only where it matters.
-    head = min(len(y), int(np.ceil(np.log(1e-17) / np.log(weight))) if weight < 1 else len(y))
-    smoothed[:head] /= 1.0 - weight ** np.arange(1, head + 1)
-    return smoothed
 
 
 def to_axis(x: np.ndarray, axis: str) -> np.ndarray | pd.DatetimeIndex:
@@ -117,6 +113,13 @@ def metric_figure(
         height: pixels.
         window: the visible part of the x extent, as fractions (0.5, 1.0) = the latest half. Set server-side, it
             survives live refreshes, which remount the chart and reset a zoom done in the browser.
+
+    Example:
+    ```python
+    frame = run.epoch_metrics()
+    series = [Series(name, frame["step"].to_numpy(), frame[name].to_numpy()) for name in ("loss", "val_loss")]
+    st.plotly_chart(metric_figure(series, title="loss", events=run.events(), log_y=True))
+    ```
     """
     traces = []
     for index, item in enumerate(series):
@@ -125,12 +128,12 @@ def metric_figure(
         mode = "lines+markers" if markers else "lines"
         if smoothing > 0 and len(y) > 1:
             xs, ys = downsample(x, y)
-            traces.append(go.Scattergl(x=to_axis(xs, x_axis), y=ys, name=plain(f"{item.name} (raw)"), mode="lines",
+            traces.append(scatter(len(xs))(x=to_axis(xs, x_axis), y=ys, name=plain(f"{item.name} (raw)"), mode="lines",
                                        line={"color": color, "width": 1}, opacity=0.25, showlegend=False,
                                        hoverinfo="skip"))
-            y = ema(y, smoothing)
+            y = _smoothed.smooth(item.key, y, smoothing) if item.key else ema(y, smoothing)
         xs, ys = downsample(x, y)
-        traces.append(go.Scattergl(x=to_axis(xs, x_axis), y=ys, name=plain(item.name), mode=mode,
+        traces.append(scatter(len(xs))(x=to_axis(xs, x_axis), y=ys, name=plain(item.name), mode=mode,
                                    line={"color": color, "width": 2}, marker={"size": 5}))
     figure = go.Figure(traces)
     figure.update_layout(
@@ -143,6 +146,10 @@ def metric_figure(
     if events is not None and len(events):
         add_event_lines(figure, events, x_axis)
     return figure
+
+
+def scatter(points: int) -> type[go.Scatter] | type[go.Scattergl]:
+    return go.Scattergl if points >= WEBGL_FROM_POINTS else go.Scatter
 
 
 def apply_window(figure: go.Figure, series: list[Series], x_axis: str, window: tuple[float, float]) -> None:

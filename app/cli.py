@@ -45,7 +45,17 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse arguments, then replace this process with the Streamlit server (signals reach it directly)."""
+    """Parse arguments, then replace this process with the Streamlit server (signals reach it directly).
+
+    Args:
+        argv: command-line arguments without the program name; `sys.argv[1:]` when None.
+
+    Example:
+    ```python
+    from app.cli import main
+    main(["--logdir", "runs", "--port", "8502"])  # serves http://127.0.0.1:8502 until interrupted
+    ```
+    """
     args = parse_args(argv)
     logdir = os.path.abspath(args.logdir)
     os.makedirs(logdir, exist_ok=True)

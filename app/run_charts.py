@@ -45,7 +45,7 @@ def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     figures = {}
     for name in sorted(names, key=lambda n: (n != "loss", n)):
         column = f"batch_{name}" if f"batch_{name}" in arrays else name
-        series = [charts.Series(name, x, arrays[column])]
+        series = [charts.Series(name, x, arrays[column], key=f"{run.path}/{column}")]
         figures[name] = charts.metric_figure(series, title=f"{name} per batch" if column != name else name,
                                              x_axis=options.x_axis, smoothing=options.smoothing,
                                              log_y=options.log_y, events=events, window=options.window)

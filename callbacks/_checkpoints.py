@@ -81,7 +81,8 @@ class CheckpointKeeper:
     @staticmethod
     def _write(model: keras.Model, path: str) -> int:
         directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
+        if not os.path.isdir(directory):
+            os.mkdir(directory)  # not makedirs: a deleted run directory must not come back half-empty
         # model.save writes in place; a temporary name in the same directory makes the final rename atomic.
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
         os.close(fd)

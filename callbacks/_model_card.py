@@ -182,15 +182,6 @@ def plot_model_png(model: keras.Model, path: str) -> str | None:
     return None
 
 
-def lower_thread_priority() -> None:
-    """Run the calling thread (and the `dot` process it starts) at the lowest CPU priority, where the OS allows it:
-    the model card must not take CPU time from the training threads. On Linux niceness is per thread."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
-
-
 def write_model_card(writer: RunWriter, model: keras.Model, phase: int, skip: Callable[[str, str], None]) -> None:
     """summary.txt, this phase's layers.jsonl line, config.json, graph.dot and graph.png; `skip(what, why)` is told
     what could not be written and how to get it."""

@@ -43,13 +43,16 @@ def _gpu_memory_reader() -> Callable[[], float | None] | None:
     return None
 
 
+TICK_S = 2.0
+
+
 class SystemSampler:
     """Every `interval` seconds: append a system record via `log` and call `on_tick` (the fit liveness check).
 
     Args:
         log: receives one record dict per sample (time, cpu_percent, rss_bytes, gpu_memory_bytes).
-        interval: seconds between samples; 0 records nothing but still ticks every 2 s.
-        on_tick: called after each sample, from the sampler thread.
+        interval: seconds between samples; 0 records nothing.
+        on_tick: called every `min(interval, 2 s)`, from the sampler thread.
         on_error: receives a message when sampling fails (once per kind of failure).
     """
 
@@ -62,7 +65,9 @@ class SystemSampler:
     ) -> None:
         self.log = log
         self.record = interval > 0
-        self.interval = interval if interval > 0 else 2.0
+        self.interval = interval
+        # The liveness check runs at least every TICK_S even when samples are rarer (or off).
+        self.tick = min(interval, TICK_S) if interval > 0 else TICK_S
         self.on_tick = on_tick
         self.on_error = on_error
         self._stop = threading.Event()
@@ -91,9 +96,11 @@ class SystemSampler:
 
     def _loop(self) -> None:
         failed = False
-        while not self._stop.wait(self.interval):
+        last_sample = time.monotonic()
+        while not self._stop.wait(self.tick):
             try:
-                if self.record:
+                if self.record and time.monotonic() - last_sample >= self.interval - 1e-3:
+                    last_sample = time.monotonic()
                     self.log(self.sample())
                 self.on_tick()
             except Exception as exc:  # keep ticking: the thread also watches whether fit() is still alive

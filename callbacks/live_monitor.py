@@ -34,6 +34,12 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
     the callback becomes one warning (and a `warning` event) unless `strict=True`. In distributed training only the
     chief process writes.
 
+    Keras calls no hook when an exception leaves `fit()`, so the status is kept honest another way: an uncaught
+    exception (`sys.excepthook`, `threading.excepthook`) marks the run `failed` with its reason, or `interrupted` for
+    KeyboardInterrupt; an exception that a caller catches (a notebook cell, try/except) is noticed within a system
+    tick (`system_freq`, at most 2 s) because the `fit()` frame left the stack; exiting during `fit()` (`atexit`)
+    marks it `failed`. After `kill -9` the heartbeat stops and readers show the run as `stale`.
+
     Args:
         log_dir: the runs root; the run directory `log_dir/<time>-<name>-<hex>` is created at the first fit().
         name: the run's display name (any text); defaults to the model's name.
@@ -147,7 +153,12 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
             self._disabled = True  # only the chief process writes; the others create nothing
             return
         model = self.model
-        if not self._open_writer(model):
+        params = dict(self.params or {})
+        # run.json is written once per fit(): everything it needs is gathered first.
+        phase_meta = {"fit_params": fmt.to_jsonable(params), "optimizer": optimizer_info(model.optimizer)}
+        if model.built:  # a subclassed model is built by its first train step: described at the first epoch end
+            phase_meta["model"] = model_info(model)
+        if not self._open_writer(model, phase_meta):
             return
         writer = self._writer
         self._phase += 1
@@ -174,8 +185,6 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
         self._phase_lr = self._lr.current()
         self._metric_objects = list(model.metrics)
         self._batches.begin_phase(self._metric_objects)
-        params = dict(self.params or {})
-        writer.update_meta(fit_params=fmt.to_jsonable(params), optimizer=optimizer_info(model.optimizer))
         writer.update_status(
             phase=self._phase, step=self._step, epochs=params.get("epochs"), steps_per_epoch=params.get("steps")
         )
@@ -188,12 +197,11 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
             self._checkpoints.attach(writer)
         if self.activation_data is None and self.activation_freq:
             self._skip("activations", "no activation statistics: pass LiveMonitor(activation_data=x_val[:256])")
-        # A subclassed model is built by its first train step: it is described at the first epoch end instead.
         if model.built:
             self._describe_model(model)
         writer.flush()
 
-    def _open_writer(self, model: keras.Model) -> bool:
+    def _open_writer(self, model: keras.Model, phase_meta: dict[str, Any]) -> bool:
         try:
             if self.run_dir is None:
                 meta = {
@@ -203,6 +211,7 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
                     "tags": self.tags,
                     "notes": self.notes,
                     "options": monitor_options(self),
+                    **phase_meta,
                 }
                 self._writer = RunWriter(
                     self.log_dir,
@@ -216,6 +225,7 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
                 self._writer = RunWriter.resume(
                     self.run_dir, flush_interval=self.flush_interval, on_error=self._warn_once
                 )
+                self._writer.update_meta(**phase_meta)
         except OSError as exc:
             if self.strict:
                 raise
@@ -233,22 +243,17 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
         """Parameter counts (run.json, phase event) and the model card."""
         self._described = True
         self._trainable_counts = parameter_counts(model)
-        self._writer.update_meta(model=model_info(model))
         if self.strict:  # synchronously, so that errors raise in the training thread
             card.write_model_card(self._writer, model, self._phase, self._skip)
             return
         # summary() and plot_model (which runs graphviz) take up to a second: keep them off the training thread.
         self._card_thread = threading.Thread(
-            target=self._write_card_in_background,
-            args=(model, self._phase),
+            target=self._call,
+            args=("model card", card.write_model_card, self._writer, model, self._phase, self._skip),
             name="kerascope-model-card",
             daemon=True,
         )
         self._card_thread.start()
-
-    def _write_card_in_background(self, model: keras.Model, phase: int) -> None:
-        card.lower_thread_priority()
-        self._call("model card", card.write_model_card, self._writer, model, phase, self._skip)
 
     def _emit_phase_event(self) -> None:
         """The phase event, once per fit(), as soon as both the first epoch and the parameter counts are known."""
@@ -360,6 +365,7 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
     def _epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         self._epochs_done += 1
         if not self._described:
+            self._writer.update_meta(model=model_info(self.model))
             self._describe_model(self.model)
             self._emit_phase_event()
         record: dict[str, Any] = {"epoch": epoch, "step": self._step, "time": time.time(), "phase": self._phase}
@@ -414,12 +420,6 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
 
     # -- batches (hot path: plain Python, no model access, no I/O) --------------------------------------------
 
-    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if batch == 0 and self._active and self._lr_pending:
-            self._lr_pending = False
-            # Read here, after every callback's on_epoch_begin: LearningRateScheduler may come after this one.
-            self._call("on_train_batch_begin", self._start_epoch_lr)
-
     def _start_epoch_lr(self) -> None:
         self._lr_changed(self._lr.start_epoch(), f"epoch {self._epoch} begins")
 
@@ -433,6 +433,11 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
             self._failed("on_train_batch_end", exc)
 
     def _batch_end(self, batch: int, logs: dict[str, Any]) -> None:
+        if self._lr_pending:
+            # The epoch's first batch end: every callback's on_epoch_begin has run (LearningRateScheduler may come
+            # after this one), so a float LR read now is the one the epoch's updates use. Once per epoch.
+            self._lr_pending = False
+            self._call("learning rate", self._start_epoch_lr)
         step = self._epoch_start_step + batch + 1
         if step > self._step:
             self._step = step

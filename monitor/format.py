@@ -120,6 +120,25 @@ def dumps_line(record: dict[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n"
 
 
+def inside(root: str, path: str) -> bool:
+    """True when `path`, with symlinks resolved, lies inside `root` (also resolved)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (Linux exposes it in /proc; elsewhere the common 022)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def write_json_atomic(path: str, payload: Any) -> None:
     """Replace `path` with `payload` as JSON so that readers see the old or the new file, never half of one."""
     data = json.dumps(to_jsonable(payload), indent=1, allow_nan=True)
@@ -130,6 +149,9 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
+        # mkstemp creates the file 0600; the final file gets the usual mode (0666 less the umask), like the JSONL
+        # streams, so that a dashboard running as another user can read what it is allowed to read.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 
 from monitor import format as fmt
+from monitor.format import inside
 from monitor.table import NumericTable
 from monitor.tail import JsonlTail, parse_numeric_columns, parse_records
 
 MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
 MAX_TEXT_FILE_BYTES = 4 * 1024 * 1024
+REFRESH_SLICE_BYTES = 32 * 1024 * 1024
 NUMERIC_STREAMS = ("batch", "epoch", "system")
 RECORD_STREAMS = ("activations", "weights", "events", "layers")
 LEADING_COLUMNS = {
@@ -54,13 +56,6 @@ def read_json_file(path: str, max_bytes: int = MAX_JSON_FILE_BYTES) -> Any:
         raise RunFormatError(f"{os.path.basename(path)} is not valid JSON ({str(exc)[:120]})") from None
 
 
-def inside(root: str, path: str) -> bool:
-    """True when `path`, with symlinks resolved, lies inside `root` (also resolved)."""
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
-    return real == real_root or real.startswith(real_root + os.sep)
-
-
 class Run:
     """One run directory. Attributes: id, path, name, status, meta (run.json), status_info (status.json), error."""
 
@@ -74,7 +69,7 @@ class Run:
         self._status_info: dict[str, Any] = {}
         self._status_stamp: tuple[int, int] | None = None
         self._lock = threading.RLock()
-        self._tails = {s: JsonlTail(os.path.join(self.path, fmt.STREAM_FILES[s])) for s in fmt.STREAM_FILES}
+        self._tails = {s: JsonlTail(self._file(fmt.STREAM_FILES[s]), self.root) for s in fmt.STREAM_FILES}
         self._tables = {s: NumericTable() for s in NUMERIC_STREAMS}
         self._records: dict[str, list[dict[str, Any]]] = {s: [] for s in RECORD_STREAMS}
         self._frames: dict[str, pd.DataFrame] = {}
@@ -88,7 +83,7 @@ class Run:
 
     def _load_meta(self) -> None:
         try:
-            meta = read_json_file(self._file(fmt.RUN_FILE))
+            meta = self._read_json(fmt.RUN_FILE)
             if not isinstance(meta, dict):
                 raise RunFormatError("run.json does not hold a JSON object")
             version = meta.get("format_version")
@@ -103,7 +98,9 @@ class Run:
             self.error = None
         except FileNotFoundError:
             self.error = "run.json is missing: not a run directory, or its creation was interrupted"
-        except (OSError, RunFormatError) as exc:
+        except OSError as exc:
+            self.error = f"run.json unreadable: {exc.strerror or exc}"
+        except RunFormatError as exc:
             self.error = str(exc)
 
     @property
@@ -129,10 +126,16 @@ class Run:
             st = os.stat(path)
             stamp = (st.st_ino, st.st_mtime_ns)
             if stamp != self._status_stamp:
-                info = read_json_file(path)
+                info = self._read_json(fmt.STATUS_FILE)
                 self._status_info = info if isinstance(info, dict) else {}
                 self._status_stamp = stamp
-        except (OSError, RunFormatError) as exc:
+        except FileNotFoundError:
+            self._status_info = {"status": fmt.BROKEN, "reason": "status.json is missing"}
+            self._status_stamp = None
+        except OSError as exc:
+            self._status_info = {"status": fmt.BROKEN, "reason": f"status.json unreadable: {exc.strerror or exc}"}
+            self._status_stamp = None
+        except RunFormatError as exc:
             self._status_info = {"status": fmt.BROKEN, "reason": f"status.json unreadable: {exc}"}
             self._status_stamp = None
         return self._status_info
@@ -162,6 +165,9 @@ class Run:
         if status == fmt.STALE:
             return f"no heartbeat for over {fmt.STALE_AFTER_S:.0f} s: the training process probably died"
         reason = self.status_info.get("reason")
+        if status == fmt.BROKEN and not reason:
+            found = self.status_info.get("status")
+            return f"status.json has no valid status (found {found!r:.40}; expected one of {', '.join(fmt.STATUSES)})"
         return str(reason) if reason else None
 
     # -- incremental reading -------------------------------------------------------------------------------------
@@ -173,23 +179,31 @@ class Run:
                 self._load_meta()
             changed = False
             for stream, tail in self._tails.items():
-                try:
-                    chunk = tail.read()
-                except OSError as exc:
-                    self._problem(f"{fmt.STREAM_FILES[stream]}: {exc.strerror or exc}")
-                    continue
-                for problem in chunk.problems:
-                    self._problem(problem)
-                if chunk.reset:
-                    self._drop(stream)
-                    changed = True
-                if chunk.data:
-                    self._ingest(stream, chunk.data)
-                    changed = True
+                changed = self._read_stream(stream, tail) or changed
             if changed:
                 self.version += 1
                 self._frames.clear()
             return changed
+
+    def _read_stream(self, stream: str, tail: JsonlTail) -> bool:
+        changed, more = False, True
+        while more:
+            # Parsed a slice at a time, so a huge backlog (a long run opened late) never sits in memory as text.
+            try:
+                chunk = tail.read(REFRESH_SLICE_BYTES)
+            except OSError as exc:
+                self._problem(f"{fmt.STREAM_FILES[stream]}: {exc.strerror or exc}")
+                return changed
+            for problem in chunk.problems:
+                self._problem(problem)
+            if chunk.reset:
+                self._drop(stream)
+                changed = True
+            if chunk.data:
+                self._ingest(stream, chunk.data)
+                changed = True
+            more = chunk.more
+        return changed
 
     def _drop(self, stream: str) -> None:
         if stream in self._tables:
@@ -213,6 +227,12 @@ class Run:
 
     def _file(self, relpath: str) -> str:
         return os.path.join(self.path, relpath)
+
+    def _read_json(self, relpath: str) -> Any:
+        path = self._file(relpath)
+        if not inside(self.root, path):
+            raise PermissionError(f"{relpath} leads outside the runs root: not read")
+        return read_json_file(path)
 
     # -- public readers ------------------------------------------------------------------------------------------
 
@@ -261,7 +281,8 @@ class Run:
             self.refresh()
             rows = []
             for entry in self._records["layers"]:
-                for layer in entry.get("layers") or []:
+                layers = entry.get("layers")
+                for layer in layers if isinstance(layers, list) else []:
                     if isinstance(layer, dict):
                         rows.append({"phase": entry.get("phase"), **layer})
             return _frame(rows, LAYER_COLUMNS)
@@ -269,10 +290,13 @@ class Run:
     def checkpoints(self) -> pd.DataFrame:
         """epoch, step, path (relative to the run directory), monitor, value, is_best, bytes, time."""
         try:
-            index = read_json_file(self._file(fmt.CHECKPOINT_INDEX_FILE))
+            index = self._read_json(fmt.CHECKPOINT_INDEX_FILE)
         except FileNotFoundError:
             index = []
-        except (OSError, RunFormatError) as exc:
+        except OSError as exc:
+            self._problem(f"checkpoints/index.json: {exc.strerror or exc}")
+            index = []
+        except RunFormatError as exc:
             self._problem(f"checkpoints/index.json: {exc}")
             index = []
         rows = [row for row in index if isinstance(row, dict)] if isinstance(index, list) else []
@@ -294,7 +318,7 @@ class Run:
     def model_config(self) -> dict[str, Any] | None:
         """model.get_config() as JSON (never deserialized into a model), or None."""
         try:
-            config = read_json_file(self._file(fmt.CONFIG_FILE))
+            config = self._read_json(fmt.CONFIG_FILE)
         except (OSError, RunFormatError):
             return None
         return config if isinstance(config, dict) else None

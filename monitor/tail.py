@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from monitor.format import inside
+
 # A single line longer than this is not a record any writer of ours produces: it is dropped, not buffered forever.
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # The first read of a large file is parsed by pyarrow's multi-threaded JSON reader instead of line by line.
@@ -29,18 +31,29 @@ class Chunk:
 
     data: bytes = b""
     reset: bool = False  # the file was truncated or replaced: drop what was read before
+    more: bool = False  # `max_bytes` stopped the read before the end of the file: call read() again
     problems: list[str] = field(default_factory=list)
 
 
 class JsonlTail:
-    def __init__(self, path: str) -> None:
+    """Incremental reader of one JSONL file.
+
+    Args:
+        path: the file (it may not exist yet).
+        root: when given, the file is read only while it resolves inside this folder (a symlink that leaves the
+            runs root raises PermissionError instead of being followed).
+    """
+
+    def __init__(self, path: str, root: str | None = None) -> None:
         self.path = path
+        self.root = root
         self.offset = 0
         self._identity: tuple[int, int] | None = None
         self._pending = b""
         self._skipping_long_line = False
 
-    def read(self) -> Chunk:
+    def read(self, max_bytes: int | None = None) -> Chunk:
+        """The complete lines appended since the last call (at most about `max_bytes` of them when given)."""
         chunk = Chunk()
         try:
             st = os.stat(self.path)
@@ -49,21 +62,27 @@ class JsonlTail:
                 self._restart(chunk)
             return chunk
         identity = (st.st_dev, st.st_ino)
+        # Checked once per file identity, so following an open file costs no path resolution per read.
+        if identity != self._identity and self.root is not None and not inside(self.root, self.path):
+            raise PermissionError("a link that leads outside the runs root: not read")
         if self._identity is not None and (identity != self._identity or st.st_size < self.offset):
             self._restart(chunk)
         self._identity = identity
         if st.st_size <= self.offset:
             return chunk
         pieces = []
+        budget = st.st_size - self.offset if max_bytes is None else min(max_bytes, st.st_size - self.offset)
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            while True:
-                block = f.read(READ_BLOCK_BYTES)
+            while budget > 0:
+                block = f.read(min(READ_BLOCK_BYTES, budget))
                 if not block:
                     break
+                budget -= len(block)
                 self.offset += len(block)
                 pieces.append(self._complete_lines(block, chunk))
         chunk.data = b"".join(pieces)
+        chunk.more = self.offset < st.st_size
         return chunk
 
     def _restart(self, chunk: Chunk) -> None:
@@ -110,16 +129,38 @@ def parse_records(data: bytes) -> tuple[list[dict[str, Any]], int]:
 def parse_numeric_columns(data: bytes) -> tuple[dict[str, np.ndarray], int, int]:
     """Parse JSONL lines into float64 columns; returns (columns, rows, bad lines).
 
-    Large inputs go through pyarrow; if pyarrow refuses them (a malformed line, a value of the wrong type), the
-    line-by-line parser decides line by line instead, so one bad record costs one record.
+    Large inputs go through pyarrow; if pyarrow refuses them (a malformed line, a value of the wrong type), they are
+    split into pieces of about BULK_PARSE_BYTES and only the pieces pyarrow refuses are parsed line by line, so one
+    bad record costs one record and little time.
     """
     if len(data) >= BULK_PARSE_BYTES:
         columns = _parse_with_pyarrow(data)
         if columns is not None:
             rows = len(next(iter(columns.values()))) if columns else 0
             return columns, rows, 0
+        if len(data) >= 2 * BULK_PARSE_BYTES:
+            return _parse_in_pieces(data)
     records, bad = parse_records(data)
     return records_to_columns(records), len(records), bad
+
+
+def _parse_in_pieces(data: bytes) -> tuple[dict[str, np.ndarray], int, int]:
+    parts: list[tuple[dict[str, np.ndarray], int]] = []
+    total_rows = total_bad = start = 0
+    while start < len(data):
+        end = data.find(b"\n", start + BULK_PARSE_BYTES) + 1 or len(data)
+        if end - start == len(data):  # a single line longer than a piece: nothing left to split
+            records, bad = parse_records(data)
+            columns, rows = records_to_columns(records), len(records)
+        else:
+            columns, rows, bad = parse_numeric_columns(data[start:end])
+        parts.append((columns, rows))
+        total_rows, total_bad, start = total_rows + rows, total_bad + bad, end
+    names = dict.fromkeys(name for columns, _ in parts for name in columns)
+    merged = {
+        name: np.concatenate([columns.get(name, np.full(rows, np.nan)) for columns, rows in parts]) for name in names
+    }
+    return merged, total_rows, total_bad
 
 
 def records_to_columns(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:

@@ -242,9 +242,19 @@ def make_broken_run(root: str | os.PathLike[str], run_id: str = "20260101-000000
     return path
 
 
+def make_future_run(root: str | os.PathLike[str], run_id: str = "20260101-000001-future-0000") -> str:
+    """A run written by a newer Kerascope (format_version 2): shown as broken, with a message to upgrade."""
+    path = os.path.join(os.fspath(root), run_id)
+    os.makedirs(path, exist_ok=True)
+    fmt.write_json_atomic(os.path.join(path, fmt.RUN_FILE), {"format_version": 2, "id": run_id, "name": "from 2030"})
+    fmt.write_json_atomic(os.path.join(path, fmt.STATUS_FILE), {"status": "finished", "heartbeat": time.time()})
+    return path
+
+
 def make_root(root: str | os.PathLike[str]) -> dict[str, str]:
     """A runs root with the cases the pages must handle: finished runs to compare, a live run, a failed run with
-    NaN, a run with a dead layer and a user name that looks like markup, and a broken directory."""
+    NaN, a run with a dead layer and a user name that looks like markup, a broken directory and a run from a
+    newer format version."""
     return {
         "baseline": make_run(root, "baseline", hparams={"lr": 0.01, "units": 32}, tags=["mlp"], seed=0),
         "wide": make_run(root, "wide", hparams={"lr": 0.001, "units": 128}, tags=["mlp", "wide"], seed=1),
@@ -252,4 +262,5 @@ def make_root(root: str | os.PathLike[str]) -> dict[str, str]:
         "nan": make_run(root, "diverged", status=fmt.FAILED, nan_at_epoch=2, seed=3),
         "markup": make_run(root, "<b>bold</b> *stars* :red[x]", dead_layer=True, seed=4),
         "broken": make_broken_run(root),
+        "future": make_future_run(root),
     }

@@ -15,7 +15,8 @@ import pytest
 from run_factory import make_root, make_run
 from streamlit.testing.v1 import AppTest
 
-from monitor import RunStore
+from monitor import RunStore, RunWriter
+from monitor import format as fmt
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app", "streamlit_app.py")
 SAMPLE_ROOT = os.path.join(os.path.dirname(APP), "..", "sample_runs")
@@ -90,6 +91,8 @@ def test_runs_page_lists_every_run_with_status_metrics_and_hparams(root):
     assert by_name.loc["diverged", "status"] == "✗ failed"
     assert by_name.loc[ids["broken"], "status"] == "⚠ broken"
     assert "not valid JSON" in by_name.loc[ids["broken"], "reason"]
+    assert by_name.loc[ids["future"], "status"] == "⚠ broken"
+    assert "upgrade Kerascope" in by_name.loc[ids["future"], "reason"]
     assert by_name.loc["wide", "hparams"] == "lr=0.001, units=128"
     assert by_name.loc["wide", "tags"] == "mlp, wide"
     assert by_name.loc["baseline", "where"] == "epoch 4/4 · step 80"
@@ -97,6 +100,20 @@ def test_runs_page_lists_every_run_with_status_metrics_and_hparams(root):
     assert {"loss (last)", "loss (best)", "val_loss (last)", "val_loss (best)"} <= set(frame.columns)
     assert by_name.loc["baseline", "loss (best)"] <= by_name.loc["baseline", "loss (last)"]
     assert "not valid JSON" in texts(at)  # the attention box names the broken run and why
+
+
+def test_runs_page_marks_a_silent_running_run_stale(runs_root):
+    run_dir = make_run(runs_root, "killed -9", status="running")
+    status_path = os.path.join(run_dir, "status.json")
+    with open(status_path, encoding="utf-8") as f:
+        status = json.load(f)
+    status["heartbeat"] -= 3600  # the training process died an hour ago without a word
+    fmt.write_json_atomic(status_path, status)
+    at = open_page(runs_root, "views/runs.py")
+    row = at.dataframe[0].value.set_index("name").loc["killed -9"]
+    assert row["status"] == "⚠ stale"
+    assert "no heartbeat" in row["reason"]
+    assert row["ETA"] == ""  # no time left is promised for a run that stopped
 
 
 def test_runs_page_filters_and_sorts(root):
@@ -219,6 +236,28 @@ def test_model_page_summary_counts_graph_and_layers(root):
     layers = at.dataframe[0].value
     assert list(layers["name"]) == ["dense", "dense_1"]
     assert list(layers["params"]) == [8224, 330]
+
+
+def test_model_page_shows_trainable_flags_per_phase(root):
+    runs_root, ids = root
+    writer = RunWriter.resume(os.path.join(runs_root, ids["wide"]), flush_interval=60)
+    frozen = [{"name": "dense", "class": "Dense", "output_shape": [None, 32], "params": 8224, "trainable": False},
+              {"name": "dense_1", "class": "Dense", "output_shape": [None, 10], "params": 330, "trainable": True}]
+    writer.log("layers", {"phase": 2, "time": 0.0, "layers": frozen})
+    writer.close()
+    at = open_page(runs_root, "views/model.py", run_id=ids["wide"])
+    layers = at.dataframe[0].value.set_index("name")
+    assert list(layers.loc["dense", ["trainable (phase 1)", "trainable (phase 2)"]]) == [True, False]
+    assert list(layers.loc["dense_1", ["trainable (phase 1)", "trainable (phase 2)"]]) == [True, True]
+
+
+def test_model_page_draws_the_dot_source_without_a_png(root):
+    runs_root, ids = root
+    os.remove(os.path.join(runs_root, ids["wide"], "model", "graph.png"))
+    at = open_page(runs_root, "views/model.py", run_id=ids["wide"])
+    assert not at.get("image")
+    graph = at.get("graphviz_chart")
+    assert graph and "dense_1" in graph[0].proto.spec
 
 
 def test_checkpoints_page_table_and_download(root):

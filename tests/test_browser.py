@@ -1,8 +1,7 @@
 """The dashboard in a real headless Chromium: live updates without reloading, and every page renders.
 
 The app runs as users start it (`python -m app --logdir ... --port ...`); records are appended with RunWriter, the
-way LiveMonitor writes them during training. Screenshots go to test-artifacts/ (not committed); with
-KERASCOPE_UPDATE_SCREENSHOT=1 the Run page is also saved as docs/screenshot.png for the README.
+way LiveMonitor writes them during training. Screenshots go to test-artifacts/ (not committed).
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -138,13 +136,6 @@ def test_live_epoch_appears_without_reload_and_every_page_renders(served, browse
         name = link.lower().replace(" ", "-").replace("&", "and").replace("(", "").replace(")", "")
         page.screenshot(path=os.path.join(ARTIFACTS, f"page-{name}.png"), full_page=True)
     assert not page.get_by_text("Traceback", exact=False).count()
-
-    if os.environ.get("KERASCOPE_UPDATE_SCREENSHOT"):
-        page.get_by_role("link", name="Run (live)").first.click()
-        page.get_by_text("Epoch metrics").first.wait_for(timeout=PATIENCE_MS)
-        time.sleep(1.5)
-        page.screenshot(path=os.path.join(ARTIFACTS, "screenshot.png"))
-        shutil.copy(os.path.join(ARTIFACTS, "screenshot.png"), os.path.join(REPO, "docs", "screenshot.png"))
 
 
 def test_a_new_run_appears_in_the_list_without_reload(served, browser):

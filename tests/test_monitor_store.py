@@ -76,8 +76,8 @@ def test_symlinked_run_dirs_are_listed_only_inside_the_root(tmp_path, runs_root)
         ({"status": "finished", "heartbeat": 0}, "finished", None),
         ({"status": "failed", "heartbeat": 0, "reason": "ValueError: boom"}, "failed", "ValueError: boom"),
         ({"status": "interrupted", "heartbeat": 0, "reason": "KeyboardInterrupt"}, "interrupted", "KeyboardInterrupt"),
-        ({"status": "exploded"}, "broken", None),
-        (["not", "an", "object"], "broken", None),
+        ({"status": "exploded"}, "broken", "status.json has no valid status (found 'exploded'; expected one of"),
+        (["not", "an", "object"], "broken", "status.json has no valid status (found None;"),
     ],
 )
 def test_status_from_status_json(runs_root, status, expected, reason):
@@ -121,7 +121,7 @@ def test_a_missing_status_json_is_broken_with_the_reason(runs_root):
     path = write_run(runs_root, "nostatus")
     (path / "status.json").unlink()
     run = RunStore(runs_root).run("nostatus")
-    assert run.status == "broken" and "status.json unreadable" in run.status_info["reason"]
+    assert run.status == "broken" and run.reason == "status.json is missing"
 
 
 def test_a_broken_run_heals_when_its_files_are_completed(runs_root):
@@ -230,6 +230,25 @@ def test_model_files_that_link_outside_the_root_are_not_read(served):
     os.symlink(secret, os.path.join(run.path, "model", "graph.png"))
     os.symlink(secret, os.path.join(run.path, "model", "graph.dot"))
     assert run.model_summary() == "" and run.model_graph_dot() == "" and run.model_graph_png() is None
+    secret.write_text('{"epoch": 0, "loss": 123.0}\n')
+    os.symlink(secret, os.path.join(run.path, "model", "config.json"))
+    os.symlink(secret, os.path.join(run.path, "epoch.jsonl"))
+    os.symlink(secret, os.path.join(run.path, "checkpoints", "index.json"))
+    assert run.model_config() is None and run.epoch_metrics().empty and run.checkpoints().empty
+    assert "epoch.jsonl: a link that leads outside the runs root: not read" in run.problems
+    assert "checkpoints/index.json: checkpoints/index.json leads outside the runs root: not read" in run.problems
+
+
+def test_run_and_status_json_that_link_outside_the_root_make_the_run_broken(tmp_path, runs_root):
+    outside = write_run(tmp_path / "elsewhere", "real", status={"status": "finished", "heartbeat": 0})
+    linked = runs_root / "linked"
+    linked.mkdir()
+    os.symlink(outside / "run.json", linked / "run.json")
+    os.symlink(outside / "status.json", linked / "status.json")
+    run = RunStore(runs_root).run("linked")
+    assert run.status == "broken"
+    assert run.reason == "run.json unreadable: run.json leads outside the runs root: not read"
+    assert run.status_info["reason"] == "status.json unreadable: status.json leads outside the runs root: not read"
 
 
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "joblib", "shelve", "marshal", "keras", "tensorflow", "torch", "jax",

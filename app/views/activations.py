@@ -16,8 +16,8 @@ WEIGHT_STATS = {"std": "spread (std)", "norm": "norm", "mean": "mean", "max": "m
 def section(frame: pd.DataFrame, kind: str, stats: dict[str, str]) -> None:
     """Heatmap of one statistic (rows x step) and the histogram over time of one chosen row."""
     if not len(frame):
-        st.info(f"No {kind} statistics in this run. LiveMonitor records them every `activation_freq` epochs "
-                + ("on `activation_data` (pass a small batch of inputs)." if kind == "activation" else "."))
+        where = " on `activation_data` (pass a small batch of inputs)" if kind == "activation" else ""
+        st.info(f"No {kind} statistics in this run. LiveMonitor records them every `activation_freq` epochs{where}.")
         return
     left, right = st.columns([1, 2])
     stat = left.selectbox(f"{kind.capitalize()} statistic", list(stats), format_func=stats.get, key=f"{kind}_stat")

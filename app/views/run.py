@@ -111,7 +111,7 @@ def main() -> None:
     widgets.run_header(run)
     if run.error:
         return
-    controls = st.columns([2, 3, 3, 1])
+    controls = st.columns([3, 3, 3, 1])
     x_axis = controls[0].segmented_control("x axis", ["step", "epoch", "time"], default="step", key="run_x") or "step"
     smoothing = controls[1].slider("Smoothing of batch charts (EMA)", 0.0, 0.99, 0.6, 0.01, key="run_smoothing")
     window = controls[2].slider("Visible x range (% of the run)", 0, 100, (0, 100), key="run_window",

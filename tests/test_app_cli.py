@@ -1,0 +1,54 @@
+"""`python -m app`: the Streamlit command line it builds (binding, port, watcher) and the environment it passes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from app import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_defaults_bind_localhost_and_keep_streamlit_away_from_the_runs():
+    command = cli.streamlit_command(cli.parse_args(["--logdir", "runs"]))
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == cli.APP_SCRIPT
+    assert option(command, "--server.address") == "127.0.0.1"
+    assert option(command, "--server.port") == "8501"  # always given: Streamlit would silently move to a free one
+    assert option(command, "--server.fileWatcherType") == "none"
+    assert option(command, "--server.headless") == "true"
+    assert option(command, "--browser.gatherUsageStats") == "false"
+
+
+def test_host_port_and_logdir_from_arguments_and_environment(monkeypatch):
+    monkeypatch.setenv(cli.LOGDIR_ENV, "/data/runs")
+    args = cli.parse_args(["--host", "0.0.0.0", "--port", "9000", "--poll"])
+    assert args.logdir == "/data/runs" and args.poll
+    command = cli.streamlit_command(args)
+    assert option(command, "--server.address") == "0.0.0.0"
+    assert option(command, "--server.port") == "9000"
+
+
+def test_the_dashboard_never_imports_keras_or_tensorflow(runs_root):
+    script = f"""
+import os, sys
+sys.path[:0] = [{REPO!r}, os.path.join({REPO!r}, "tests")]
+from run_factory import make_root
+make_root({os.fspath(runs_root)!r})
+os.environ["KERASCOPE_LOGDIR"] = {os.fspath(runs_root)!r}
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(os.path.join({REPO!r}, "app", "streamlit_app.py"), default_timeout=60)
+for page in ("views/runs.py", "views/run.py", "views/activations.py", "views/model.py", "views/checkpoints.py",
+             "views/compare.py"):
+    at.switch_page(page).run()
+    assert not at.exception, page
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("keras", "tensorflow")))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
