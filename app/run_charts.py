@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import plotly.graph_objects as go
 
 from app import charts, tables
@@ -23,10 +24,13 @@ def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     frame = run.epoch_metrics()
     events = run.events()
     figures = {}
+    # A run whose epoch records lack the chosen axis (a hand-made or damaged file) plots by epoch, then by row.
+    axis = next((name for name in (options.x_axis, "epoch") if name in frame), None)
+    x = frame[axis].to_numpy(float) if axis else np.arange(len(frame), dtype=float)
     for metric in tables.metric_names(frame):
         if metric.startswith("val_") and metric.removeprefix("val_") in frame:
             continue
-        series = [charts.Series(name, frame[options.x_axis].to_numpy(float), frame[name].to_numpy(float))
+        series = [charts.Series(name, x, frame[name].to_numpy(float))
                   for name in (metric, f"val_{metric}") if name in frame]
         # One point per epoch needs no smoothing: the points are already averages over the epoch.
         figures[metric] = charts.metric_figure(series, title=metric, x_axis=options.x_axis, log_y=options.log_y,

@@ -71,17 +71,24 @@ def weight_records(model: keras.Model) -> list[dict[str, Any]]:
     return records
 
 
-def _outer_call(nested: keras.Model) -> Any:
-    """The Keras node of a nested model's call in the enclosing graph."""
+def _outer_call(nested: keras.Model, outer: keras.Model) -> Any:
+    """The Keras node of a nested model's call in the enclosing graph.
+
+    A base model reused in several models (pretrained in one, fine-tuned in another) has one node per call: the
+    one that belongs to `outer`'s graph is the one to probe.
+    """
     nodes = getattr(nested, "_inbound_nodes", [])
-    if len(nodes) != 1:
-        raise ValueError(f"nested model {nested.name!r} is called {len(nodes)} times; cannot tell which call to probe")
-    return nodes[0]
+    graph = getattr(outer, "_functional", None) or outer  # a Sequential model keeps its graph in `_functional`
+    owned = {id(node) for depth in getattr(graph, "_nodes_by_depth", {}).values() for node in depth}
+    calls = [node for node in nodes if id(node) in owned] or nodes
+    if len(calls) != 1:
+        raise ValueError(f"nested model {nested.name!r} is called {len(calls)} times; cannot tell which call to probe")
+    return calls[0]
 
 
-def _outer_input(nested: keras.Model) -> Any:
+def _outer_input(nested: keras.Model, outer: keras.Model) -> Any:
     """The tensor a nested model receives in the enclosing graph (its own `input` is its inner Input)."""
-    tensors = _outer_call(nested).input_tensors
+    tensors = _outer_call(nested, outer).input_tensors
     return tensors[0] if len(tensors) == 1 else list(tensors)
 
 
@@ -110,14 +117,14 @@ class ActivationProbe:
                     continue
                 nested = isinstance(layer, keras.Model)
                 # A nested model's own `output` lives in its inner graph; the enclosing graph holds its call.
-                layer_output = _outer_call(layer).output_tensors if nested else layer.output
+                layer_output = _outer_call(layer, model).output_tensors if nested else layer.output
                 for index, output in enumerate(keras.tree.flatten(layer_output)):
                     self.slots.append(name if index == 0 else f"{name}:{index}")
                     outputs.append(output)
                 if nested:
                     self.nested.append((len(outputs), ActivationProbe(layer, name + "/")))
                     self.slots.append(None)
-                    outputs.append(_outer_input(layer))
+                    outputs.append(_outer_input(layer, model))
             if inputs is None:
                 raise ValueError("the model has no symbolic inputs")
             self.model = keras.Model(inputs, outputs)

@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from typing import Any
 
 import keras
 
 from callbacks import _lifecycle as lifecycle
-from callbacks import _model_card as card
 from callbacks._batches import BatchRecords
 from callbacks._checkpoints import POLICIES, CheckpointKeeper
 from callbacks._distributed import is_chief
+from callbacks._epoch_extras import EpochExtras
 from callbacks._learning_rate import LearningRateTracker
 from callbacks._metrics import better_mode
+from callbacks._phase_end import PhaseEnd
 from callbacks._reporting import RunReporting
-from callbacks._run_meta import environment, model_info, monitor_options, optimizer_info, parameter_counts
-from callbacks._statistics import ActivationProbe, weight_records
+from callbacks._run_meta import model_info, optimizer_info
+from callbacks._run_setup import RunSetup
+from callbacks._statistics import ActivationProbe
 from callbacks._system import SystemSampler
 from monitor import format as fmt
 from monitor.writer import RunWriter
 
 
-class LiveMonitor(RunReporting, keras.callbacks.Callback):
+class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks.Callback):
     """Record a training run into a run directory that the Kerascope dashboard shows live.
 
     One directory per run under `log_dir`, with per-batch and per-epoch metrics, the learning rate at every batch
@@ -103,7 +104,6 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
             raise ValueError(f"checkpoint must be one of {POLICIES} or None, got {checkpoint!r}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f'mode must be "auto", "min" or "max", got {mode!r}')
-        # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
         # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
         self.async_safe = True
         self.log_dir = log_dir
@@ -201,80 +201,6 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
             self._describe_model(model)
         writer.flush()
 
-    def _open_writer(self, model: keras.Model, phase_meta: dict[str, Any]) -> bool:
-        try:
-            if self.run_dir is None:
-                meta = {
-                    "process_index": 0,
-                    **environment(),
-                    "hparams": fmt.to_jsonable(self.hparams),
-                    "tags": self.tags,
-                    "notes": self.notes,
-                    "options": monitor_options(self),
-                    **phase_meta,
-                }
-                self._writer = RunWriter(
-                    self.log_dir,
-                    self.name or model.name,
-                    meta=meta,
-                    flush_interval=self.flush_interval,
-                    on_error=self._warn_once,
-                )
-                self.run_dir = self._writer.run_dir
-            else:
-                self._writer = RunWriter.resume(
-                    self.run_dir, flush_interval=self.flush_interval, on_error=self._warn_once
-                )
-                self._writer.update_meta(**phase_meta)
-        except OSError as exc:
-            if self.strict:
-                raise
-            self._disabled = True
-            warnings.warn(
-                f"LiveMonitor: cannot write a run under {self.log_dir!r} ({lifecycle.describe(exc)}); "
-                "monitoring is off for this callback, training continues",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            return False
-        return True
-
-    def _describe_model(self, model: keras.Model) -> None:
-        """Parameter counts (run.json, phase event) and the model card."""
-        self._described = True
-        self._trainable_counts = parameter_counts(model)
-        if self.strict:  # synchronously, so that errors raise in the training thread
-            card.write_model_card(self._writer, model, self._phase, self._skip)
-            return
-        # summary() and plot_model (which runs graphviz) take up to a second: keep them off the training thread.
-        self._card_thread = threading.Thread(
-            target=self._call,
-            args=("model card", card.write_model_card, self._writer, model, self._phase, self._skip),
-            name="kerascope-model-card",
-            daemon=True,
-        )
-        self._card_thread.start()
-
-    def _emit_phase_event(self) -> None:
-        """The phase event, once per fit(), as soon as both the first epoch and the parameter counts are known."""
-        if not self._phase_event_pending or not self._described:
-            return
-        self._phase_event_pending = False
-        trainable, non_trainable = self._trainable_counts
-        epochs = (self.params or {}).get("epochs")
-        initial_epoch = self._epoch if self._phase_initial_epoch is None else self._phase_initial_epoch
-        self._event(
-            "phase",
-            f"phase {self._phase}: epochs {initial_epoch}-{epochs}, {trainable:,} trainable parameters",
-            step=self._phase_start_step,
-            phase=self._phase,
-            trainable_params=trainable,
-            non_trainable_params=non_trainable,
-            initial_epoch=initial_epoch,
-            epochs=epochs,
-            lr=self._phase_lr,
-        )
-
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._active:
             self._call("on_train_end", self._train_end)
@@ -291,45 +217,6 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
             phase=self._phase,
             epochs_done=self._epochs_done,
         )
-
-    def _end_phase(self, status: str, reason: str | None = None) -> None:
-        with self._lifecycle_lock:
-            if not self._active:
-                return
-            self._active = False
-            self._fit_frame = None  # the frame holds fit()'s locals (the data): let them go
-            lifecycle.unregister(self)
-        if self._sampler is not None:
-            self._sampler.stop()
-        if self._card_thread is not None and self._card_thread is not threading.current_thread():
-            self._card_thread.join(timeout=30)
-        self._writer.update_status(epoch=self._epoch, step=self._step)
-        self._writer.close(status, reason)
-
-    def _abort(self, exc: BaseException | None, message: str | None = None) -> None:
-        """End the phase as failed / interrupted: fit() raised, or the process exits without on_train_end."""
-        with self._lifecycle_lock:
-            if not self._active:
-                return
-            kind = fmt.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else fmt.FAILED
-            reason = message or lifecycle.describe(exc)
-            self._event(kind, reason, error=reason)
-            self._end_phase(kind, reason)
-
-    def _tick(self) -> None:
-        """From the system thread: notice that fit() was left by an exception that a caller caught."""
-        with self._lifecycle_lock:
-            frame = self._fit_frame
-            if not self._active or frame is None or lifecycle.frame_alive(self._fit_thread, frame):
-                return
-            error = lifecycle.last_shell_error()
-            if error is not None and error is not self._shell_error_at_begin:
-                self._abort(error)
-            else:
-                self._abort(
-                    None,
-                    "fit() ended without reaching on_train_end: an exception left fit() and was caught by the caller",
-                )
 
     # -- epochs ----------------------------------------------------------------------------------------------
 
@@ -350,15 +237,8 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
             return
         logs = logs or {}
         self._call("on_epoch_end", self._epoch_end, epoch, logs)
-        # Each extra is isolated: a failing activation probe must not cost the checkpoint or the flush.
         model = self.model  # on JAX this syncs the trained state into the variables, once per epoch
-        done = epoch + 1
-        if self.weight_freq and done % self.weight_freq == 0:
-            self._call("weight statistics", self._log_stats, "weights", weight_records, model)
-        if self.activation_data is not None and self.activation_freq and done % self.activation_freq == 0:
-            self._call("activation statistics", self._log_activations, model)
-        if self._checkpoints is not None:
-            self._call("checkpoint", self._save_checkpoint, model, epoch, logs)
+        self._epoch_extras(model, epoch, logs)
         self._call("on_epoch_end", self._check_early_stop, model)
         self._call("flush", self._flush_epoch, epoch)
 
@@ -382,41 +262,6 @@ class LiveMonitor(RunReporting, keras.callbacks.Callback):
         self._writer.flush()
         if self.strict and self._writer.errors:
             raise OSError(self._writer.errors[0])
-
-    def _log_stats(self, stream: str, compute: Any, *args: Any) -> None:
-        for record in compute(*args):
-            self._writer.log(stream, {"step": self._step, "epoch": self._epoch, **record})
-
-    def _log_activations(self, model: keras.Model) -> None:
-        if "activations" in self._skipped:
-            return
-        if self._probe is None:
-            try:
-                self._probe = ActivationProbe(model)
-            except ValueError as exc:
-                self._skip("activations", str(exc))
-                return
-        self._log_stats("activations", self._probe.records, self.activation_data)
-
-    def _save_checkpoint(self, model: keras.Model, epoch: int, logs: dict[str, Any]) -> None:
-        keeper = self._checkpoints
-        if keeper.monitor not in logs:
-            self._skip(
-                "checkpoint",
-                f"checkpoint={keeper.policy!r} monitors {keeper.monitor!r}, which is not in the epoch logs "
-                f"({', '.join(sorted(logs)) or 'none'}): pass monitor=... to LiveMonitor",
-            )
-            if keeper.policy == "best":
-                return
-        entry = keeper.save(model, epoch, self._step, logs)
-        if entry is not None:
-            self._event(
-                "checkpoint",
-                f"saved {entry['path']} ({keeper.monitor}={entry['value']})",
-                path=entry["path"],
-                value=entry["value"],
-                is_best=entry["is_best"],
-            )
 
     # -- batches (hot path: plain Python, no model access, no I/O) --------------------------------------------
 

@@ -39,6 +39,9 @@ CHECKPOINT_COLUMNS = ("epoch", "step", "path", "monitor", "value", "is_best", "b
 LAYER_COLUMNS = ("phase", "name", "class", "output_shape", "params", "trainable")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 class RunFormatError(ValueError):
     """A run directory this version cannot read (newer format, unreadable run.json)."""
 
@@ -311,9 +314,18 @@ class Run:
         return self._text(fmt.GRAPH_DOT_FILE)
 
     def model_graph_png(self) -> str | None:
-        """Path of the plot_model PNG, or None when graphviz was not available to the training process."""
+        """Path of the plot_model PNG, or None when graphviz was not available to the training process.
+
+        A file that does not start with the PNG signature (a garbled or foreign file) counts as absent.
+        """
         path = self._file(fmt.GRAPH_PNG_FILE)
-        return path if os.path.isfile(path) and inside(self.root, path) else None
+        if not (os.path.isfile(path) and inside(self.root, path)):
+            return None
+        try:
+            with open(path, "rb") as f:
+                return path if f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE else None
+        except OSError:
+            return None
 
     def model_config(self) -> dict[str, Any] | None:
         """model.get_config() as JSON (never deserialized into a model), or None."""

@@ -109,7 +109,7 @@ class RunWriter:
         for stream, relpath in fmt.STREAM_FILES.items():
             if not _ends_with_newline(os.path.join(run_dir, relpath)):
                 writer._torn.add(stream)
-        writer._start()
+        writer._start(write_meta=False)  # status says `running` before anything else of the new phase is written
         return writer
 
     def _init_state(self, name: str, flush_interval: float, on_error: Callable[[str], None] | None) -> None:
@@ -126,10 +126,11 @@ class RunWriter:
         self._closed = False
         self._last_heartbeat = 0.0
 
-    def _start(self) -> None:
+    def _start(self, write_meta: bool = True) -> None:
         # The first files are written synchronously so that a failure here (unwritable root) raises to the caller,
         # which decides whether monitoring goes on without a run directory.
-        fmt.write_json_atomic(os.path.join(self.run_dir, fmt.RUN_FILE), self.meta)
+        if write_meta:
+            fmt.write_json_atomic(os.path.join(self.run_dir, fmt.RUN_FILE), self.meta)
         self._write_status()
         self._thread = threading.Thread(target=self._flush_loop, name=f"kerascope-writer-{self.run_id}", daemon=True)
         self._thread.start()

@@ -126,7 +126,7 @@ def killed(job: dict[str, Any]) -> None:
     monitor = LiveMonitor(job["root"], name=job["id"], flush_interval=job.get("flush_interval", 0.05),
                           checkpoint=job.get("checkpoint"), monitor="loss", system_freq=0.2)
     model = mlp()
-    epochs, epochs_done = job.get("epochs", 200), 0
+    epochs, epochs_done = job.get("epochs", 60), 0
     if job.get("phases"):  # a first fit() ends normally; the second one (phase 2) is the one that gets killed
         model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
         epochs_done = 2

@@ -50,7 +50,7 @@ KILLS = {
     "self-partial-batch-write-5": injected("partial_batch_write", 5),
     "self-status-replace-2": injected("before_status_replace", 2),
     "self-status-replace-6": injected("before_status_replace", 6),
-    "self-run-json-replace-2": injected("before_run_json_replace", 2),
+    "self-run-json-replace-phase-2": injected("before_run_json_replace", 2, phases=True),  # resume rewrites it
     "self-checkpoint-replace-1": injected("before_checkpoint_replace", 1, checkpoint="all"),
     "self-index-replace-2": injected("before_index_replace", 2, checkpoint="all"),
     "self-summary-replace-1": injected("before_summary_replace", 1),

@@ -31,18 +31,28 @@ def run_series(run: Run, metric: str, level: str, align: str) -> charts.Series |
     if metric not in arrays or "step" not in arrays:
         return None
     x = charts.batch_x(arrays, align, run.status_info.get("steps_per_epoch"))
-    return charts.Series(tables.run_key(run), x, arrays[metric])
+    return charts.Series(tables.run_key(run), x, arrays[metric], key=f"{run.path}/{metric}")
 
 
 def overlay(run_ids: list[str], metric: str, level: str, align: str, smoothing: float, log_y: bool) -> None:
     store = state.store()
     runs = [store.run(run_id) for run_id in run_ids if run_id in {r.id for r in store.runs()}]
-    series = [s for s in (run_series(run, metric, level, align) for run in runs) if s is not None]
-    if not series:
+    for run in runs:
+        run.refresh()
+    # Rebuilt only when a run read new records or the choices changed: most live ticks reuse the figure.
+    key = (tuple((run.id, run.version) for run in runs), metric, level, align, smoothing, log_y)
+    cached = st.session_state.get("compare_figure")
+    if cached and cached[0] == key:
+        figure = cached[1]
+    else:
+        series = [s for s in (run_series(run, metric, level, align) for run in runs) if s is not None]
+        figure = None if not series else charts.metric_figure(
+            series, title=f"{metric} ({level} level)", x_axis=align, smoothing=smoothing, log_y=log_y,
+            markers=level == "epoch", height=420)
+        st.session_state["compare_figure"] = (key, figure)
+    if figure is None:
         st.info(f"None of the selected runs recorded {widgets.md_escape(metric)} at {level} level.")
         return
-    figure = charts.metric_figure(series, title=f"{metric} ({level} level)", x_axis=align, smoothing=smoothing,
-                                  log_y=log_y, markers=level == "epoch", height=420)
     st.plotly_chart(figure, key="compare_overlay", config={"displaylogo": False})
 
 
