@@ -5,16 +5,20 @@ What is caught, for a monitor whose fit() began and did not reach on_train_end:
   status `failed` with the reason "ValueError: ...", or `interrupted` for KeyboardInterrupt;
 - the interpreter exiting during fit() (`atexit`, e.g. `sys.exit()` from a callback): `failed`;
 - an exception that a caller catches (a notebook cell, try/except, pytest): the system thread sees within a few
-  seconds that the thread running fit() no longer has the fit() frame on its stack; the reason is taken from
-  `sys.last_value` when the interactive shell recorded one, so Ctrl-C in a notebook reads `interrupted`.
+  seconds that the thread running fit() no longer has the fit() frame on its stack; the run reads `interrupted` when
+  a SIGINT (Ctrl-C) arrived during fit(), else the reason is taken from `sys.last_value` when the interactive shell
+  recorded one.
 Not caught: kill -9 and power loss. Readers show those runs as `stale` once the heartbeat stops.
 """
 
 from __future__ import annotations
 
 import atexit
+import re
+import signal
 import sys
 import threading
+import time
 import types
 import weakref
 from collections.abc import Callable
@@ -23,6 +27,8 @@ from typing import Any
 _active: weakref.WeakSet[Any] = weakref.WeakSet()
 _installed = False
 _install_lock = threading.Lock()
+_last_sigint = float("-inf")
+EMBEDDED_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit): ")  # time.monotonic() of the last SIGINT seen by our handler
 
 
 def describe(exc: BaseException | None) -> str:
@@ -30,6 +36,12 @@ def describe(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
     text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # Frameworks wrap the original error in a long message (TensorFlow: "Graph execution error: ... OSError: ...
+    # Traceback ..."): keep the first line and the embedded error, which says what went wrong.
+    cause = next((line for line in lines[1:] if EMBEDDED_ERROR.match(line)), None)
+    if cause is not None:
+        text = f"{lines[0]} ... {cause}"
     return text[:500]
 
 
@@ -41,6 +53,29 @@ def register(monitor: Any) -> None:
 
 def unregister(monitor: Any) -> None:
     _active.discard(monitor)
+
+
+def _note_sigint(signum: int, frame: types.FrameType | None) -> None:
+    global _last_sigint
+    _last_sigint = time.monotonic()
+    signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as Python's own handler does
+
+
+def watch_sigint() -> None:
+    """Remember when Ctrl-C arrives, so that a KeyboardInterrupt caught by the caller still reads `interrupted`.
+
+    Only Python's default handler is wrapped (a user's own SIGINT handler is left alone), and only from the main
+    thread, where signal handlers can be set.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _note_sigint)
+
+
+def sigint_since(started: float) -> bool:
+    """True when a SIGINT arrived after `started` (a time.monotonic() value)."""
+    return _last_sigint >= started
 
 
 def _abort_all(exc: BaseException | None, message: str | None = None) -> None:

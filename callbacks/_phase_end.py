@@ -20,6 +20,7 @@ class PhaseEnd:
     _fit_frame: Any
     _fit_thread: int
     _shell_error_at_begin: BaseException | None
+    _fit_started: float  # time.monotonic() when the phase began
     _sampler: SystemSampler | None
     _card_thread: threading.Thread | None
     _step: int
@@ -44,6 +45,8 @@ class PhaseEnd:
         with self._lifecycle_lock:
             if not self._active:
                 return
+            if exc is None and lifecycle.sigint_since(self._fit_started):  # Ctrl-C, caught by the caller
+                exc, message = KeyboardInterrupt("Ctrl-C (SIGINT) during fit()"), None
             kind = fmt.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else fmt.FAILED
             reason = message or lifecycle.describe(exc)
             self._event(kind, reason, error=reason)

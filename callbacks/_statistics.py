@@ -22,16 +22,7 @@ def summarize(values: Any) -> dict[str, Any]:
     if flat.size == 0:
         return {"count": 0}
     low, high = float(np.min(flat)), float(np.max(flat))
-    histogram = None
-    if math.isfinite(low) and math.isfinite(high):
-        # Known finite range: numpy skips its own min/max passes and the finiteness filter.
-        counts, edges = np.histogram(flat, bins=HISTOGRAM_BINS, range=(low, high) if high > low else None)
-        histogram = {"edges": edges.tolist(), "counts": counts.tolist()}
-    else:
-        finite = flat[np.isfinite(flat)]
-        if finite.size:
-            counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS)
-            histogram = {"edges": edges.tolist(), "counts": counts.tolist()}
+    finite = flat if math.isfinite(low) and math.isfinite(high) else flat[np.isfinite(flat)]
     return {
         "mean": float(np.mean(flat, dtype="float64")),
         "std": float(np.std(flat, dtype="float64")),
@@ -39,8 +30,23 @@ def summarize(values: Any) -> dict[str, Any]:
         "max": high,
         "zero_frac": float(np.count_nonzero(flat == 0) / flat.size),
         "count": int(flat.size),
-        "histogram": histogram,
+        "histogram": _histogram(finite, low, high) if finite.size else None,
     }
+
+
+def _histogram(finite: np.ndarray, low: float, high: float) -> dict[str, list] | None:
+    """30 bins over the finite values; None when numpy cannot split the range (values near the float limits)."""
+    if max(abs(low), abs(high)) > 1e30:  # float32 bin arithmetic overflows near its limits
+        finite = finite.astype("float64")
+    try:
+        if math.isfinite(low) and math.isfinite(high) and high > low:
+            # Known finite range: numpy skips its own min/max passes.
+            counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS, range=(low, high))
+        else:
+            counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS)
+    except (ValueError, IndexError):  # "Too many bins for data range", e.g. a diverged layer's outputs
+        return None
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
 
 
 def nested_layers(model: keras.Model, prefix: str = "") -> list[tuple[str, keras.layers.Layer]]:

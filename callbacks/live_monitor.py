@@ -174,6 +174,8 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         # From here on the phase is live: errors below become warnings, and a failed fit() is noticed.
         self._shell_error_at_begin = lifecycle.last_shell_error()
         self._fit_thread, self._fit_frame = lifecycle.fit_frame()
+        self._fit_started = time.monotonic()
+        lifecycle.watch_sigint()
         self._active = True
         lifecycle.register(self)
         self._sampler = SystemSampler(

@@ -12,6 +12,8 @@ import argparse
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -112,10 +114,15 @@ def fine_tuning(root: str) -> None:
 
 
 def divergent(root: str) -> None:
-    model = compile_for_classification(small_cnn(), keras.optimizers.SGD(learning_rate=8.0, momentum=0.9))
-    fit(model, monitor(root, "08 learning rate too high", {"lr": 8.0, "batch_norm": False, "schedule": "constant"},
-                       ["divergence"], "SGD at lr=8: the loss explodes to NaN and TerminateOnNaN stops the run."),
-        callbacks=(keras.callbacks.TerminateOnNaN(),))
+    def warm_then_typo(epoch: int, lr: float) -> float:
+        return 0.05 if epoch < 3 else 5e4  # meant 5e-4: the classic exponent typo
+
+    model = compile_for_classification(small_cnn(), keras.optimizers.SGD(learning_rate=0.05, momentum=0.9))
+    fit(model, monitor(root, "08 learning rate too high", {"lr": "0.05, then 5e4 from epoch 3", "batch_norm": False,
+                                                            "schedule": "LearningRateScheduler"},
+                       ["divergence", "lr-schedule"],
+                       "A schedule typo (5e4 for 5e-4) at epoch 3: the loss turns NaN and TerminateOnNaN stops the run."),
+        callbacks=(keras.callbacks.LearningRateScheduler(warm_then_typo), keras.callbacks.TerminateOnNaN()))
 
 
 def compressed(root: str) -> None:
@@ -169,15 +176,22 @@ class FlakyDigits(keras.utils.PyDataset):
         return x_train[index * BATCH : (index + 1) * BATCH], y_train[index * BATCH : (index + 1) * BATCH]
 
 
-def failed(root: str) -> None:
+def crash_in_the_pipeline(root: str) -> None:
+    """A training script whose input pipeline raises: nothing catches it, the process dies with a traceback."""
+    keras.utils.set_random_seed(SEED)
     model = compile_for_classification(small_cnn(), keras.optimizers.Adam(1e-3))
     mon = monitor(root, "11 failed: data pipeline error", {"lr": 1e-3, "batch_norm": False, "schedule": "constant"},
                   ["failed"], "The input pipeline raises in epoch 3; the run records why it failed.")
-    try:
-        model.fit(FlakyDigits(fail_at=3 * 45 + 20), validation_data=(x_val, y_val), epochs=EPOCHS, callbacks=[mon],
-                  verbose=0)
-    except OSError:
-        pass
+    model.fit(FlakyDigits(fail_at=3 * 45 + 20), validation_data=(x_val, y_val), epochs=EPOCHS, callbacks=[mon],
+              verbose=0)
+
+
+def failed(root: str) -> None:
+    # In a child process, so that the exception really ends a training script, as it would for a user.
+    script = f"from sample_runs.generate import crash_in_the_pipeline; crash_in_the_pipeline({root!r})"
+    child = subprocess.run([sys.executable, "-c", script], cwd=os.path.dirname(ROOT), capture_output=True, text=True)
+    if child.returncode == 0 or "corrupt" not in child.stderr:
+        raise RuntimeError(f"the failing run did not fail as planned:\n{child.stderr[-2000:]}")
 
 
 RECIPES: dict[str, Callable[[str], None]] = {
