@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -28,6 +29,9 @@ from train_helpers import BATCH, data, mlp
 from callbacks import LiveMonitor
 
 SAMPLES = 256  # 8 steps per epoch at batch 32
+
+
+BATCH_RECORD = re.compile(rb'\n?\{"step":\d+,"epoch":\d+,"batch":')
 
 
 def run(job: dict[str, Any]) -> None:
@@ -60,7 +64,8 @@ def install_kill(point: str, nth: int) -> None:
         real_write = os.write
 
         def write(fd: int, payload: Any) -> int:
-            if bytes(payload[:8]).startswith(b'{"step"') and due():
+            # batch.jsonl's records only: weight and activation records also begin with "step" and "epoch".
+            if BATCH_RECORD.match(bytes(payload[:80])) and due():
                 real_write(fd, bytes(payload[: len(payload) - 5]))  # all but the end of the last record
                 kill_self()
             return real_write(fd, payload)
