@@ -95,16 +95,16 @@ def early_stopping(root: str) -> None:
 
 
 def fine_tuning(root: str) -> None:
-    mon = monitor(root, "07 fine-tuning in three phases", {"lr": 1e-3, "fine_tune_lr": 1e-4, "schedule": "phases"},
+    mon = monitor(root, "07 fine-tuning in three phases", {"lr": 3e-3, "fine_tune_lr": 1e-4, "schedule": "phases"},
                   ["fine-tuning"], "Pretrain on digits 0-4; new head on 5-9 with the base frozen; unfreeze at 1e-4.")
     first, second = y_train < 5, y_train >= 5
     val_first, val_second = y_val < 5, y_val >= 5
     base = feature_base()
-    pretrain = compile_for_classification(with_head(base, 5, "pretrain"), keras.optimizers.Adam(1e-3))
+    pretrain = compile_for_classification(with_head(base, 5, "pretrain"), keras.optimizers.Adam(3e-3))
     pretrain.fit(x_train[first], y_train[first], validation_data=(x_val[val_first], y_val[val_first]), epochs=8,
                  batch_size=BATCH, callbacks=[mon], verbose=0)
     base.trainable = False
-    transfer = compile_for_classification(with_head(base, 5, "transfer"), keras.optimizers.Adam(1e-3))
+    transfer = compile_for_classification(with_head(base, 5, "transfer"), keras.optimizers.Adam(3e-3))
     transfer.fit(x_train[second], y_train[second] - 5, validation_data=(x_val[val_second], y_val[val_second] - 5),
                  epochs=14, initial_epoch=8, batch_size=BATCH, callbacks=[mon], verbose=0)
     base.trainable = True

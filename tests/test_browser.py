@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 from run_factory import make_root
 
-from monitor import RunWriter
+from monitor import RunStore, RunWriter
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -150,3 +150,58 @@ def test_a_new_run_appears_in_the_list_without_reload(served, browser):
         page.get_by_text(f"{total} of {total} runs", exact=False).first.wait_for(timeout=PATIENCE_MS)
     finally:
         newcomer.close()
+
+
+XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+
+
+def test_user_written_html_stays_text_on_every_page(runs_root, browser):
+    """Names, hparams, tags, notes and event messages with markup reach the page as text, never as elements."""
+    writer = RunWriter(runs_root, name=f"xss {XSS}", flush_interval=0.2,
+                       meta={"hparams": {f"key {XSS}": f"value {XSS}"}, "tags": [XSS], "notes": XSS})
+    log_epoch(writer, 0, epochs=2)
+    writer.log("events", {"time": time.time(), "step": 10, "epoch": 0, "kind": "warning", "message": f"event {XSS}"})
+    writer.flush()
+    port = free_port()
+    process = start_app(os.fspath(runs_root), port)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/run")
+        # The title shows the name with its markup as literal text.
+        page.get_by_text('xss <img src=x onerror="window.__xss=1">', exact=False).first.wait_for(timeout=PATIENCE_MS)
+        page.get_by_text("event <img", exact=False).first.wait_for(state="attached", timeout=PATIENCE_MS)  # a grid cell
+        for link, shown in PAGES.items():
+            page.get_by_role("link", name=link).first.click()
+            page.get_by_text(shown, exact=False).first.wait_for(timeout=PATIENCE_MS)
+            time.sleep(0.5)
+            assert page.evaluate("window.__xss") is None, link
+            assert page.locator("img[src='x']").count() == 0, link
+            assert page.locator("script", has_text="window.__xss").count() == 0, link
+    finally:
+        writer.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_shipped_sample_runs_in_the_browser(browser):
+    """The fine-tuning sample run's Run page: its charts and LR drawn; the README screenshot comes from here."""
+    root = os.path.join(REPO, "sample_runs")
+    fine_tuning = next(run for run in RunStore(root).runs() if run.name.startswith("07 "))
+    port = free_port()
+    process = start_app(root, port)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"http://127.0.0.1:{port}/run")
+        page.get_by_text("Epoch metrics").first.wait_for(timeout=PATIENCE_MS)
+        page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.click()
+        page.keyboard.type("07 fine-tuning")
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="07 fine-tuning in three phases").first.wait_for(timeout=PATIENCE_MS)
+        wait_for_points(page, "learning rate per batch", len(fine_tuning.batch_metrics()))
+        time.sleep(1.0)  # let every chart finish drawing before the screenshot
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        page.screenshot(path=os.path.join(ARTIFACTS, "sample-run-fine-tuning.png"))
+        assert not page.get_by_text("Traceback", exact=False).count()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
