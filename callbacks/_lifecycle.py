@@ -27,8 +27,8 @@ from typing import Any
 _active: weakref.WeakSet[Any] = weakref.WeakSet()
 _installed = False
 _install_lock = threading.Lock()
-_last_sigint = float("-inf")
-EMBEDDED_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit): ")  # time.monotonic() of the last SIGINT seen by our handler
+_last_sigint = float("-inf")  # time.monotonic() of the last SIGINT seen by our handler
+EMBEDDED_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit): ")
 
 
 def describe(exc: BaseException | None) -> str:
