@@ -42,10 +42,11 @@ OPTIONS = ChartOptions("step", 0.6, False, (0.0, 1.0))
 NOTES = (
     "Where the time goes: the 1,000,000-row open is mostly monitor's JSONL parse of the 140 MB batch.jsonl. The "
     "cold-start target is met by the server (up and answering in under 1 s; the Run page script itself runs in "
-    "0.2-0.9 s under AppTest); the page draw after it is the browser loading Streamlit's and plotly.js's bundles in "
-    "software-rendered headless Chromium: a second visit to an already warm server takes as long (3.4-3.9 s). A live tick that finds nothing new costs "
-    "a few ms on the server; Streamlit remounts a plotly chart whose data changed (its element id hashes the figure), so a browser zoom lasts until the next "
-    "new record: pause live updates, or use the \"Visible x range\" control, which is kept in session state."
+    "0.2-0.9 s under AppTest); the page draw after it is the browser loading Streamlit's and plotly.js's bundles in"
+    " software-rendered headless Chromium: a second visit to an already warm server takes as long (3.4-3.9 s). A "
+    "live tick that finds nothing new costs a few ms on the server; Streamlit remounts a plotly chart whose data "
+    "changed (its element id hashes the figure), so a browser zoom lasts until the next new record: pause live "
+    "updates, or use the \"Visible x range\" control, which is kept in session state."
 )
 
 
