@@ -41,7 +41,7 @@ def test_nan_loss_is_flagged_once_per_metric(runs_root):
     assert open_run(monitor.run_dir).batch_metrics()["loss"].isna().all()
 
 
-@pytest.mark.parametrize("policy", ["best", "all"])
+@pytest.mark.parametrize("policy", ["best", "last", "all"])
 def test_checkpoints_are_indexed_and_loadable(runs_root, policy):
     x, y = data()
     model = mlp(keras.optimizers.Adam(0.05))
@@ -57,6 +57,12 @@ def test_checkpoints_are_indexed_and_loadable(runs_root, policy):
     assert not [name for name in os.listdir(os.path.join(monitor.run_dir, "checkpoints")) if name.startswith(".tmp")]
     if policy == "best":
         assert [(e["path"], e["epoch"], e["is_best"]) for e in index] == [("checkpoints/best.keras", best_epoch, True)]
+    elif policy == "last":
+        assert [(e["path"], e["epoch"]) for e in index] == [("checkpoints/last.keras", 2)]
+        last = keras.saving.load_model(os.path.join(monitor.run_dir, "checkpoints/last.keras"))
+        for restored_weight, trained_weight in zip(last.get_weights(), model.get_weights(), strict=True):
+            np.testing.assert_array_equal(restored_weight, trained_weight)
+        return
     else:
         assert [e["path"] for e in index] == [f"checkpoints/epoch-000{i}.keras" for i in (1, 2, 3)]
         assert [e["is_best"] for e in index] == [i == best_epoch for i in range(3)]
