@@ -27,11 +27,11 @@ test: setup chromium
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q
 
-# The callback tests under the JAX and PyTorch backends (CPU builds).
+# The callback tests (tests/test_callback_*.py) under the JAX and PyTorch backends (CPU builds).
 test-backends: setup
 	$(PIP) jax jaxlib torch==2.13.0
-	KERAS_BACKEND=jax $(PYTHON) -m pytest -q tests/test_callback_backends.py
-	KERAS_BACKEND=torch $(PYTHON) -m pytest -q tests/test_callback_backends.py
+	KERAS_BACKEND=jax $(PYTHON) -m pytest -q tests/test_callback_*.py
+	KERAS_BACKEND=torch $(PYTHON) -m pytest -q tests/test_callback_*.py
 
 samples: setup
 	$(PYTHON) -m sample_runs.generate

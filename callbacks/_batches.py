@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 from callbacks._metrics import mean_metric_keys
@@ -53,3 +54,55 @@ class BatchRecords:
                     record["batch_" + key] = (batch + 1) * logs[key] - batch * before[key]
         self._prev = (batch, logs)
         return record
+
+
+class BatchOrder:
+    """Puts batch ends back in training order.
+
+    On JAX and torch Keras dispatches `on_train_batch_end` of an `async_safe` callback to a thread pool, so the ends
+    can arrive out of order, while `on_train_batch_begin` is always called in order on the training thread. The
+    begins give the order; an end is released once every batch begun before it has ended. With
+    `steps_per_execution=k` Keras reports one begin (first batch) and one end (last batch) per k batches.
+
+    Example:
+    ```python
+    order = BatchOrder()
+    order.begin(0); order.begin(1)
+    order.end(1, {"loss": 0.4})  # [] : batch 0 has not ended yet
+    order.end(0, {"loss": 0.5})  # [(0, {...}), (1, {...})]
+    ```
+    """
+
+    def __init__(self) -> None:
+        self._begun: deque[int] = deque()
+        self._ended: dict[int, dict[str, Any]] = {}
+
+    def reset(self) -> None:
+        self._begun.clear()
+        self._ended.clear()
+
+    def begin(self, batch: int) -> None:
+        self._begun.append(batch)
+
+    def end(self, batch: int, logs: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+        """The batch ends that are now in order to be recorded (hooks called without begins pass straight through)."""
+        if not self._begun:
+            return [(batch, logs)]
+        self._ended[batch] = logs
+        ready = []
+        while self._begun and self._ended:
+            first = self._begun[0]
+            limit = self._begun[1] if len(self._begun) > 1 else None
+            # The end of the run of batches that began at `first` lies before the next begin.
+            end = next((b for b in self._ended if b >= first and (limit is None or b < limit)), None)
+            if end is None:
+                break
+            self._begun.popleft()
+            ready.append((end, self._ended.pop(end)))
+        return ready
+
+    def leftovers(self) -> list[tuple[int, dict[str, Any]]]:
+        """At epoch end (Keras has waited for every dispatched hook): whatever is still held, in batch order."""
+        held = sorted(self._ended.items())
+        self.reset()
+        return held

@@ -9,7 +9,7 @@ from typing import Any
 import keras
 
 from callbacks import _lifecycle as lifecycle
-from callbacks._batches import BatchRecords
+from callbacks._batches import BatchOrder, BatchRecords
 from callbacks._checkpoints import POLICIES, CheckpointKeeper
 from callbacks._distributed import is_chief
 from callbacks._epoch_extras import EpochExtras
@@ -134,6 +134,7 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         self._epoch = 0
         self._lr = LearningRateTracker()
         self._batches = BatchRecords(log_every)
+        self._order = BatchOrder()
         self._checkpoints: CheckpointKeeper | None = None
         self._sampler: SystemSampler | None = None
         self._card_thread: threading.Thread | None = None
@@ -230,6 +231,7 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         self._epoch = epoch
         self._epoch_start_step = self._step
         self._lr_pending = True
+        self._order.reset()
         if self._phase_initial_epoch is None:
             self._phase_initial_epoch = epoch
         self._emit_phase_event()
@@ -238,6 +240,9 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         if not self._active:
             return
         logs = logs or {}
+        with self._batch_lock:
+            for ended, ended_logs in self._order.leftovers():
+                self._call("on_train_batch_end", self._batch_end, ended, ended_logs)
         self._call("on_epoch_end", self._epoch_end, epoch, logs)
         model = self.model  # on JAX this syncs the trained state into the variables, once per epoch
         self._epoch_extras(model, epoch, logs)
@@ -270,19 +275,29 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
     def _start_epoch_lr(self) -> None:
         self._lr_changed(self._lr.start_epoch(), f"epoch {self._epoch} begins")
 
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._active:
+            return
+        # The training thread, in order, before the batch's update: the float LR is read here once per epoch, after
+        # every callback's on_epoch_begin (LearningRateScheduler may come after this one) and while JAX still has
+        # the variables attached.
+        if self._lr_pending:
+            self._lr_pending = False
+            self._call("learning rate", self._start_epoch_lr)
+        self._order.begin(batch)
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._active:
             return
         try:
             with self._batch_lock:
-                self._batch_end(batch, logs or {})
+                for ended, ended_logs in self._order.end(batch, logs or {}):
+                    self._batch_end(ended, ended_logs)
         except Exception as exc:
             self._failed("on_train_batch_end", exc)
 
     def _batch_end(self, batch: int, logs: dict[str, Any]) -> None:
-        if self._lr_pending:
-            # The epoch's first batch end: every callback's on_epoch_begin has run (LearningRateScheduler may come
-            # after this one), so a float LR read now is the one the epoch's updates use. Once per epoch.
+        if self._lr_pending:  # hooks called without on_train_batch_begin
             self._lr_pending = False
             self._call("learning rate", self._start_epoch_lr)
         step = self._epoch_start_step + batch + 1

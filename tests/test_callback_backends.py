@@ -1,10 +1,12 @@
-"""The backend-agnostic core of LiveMonitor; `make test-backends` runs this file under KERAS_BACKEND=jax and torch.
+"""The backend-agnostic core of LiveMonitor (`make test-backends` runs every test_callback_* file under jax and torch).
 
 On JAX and torch Keras dispatches batch hooks to a worker thread (LiveMonitor is `async_safe`), and on JAX the
 model's state is synced into its variables only when `callback.model` is read: what is recorded must still be right.
 """
 
 from __future__ import annotations
+
+import concurrent.futures
 
 import keras
 import numpy as np
@@ -45,3 +47,29 @@ def test_schedule_two_fit_calls_statistics_and_checkpoint(runs_root):
     assert run.status == "finished" and not run.problems
     restored = keras.saving.load_model(run.file_path("checkpoints/last.keras"))
     np.testing.assert_allclose(restored.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), rtol=1e-5)
+
+
+def test_batch_ends_arriving_out_of_order_are_recorded_in_order(runs_root):
+    """Keras's async dispatch (JAX, torch) runs batch ends on a thread pool: begins stay in order, ends need not."""
+    x, y = data()
+    model = mlp(keras.optimizers.SGD(0.1))
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)  # builds the model and its metrics
+    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    monitor.set_model(model)
+    monitor.set_params({"epochs": 1, "steps": 8, "verbose": 0})
+    monitor.on_train_begin()
+    monitor.on_epoch_begin(0)
+    losses = [1.0 / (batch + 1) for batch in range(8)]
+    running = [float(np.mean(losses[: batch + 1])) for batch in range(8)]
+    for batch in range(8):
+        monitor.on_train_batch_begin(batch)
+    arrival = [3, 0, 2, 1, 7, 5, 4, 6]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda batch: monitor.on_train_batch_end(batch, {"loss": running[batch]}), arrival))
+    monitor.on_epoch_end(0, {"loss": running[-1]})
+    monitor.on_train_end()
+
+    batches = records(monitor.run_dir, "batch.jsonl")
+    assert [b["step"] for b in batches] == list(range(1, 9))
+    assert [b["batch_loss"] for b in batches] == pytest.approx(losses)
+    assert all(b["lr"] == pytest.approx(0.1) for b in batches)

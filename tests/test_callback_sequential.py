@@ -73,7 +73,7 @@ def test_run_meta_status_and_events(sequential_run):
     assert meta["format_version"] == 1 and meta["name"] == "mlp / baseline"
     assert meta["hparams"]["layers"] == [8, 2] and meta["hparams"]["odd"].startswith("<object")
     assert meta["tags"] == ["test"] and meta["notes"] == "tiny"
-    assert meta["backend"] == "tensorflow" and meta["keras_version"] and meta["python_version"]
+    assert meta["backend"] == keras.backend.backend() and meta["keras_version"] and meta["python_version"]
     assert meta["fit_params"]["epochs"] == 3 and meta["fit_params"]["steps"] == 4
     assert meta["optimizer"]["class"] == "Adam" and meta["optimizer"]["config"]["learning_rate"] == pytest.approx(1e-3)
     assert meta["model"]["total_params"] == 8 * 8 + 8 + 8 * 2 + 2
