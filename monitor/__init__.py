@@ -11,7 +11,7 @@ from monitor.format import FORMAT_VERSION
 
 _LAZY = {
     "Run": "monitor.reader",
-    "RunFormatError": "monitor.reader",
+    "RunFormatError": "monitor.run_files",
     "RunStore": "monitor.store",
     "RunWatcher": "monitor.watcher",
     "RunWriter": "monitor.writer",

@@ -6,7 +6,8 @@ import os
 import threading
 
 from monitor import format as fmt
-from monitor.reader import Run, inside
+from monitor.format import inside
+from monitor.reader import Run
 
 
 class RunStore:
