@@ -9,6 +9,17 @@ from typing import Any
 from callbacks._metrics import mean_metric_keys
 
 
+def batch_interval(update_freq: str | int) -> int:
+    """LiveMonitor's `update_freq` as "log every N-th batch" (0: no batch records)."""
+    if update_freq == "batch":
+        return 1
+    if update_freq == "epoch":
+        return 0
+    if isinstance(update_freq, int) and not isinstance(update_freq, bool) and update_freq >= 1:
+        return update_freq
+    raise ValueError(f'update_freq must be "batch", "epoch" or a positive int, got {update_freq!r}')
+
+
 class BatchRecords:
     """Builds one record per logged batch; pure Python on floats, cheap enough for every batch.
 

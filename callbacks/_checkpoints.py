@@ -16,6 +16,14 @@ from monitor.writer import RunWriter
 POLICIES = ("best", "last", "all")
 
 
+def check_checkpoint_options(checkpoint: str | None, mode: str) -> None:
+    """Raise ValueError for a `checkpoint` policy or `mode` that LiveMonitor does not know."""
+    if checkpoint is not None and checkpoint not in POLICIES:
+        raise ValueError(f"checkpoint must be one of {POLICIES} or None, got {checkpoint!r}")
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f'mode must be "auto", "min" or "max", got {mode!r}')
+
+
 class CheckpointKeeper:
     """Save the model at epoch end according to a policy and keep checkpoints/index.json up to date.
 

@@ -53,6 +53,10 @@ def register(monitor: Any) -> None:
 
 def unregister(monitor: Any) -> None:
     _active.discard(monitor)
+    # Python's own SIGINT handler comes back once no fit() is watched (only the main thread may set handlers).
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if not _active and on_main_thread and signal.getsignal(signal.SIGINT) is _note_sigint:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _note_sigint(signum: int, frame: types.FrameType | None) -> None:

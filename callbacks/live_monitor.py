@@ -9,8 +9,8 @@ from typing import Any
 import keras
 
 from callbacks import _lifecycle as lifecycle
-from callbacks._batches import BatchOrder, BatchRecords
-from callbacks._checkpoints import POLICIES, CheckpointKeeper
+from callbacks._batches import BatchOrder, BatchRecords, batch_interval
+from callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options
 from callbacks._distributed import is_chief
 from callbacks._epoch_extras import EpochExtras
 from callbacks._learning_rate import LearningRateTracker
@@ -92,18 +92,8 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         strict: bool = False,
     ) -> None:
         super().__init__()
-        if update_freq == "batch":
-            log_every = 1
-        elif update_freq == "epoch":
-            log_every = 0
-        elif isinstance(update_freq, int) and not isinstance(update_freq, bool) and update_freq >= 1:
-            log_every = update_freq
-        else:
-            raise ValueError(f'update_freq must be "batch", "epoch" or a positive int, got {update_freq!r}')
-        if checkpoint is not None and checkpoint not in POLICIES:
-            raise ValueError(f"checkpoint must be one of {POLICIES} or None, got {checkpoint!r}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f'mode must be "auto", "min" or "max", got {mode!r}')
+        log_every = batch_interval(update_freq)
+        check_checkpoint_options(checkpoint, mode)
         # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
         self.async_safe = True
         self.log_dir = log_dir

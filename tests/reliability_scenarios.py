@@ -139,7 +139,7 @@ def killed(job: dict[str, Any]) -> None:
         try:
             model.fit(x, y, initial_epoch=epochs_done, epochs=epochs, batch_size=BATCH, verbose=0,
                       callbacks=[monitor, *extra])
-        except ValueError:
+        except (ValueError, KeyboardInterrupt):
             time.sleep(3)  # the caller went on; the monitor's system thread notices that fit() was left
         return
     model.fit(x, y, initial_epoch=epochs_done, epochs=epochs, batch_size=BATCH, verbose=0,

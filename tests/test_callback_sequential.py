@@ -136,3 +136,19 @@ def test_update_freq(runs_root, update_freq, steps):
     assert all("batch_loss" in b for b in batches)
     assert len(records(monitor.run_dir, "epoch.jsonl")) == 3
     assert records(monitor.run_dir, "weights.jsonl") == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"update_freq": "step"}, "update_freq must be"),
+        ({"update_freq": 0}, "update_freq must be"),
+        ({"update_freq": True}, "update_freq must be"),
+        ({"checkpoint": "sometimes"}, "checkpoint must be one of"),
+        ({"mode": "up"}, "mode must be"),
+    ],
+)
+def test_invalid_options_are_refused_when_the_monitor_is_made(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        LiveMonitor(str(tmp_path), **options)
+    assert not os.listdir(tmp_path)  # nothing written before the first fit()

@@ -64,6 +64,7 @@ ENDINGS = {
     "exception": {"scenario": "killed", "error": "raise", "epochs": 5},
     "keyboard-interrupt": {"scenario": "killed", "error": "interrupt", "epochs": 5},
     "exception-caught-by-caller": {"scenario": "killed", "error": "raise", "epochs": 5, "caught": True},
+    "ctrl-c-caught-by-caller": external("sigint", 20, caught=True),
 }
 
 
@@ -194,6 +195,8 @@ def test_the_kill_moments_are_spread_over_the_writes(sweep):
         # Keras calls no hook when an exception leaves fit(); a caught one leaves no trace of its type to read.
         ("exception-caught-by-caller", "failed", "fit() ended without reaching on_train_end: an exception left fit() "
                                                  "and was caught by the caller"),
+        # A Ctrl-C is told apart from other caught exceptions: LiveMonitor notes the SIGINT itself.
+        ("ctrl-c-caught-by-caller", "interrupted", "KeyboardInterrupt: Ctrl-C (SIGINT) during fit()"),
     ],
 )
 def test_an_exception_or_interrupt_inside_fit_is_recorded(sweep, job_id, status, reason):
