@@ -166,6 +166,7 @@ def add_event_lines(figure: go.Figure, events: pd.DataFrame, x_axis: str) -> Non
     """Draw events (phases, early stop, LR changes, checkpoints, NaN) as labelled vertical lines."""
     shown = events[events["kind"].isin(list(EVENT_STYLE))].tail(MAX_EVENT_MARKERS)
     shapes, annotations = list(figure.layout.shapes), list(figure.layout.annotations)
+    labels: dict[object, tuple[str, list[str]]] = {}  # x -> (color of the first, labels): one text per x
     for _, event in shown.iterrows():
         x = event.get(x_axis)
         if x is None or pd.isna(x):
@@ -174,9 +175,12 @@ def add_event_lines(figure: go.Figure, events: pd.DataFrame, x_axis: str) -> Non
         color, label = EVENT_STYLE[event["kind"]]
         shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
                        "line": {"color": color, "width": 1, "dash": "dot"}})
-        if label:
-            annotations.append({"x": x, "xref": "x", "y": 1, "yref": "paper", "text": label, "showarrow": False,
-                                "font": {"size": 10, "color": color}, "yanchor": "bottom"})
+        if label and label not in labels.setdefault(x, (color, []))[1]:
+            labels[x][1].append(label)
+    for x, (color, texts) in labels.items():
+        if texts:  # events at the same x (a phase that also changes the LR) share one label, not overlapping ones
+            annotations.append({"x": x, "xref": "x", "y": 1, "yref": "paper", "text": " · ".join(texts),
+                                "showarrow": False, "font": {"size": 10, "color": color}, "yanchor": "bottom"})
     figure.update_layout(shapes=shapes, annotations=annotations)
 
 

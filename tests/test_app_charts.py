@@ -79,3 +79,10 @@ def test_csv_export_holds_every_recorded_value(runs_root):
     assert list(frame.columns) == ["run_id", "run_name", "metric", "step", "epoch", "batch", "time", "value"]
     assert len(frame) == 21 + 14
     assert frame.groupby("run_name")["step"].max().to_dict() == {"a": 21, "b": 14}
+
+
+def test_events_at_the_same_step_share_one_label():
+    events = pd.DataFrame({"step": [10, 10, 10, 20], "kind": ["phase", "lr_change", "checkpoint", "nan"]})
+    figure = charts.metric_figure([charts.Series("loss", np.arange(30.0), np.ones(30))], title="loss", events=events)
+    assert len(figure.layout.shapes) == 4  # every event keeps its line
+    assert sorted((a.x, a.text) for a in figure.layout.annotations) == [(10.0, "phase · LR"), (20.0, "NaN")]
