@@ -133,6 +133,20 @@ def run_picker(runs: list[Run], page: str) -> Run | None:
     return by_id[chosen]
 
 
+def readable_run(page: str, title: str) -> Run | None:
+    """The head of a single-run page: the run picker and the run's header; None when there is nothing to show.
+
+    Without runs the page shows `title` and how to get runs; a broken run shows its reason in the header.
+    """
+    run = run_picker(state.store().runs(), page)
+    if run is None:
+        st.title(title)
+        no_runs_message()
+        return None
+    run_header(run)
+    return None if run.error else run
+
+
 def live_toggle() -> None:
     """Pause/resume live updates (paused charts keep the user's zoom: nothing re-renders them)."""
     st.session_state[state.LIVE_KEY] = st.sidebar.toggle(

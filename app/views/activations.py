@@ -53,14 +53,8 @@ def live_part(run_id: str) -> None:
 
 
 def main() -> None:
-    runs = state.store().runs()
-    run = widgets.run_picker(runs, "activations")
+    run = widgets.readable_run("activations", "Activations & weights")
     if run is None:
-        st.title("Activations & weights")
-        widgets.no_runs_message()
-        return
-    widgets.run_header(run)
-    if run.error:
         return
     # Statistics arrive once per epoch: a slower timer is plenty and keeps the layer pickers responsive.
     interval = state.live_interval()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from app import state, widgets
+from app import widgets
 from monitor.reader import Run
 
 
@@ -42,14 +42,8 @@ def download(run: Run, relpath: str) -> None:
 
 
 def main() -> None:
-    runs = state.store().runs()
-    run = widgets.run_picker(runs, "checkpoints")
+    run = widgets.readable_run("checkpoints", "Checkpoints")
     if run is None:
-        st.title("Checkpoints")
-        widgets.no_runs_message()
-        return
-    widgets.run_header(run)
-    if run.error:
         return
     table = checkpoint_table(run)
     if not len(table):

@@ -35,8 +35,8 @@ def run_series(run: Run, metric: str, level: str, align: str) -> charts.Series |
 
 
 def overlay(run_ids: list[str], metric: str, level: str, align: str, smoothing: float, log_y: bool) -> None:
-    store = state.store()
-    runs = [store.run(run_id) for run_id in run_ids if run_id in {r.id for r in store.runs()}]
+    present = {run.id: run for run in state.store().runs()}  # one scan of the root per tick
+    runs = [present[run_id] for run_id in run_ids if run_id in present]
     for run in runs:
         run.refresh()
     # Rebuilt only when a run read new records or the choices changed: most live ticks reuse the figure.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import state, widgets
+from app import widgets
 from monitor.reader import Run
 
 
@@ -51,14 +51,8 @@ def show_layers(run: Run) -> None:
 
 
 def main() -> None:
-    runs = state.store().runs()
-    run = widgets.run_picker(runs, "model")
+    run = widgets.readable_run("model", "Model")
     if run is None:
-        st.title("Model")
-        widgets.no_runs_message()
-        return
-    widgets.run_header(run)
-    if run.error:
         return
     show_counts(run)
     summary, graph = st.tabs(["Summary", "Graph"])

@@ -102,14 +102,8 @@ def live_part(run_id: str, options: ChartOptions) -> None:
 
 
 def main() -> None:
-    runs = state.store().runs()
-    run = widgets.run_picker(runs, "run")
+    run = widgets.readable_run("run", "Run")
     if run is None:
-        st.title("Run")
-        widgets.no_runs_message()
-        return
-    widgets.run_header(run)
-    if run.error:
         return
     controls = st.columns([3, 3, 3, 1])
     x_axis = controls[0].segmented_control("x axis", ["step", "epoch", "time"], default="step", key="run_x") or "step"
