@@ -25,7 +25,7 @@ def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     events = run.events()
     figures = {}
     # A run whose epoch records lack the chosen axis (a hand-made or damaged file) plots by epoch, then by row.
-    axis = next((name for name in (options.x_axis, "epoch") if name in frame), None)
+    axis = next((name for name in (options.x_axis, "epoch") if frame[name].notna().any()), None)
     x = frame[axis].to_numpy(float) if axis else np.arange(len(frame), dtype=float)
     for metric in tables.metric_names(frame):
         if metric.startswith("val_") and metric.removeprefix("val_") in frame:

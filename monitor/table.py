@@ -46,12 +46,14 @@ class NumericTable:
         self._capacity = capacity
 
     def frame(self, leading: tuple[str, ...] = ()) -> pd.DataFrame:
-        """The rows so far as a DataFrame; columns named in `leading` come first. Cached until the next append."""
+        """The rows so far as a DataFrame; the `leading` columns come first and always exist (NaN where no record had
+        them), so readers can rely on them even for an empty or damaged stream. Cached until the next append."""
         if self._frame is None:
-            names = [n for n in leading if n in self._columns] + sorted(n for n in self._columns if n not in leading)
+            names = list(leading) + sorted(n for n in self._columns if n not in leading)
             data: dict[str, np.ndarray] = {}
             for name in names:
-                values = self._columns[name][: self._rows].copy()
+                column = self._columns.get(name)
+                values = np.full(self._rows, np.nan) if column is None else column[: self._rows].copy()
                 # Counters read back as integers when every row has one (JSON keeps no int/float distinction here).
                 if name in INTEGER_COLUMNS and np.isfinite(values).all():
                     values = values.astype(np.int64)

@@ -279,3 +279,14 @@ def test_monitor_never_imports_deserializers_or_keras():
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                                        check=True).stdout)
     assert not {name.split(".")[0] for name in loaded} & {"keras", "tensorflow", "torch", "jax", "h5py"}
+
+
+def test_documented_columns_exist_even_when_no_record_has_them(runs_root):
+    path = write_run(runs_root, "partial")
+    (path / "epoch.jsonl").write_text('{"epoch": 0, "loss": 0.5}\n{"epoch": 1, "loss": 0.4}\n')
+    run = RunStore(runs_root).run("partial")
+    epochs = run.epoch_metrics()
+    assert list(epochs.columns[:3]) == ["epoch", "step", "time"] and epochs["step"].isna().all()
+    assert list(epochs["epoch"]) == [0, 1] and list(epochs["loss"]) == [0.5, 0.4]
+    batches = run.batch_metrics()  # no batch.jsonl at all
+    assert len(batches) == 0 and list(batches.columns) == ["step", "epoch", "batch", "time"]
