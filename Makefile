@@ -6,8 +6,10 @@ LOGDIR ?= sample_runs
 
 .PHONY: setup graphviz chromium dashboard demo test test-backends lint bench samples
 
+# The checkout is installed in editable mode as the one package `kerascope` (app/, callbacks/, monitor/ inside it).
 setup: graphviz
 	$(PIP) -r requirements.txt
+	$(PIP) --no-deps --no-build-isolation -e .
 
 # plot_model needs the `dot` binary; the dashboard itself does not (it renders DOT in the browser).
 graphviz:
@@ -18,7 +20,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 dashboard: setup
-	$(PYTHON) -m app --logdir $(LOGDIR) --port $(PORT)
+	$(PYTHON) -m kerascope --logdir $(LOGDIR) --port $(PORT)
 
 demo: setup
 	$(PYTHON) -m sample_runs.demo --port $(PORT)

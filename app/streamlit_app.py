@@ -1,19 +1,19 @@
-"""The dashboard's entry point (`streamlit run app/streamlit_app.py`, started by `python -m app`)."""
+"""The dashboard's entry point (`streamlit run app/streamlit_app.py`, started by `python -m kerascope`)."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-# Streamlit puts this file's folder on sys.path, not the project root: make `app` and `monitor` importable when the
-# dashboard is started from a checkout outside the current directory.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+try:
+    import kerascope  # noqa: F401  installed, or started from the checkout's root
+except ModuleNotFoundError:
+    # `streamlit run app/streamlit_app.py` from a checkout that is not installed: Streamlit puts this file's folder on
+    # sys.path, not the checkout's root, which holds the kerascope package.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import streamlit as st  # noqa: E402
-
-from app import state, widgets  # noqa: E402
+from kerascope.app import state, widgets  # noqa: E402
 
 st.set_page_config(page_title="Kerascope", page_icon=":material/monitoring:", layout="wide")
 # Not "pages/": Streamlit treats a pages/ folder next to the entry script as the legacy multipage layout, which

@@ -9,9 +9,8 @@ import time
 from typing import Any
 
 import keras
-
-from monitor import format as fmt
-from monitor.writer import RunWriter
+from kerascope.monitor import format as fmt
+from kerascope.monitor.writer import RunWriter
 
 POLICIES = ("best", "last", "all")
 

@@ -10,10 +10,10 @@ import os
 import time
 
 import pytest
+from kerascope.monitor import format as fmt
+from kerascope.monitor.watcher import ROOT_KEY
 
-from monitor import RunStore, RunWatcher, RunWriter
-from monitor import format as fmt
-from monitor.watcher import ROOT_KEY
+from kerascope import RunStore, RunWatcher, RunWriter
 
 PATIENCE_S = 20.0
 
