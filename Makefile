@@ -9,7 +9,7 @@ LOGDIR ?= sample_runs
 # The checkout is installed in editable mode as the one package `kerascope` (app/, callbacks/, monitor/ inside it).
 setup: graphviz
 	$(PIP) -r requirements.txt
-	$(PIP) --no-deps --no-build-isolation -e .
+	$(PIP) --no-deps -e .
 
 # plot_model needs the `dot` binary; the dashboard itself does not (it renders DOT in the browser).
 graphviz:

@@ -33,7 +33,7 @@ def venv(tmp_path_factory) -> str:
     """A fresh virtual environment holding the built wheel with its dashboard extra, and nothing of the checkout."""
     base = tmp_path_factory.mktemp("install")
     wheels = base / "wheels"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), REPO])
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), REPO])
     (wheel,) = glob.glob(str(wheels / "kerascope-*.whl"))
     env_dir = base / "venv"
     run([sys.executable, "-m", "venv", str(env_dir)])
