@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from kerascope.monitor.reader import Run
 
 DEAD_ZERO_FRAC = 0.99  # a ReLU layer whose outputs are (almost) all exactly zero has stopped learning

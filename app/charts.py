@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from kerascope.app.smoothing import EmaCache, ema
 from tsdownsample import MinMaxLTTBDownsampler
+
+from kerascope.app.smoothing import EmaCache, ema
 
 MAX_POINTS = 2000  # per trace: what the browser receives, whatever the run's length
 # WebGL pays off only for long traces; short ones stay SVG, which redraws faster on a remount and does not use up

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
+
 from kerascope.app import charts, tables
 from kerascope.monitor.reader import Run
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import streamlit as st
+
 from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
 from kerascope.monitor import RunStore, RunWatcher
 from kerascope.monitor.reader import Run

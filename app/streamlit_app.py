@@ -13,6 +13,7 @@ except ModuleNotFoundError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import streamlit as st  # noqa: E402
+
 from kerascope.app import state, widgets  # noqa: E402
 
 st.set_page_config(page_title="Kerascope", page_icon=":material/monitoring:", layout="wide")

@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
+
 from kerascope.app import widgets
 from kerascope.monitor.reader import Run
 

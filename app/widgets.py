@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import streamlit as st
+
 from kerascope.app import state
 from kerascope.monitor import format as fmt
 from kerascope.monitor.reader import Run

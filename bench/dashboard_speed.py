@@ -30,11 +30,11 @@ import plotly.io
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
-from kerascope.app import tables  # noqa: E402
-from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures  # noqa: E402
 from run_factory import make_run  # noqa: E402
 
 from kerascope import RunStore, RunWriter  # noqa: E402
+from kerascope.app import tables  # noqa: E402
+from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SECTION = "## Dashboard"

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import keras
+
 from kerascope.monitor import format as fmt
 from kerascope.monitor.writer import RunWriter
 

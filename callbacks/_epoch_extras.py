@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+
 from kerascope.callbacks._checkpoints import CheckpointKeeper
 from kerascope.callbacks._statistics import ActivationProbe, weight_records
 from kerascope.monitor.writer import RunWriter

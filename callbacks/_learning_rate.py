@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 from keras.optimizers.schedules import LearningRateSchedule
+
 from kerascope.monitor.format import as_float
 
 # At most this many steps are evaluated ahead in one call (an unsized dataset has no known epoch length).

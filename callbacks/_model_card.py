@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+
 from kerascope.callbacks._statistics import nested_layers
 from kerascope.monitor import format as fmt
 from kerascope.monitor.writer import RunWriter

@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 import numpy as np
+
 from kerascope.monitor.format import to_jsonable
 
 

@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 import keras
+
 from kerascope.callbacks import _lifecycle as lifecycle
 from kerascope.callbacks import _model_card as card
 from kerascope.callbacks._run_meta import environment, monitor_options, parameter_counts

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import keras
+
 from kerascope.callbacks import _lifecycle as lifecycle
 from kerascope.callbacks._batches import BatchOrder, BatchRecords, batch_interval
 from kerascope.callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from kerascope.monitor import format as fmt
 from kerascope.monitor.run_files import RunFiles, RunFormatError, frame_of
 from kerascope.monitor.table import NumericTable

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import pandas as pd
+
 from kerascope.monitor import format as fmt
 from kerascope.monitor.format import inside
 

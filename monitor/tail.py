@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from kerascope.monitor.format import inside
 
 # A single line longer than this is not a record any writer of ours produces: it is dropped, not buffered forever.

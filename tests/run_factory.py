@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 import numpy as np
-from kerascope.monitor import format as fmt
 
 from kerascope import RunWriter
+from kerascope.monitor import format as fmt
 
 LAYERS = (("dense", "Dense", [None, 32], 8224), ("dense_1", "Dense", [None, 10], 330))
 SUMMARY = """Model: "mlp"

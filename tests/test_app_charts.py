@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 import pandas as pd
-from kerascope.app import alerts, charts, smoothing, tables
 from run_factory import make_run
 
 from kerascope import RunStore
+from kerascope.app import alerts, charts, smoothing, tables
 
 
 def test_downsample_bounds_points_and_keeps_extremes():

@@ -12,11 +12,11 @@ import re
 
 import numpy as np
 import pytest
-from kerascope.monitor import format as fmt
 from run_factory import make_root, make_run
 from streamlit.testing.v1 import AppTest
 
 from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app", "streamlit_app.py")
 SAMPLE_ROOT = os.path.join(os.path.dirname(APP), "..", "sample_runs")

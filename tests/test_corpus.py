@@ -17,9 +17,9 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from kerascope.monitor import format as fmt
 
 from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(REPO, "tests", "corpus", "runs")

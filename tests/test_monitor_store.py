@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
-from kerascope.monitor import format as fmt
 
 from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

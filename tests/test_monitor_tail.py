@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+
 from kerascope.monitor import tail as tail_module
 from kerascope.monitor.table import NumericTable
 from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records, records_to_columns

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 import pytest
-from kerascope.monitor import format as fmt
 
 from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

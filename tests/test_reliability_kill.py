@@ -17,10 +17,10 @@ import signal
 import time
 
 import pytest
-from kerascope.monitor import format as fmt
 from zygote import Zygote
 
 from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 BATCH_COLUMNS = ("step", "epoch", "batch", "time", "loss", "accuracy", "batch_loss", "batch_accuracy", "lr")
 

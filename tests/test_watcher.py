@@ -10,10 +10,10 @@ import os
 import time
 
 import pytest
-from kerascope.monitor import format as fmt
-from kerascope.monitor.watcher import ROOT_KEY
 
 from kerascope import RunStore, RunWatcher, RunWriter
+from kerascope.monitor import format as fmt
+from kerascope.monitor.watcher import ROOT_KEY
 
 PATIENCE_S = 20.0
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
+
 from kerascope.app import widgets
 from kerascope.monitor.reader import Run
 

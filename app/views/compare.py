@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
+
 from kerascope.app import charts, state, tables, widgets
 from kerascope.monitor.reader import Run
 

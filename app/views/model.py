@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+
 from kerascope.app import widgets
 from kerascope.monitor.reader import Run
 

@@ -7,6 +7,7 @@ import time
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+
 from kerascope.app import alerts, state, widgets
 from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures
 from kerascope.monitor.reader import Run

@@ -6,6 +6,7 @@ import time
 
 import pandas as pd
 import streamlit as st
+
 from kerascope.app import state, tables, widgets
 from kerascope.monitor.reader import Run
 
