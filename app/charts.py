@@ -15,10 +15,9 @@ from tsdownsample import MinMaxLTTBDownsampler
 
 from kerascope.app.smoothing import EmaCache, ema
 
-MAX_POINTS = 2000  # per trace: what the browser receives, whatever the run's length
-# WebGL pays off only for long traces; short ones stay SVG, which redraws faster on a remount and does not use up
-# the browser's WebGL contexts (about 16 per page).
-WEBGL_FROM_POINTS = 1000
+# Per trace: what the browser receives, whatever the run's length. At this size SVG draws as fast as WebGL, and
+# each WebGL context costs about 0.4 s at page load in software rendering (and browsers allow only ~16 per page).
+MAX_POINTS = 2000
 MAX_EVENT_MARKERS = 60
 EVENT_STYLE = {  # kind -> (colour, label drawn at the top of the chart; "" draws the line only)
     "phase": ("#6f42c1", "phase"),
@@ -98,7 +97,6 @@ def metric_figure(
     events: pd.DataFrame | None = None,
     markers: bool = False,
     height: int = 320,
-    window: tuple[float, float] = (0.0, 1.0),
 ) -> go.Figure:
     """A line chart of several series on one y axis (train and val of one metric, or one metric of many runs).
 
@@ -111,14 +109,12 @@ def metric_figure(
         events: events to draw as vertical lines (columns kind, step, epoch, time, message).
         markers: draw point markers (epoch-level charts with few points).
         height: pixels.
-        window: the visible part of the x extent, as fractions (0.5, 1.0) = the latest half. Set server-side, it
-            survives live refreshes, which remount the chart and reset a zoom done in the browser.
 
     Example:
     ```python
     frame = run.epoch_metrics()
     series = [Series(name, frame["step"].to_numpy(), frame[name].to_numpy()) for name in ("loss", "val_loss")]
-    st.plotly_chart(metric_figure(series, title="loss", events=run.events(), log_y=True))
+    live_chart(metric_figure(series, title="loss", events=run.events(), log_y=True), key="loss")
     ```
     """
     traces = []
@@ -128,38 +124,22 @@ def metric_figure(
         mode = "lines+markers" if markers else "lines"
         if smoothing > 0 and len(y) > 1:
             xs, ys = downsample(x, y)
-            traces.append(scatter(len(xs))(x=to_axis(xs, x_axis), y=ys, name=plain(f"{item.name} (raw)"), mode="lines",
-                                       line={"color": color, "width": 1}, opacity=0.25, showlegend=False,
-                                       hoverinfo="skip"))
+            traces.append(go.Scatter(x=to_axis(xs, x_axis), y=ys, name=plain(f"{item.name} (raw)"), mode="lines",
+                                     line={"color": color, "width": 1}, opacity=0.25, showlegend=False,
+                                     hoverinfo="skip"))
             y = _smoothed.smooth(item.key, y, smoothing) if item.key else ema(y, smoothing)
         xs, ys = downsample(x, y)
-        traces.append(scatter(len(xs))(x=to_axis(xs, x_axis), y=ys, name=plain(item.name), mode=mode,
-                                   line={"color": color, "width": 2}, marker={"size": 5}))
+        traces.append(go.Scatter(x=to_axis(xs, x_axis), y=ys, name=plain(item.name), mode=mode,
+                                 line={"color": color, "width": 2}, marker={"size": 5}))
     figure = go.Figure(traces)
     figure.update_layout(
         title={"text": plain(title), "font": {"size": 15}}, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
         xaxis_title=X_TITLES.get(x_axis, x_axis), yaxis_type="log" if log_y else "linear", hovermode="x unified",
     )
-    if window != (0.0, 1.0):
-        apply_window(figure, series, x_axis, window)
     if events is not None and len(events):
         add_event_lines(figure, events, x_axis)
     return figure
-
-
-def scatter(points: int) -> type[go.Scatter] | type[go.Scattergl]:
-    return go.Scattergl if points >= WEBGL_FROM_POINTS else go.Scatter
-
-
-def apply_window(figure: go.Figure, series: list[Series], x_axis: str, window: tuple[float, float]) -> None:
-    lows = [np.nanmin(s.x) for s in series if len(s.x) and np.isfinite(s.x).any()]
-    highs = [np.nanmax(s.x) for s in series if len(s.x) and np.isfinite(s.x).any()]
-    if not lows:
-        return
-    low, high = min(lows), max(highs)
-    bounds = [low + fraction * (high - low) for fraction in window]
-    figure.update_xaxes(range=list(to_axis(np.array(bounds), x_axis)), autorange=False)
 
 
 def add_event_lines(figure: go.Figure, events: pd.DataFrame, x_axis: str) -> None:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
+from importlib.util import find_spec
 
 APP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "streamlit_app.py")
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # served at /app/static/
+PLOTLY_JS = "plotly.min.js"
 LOGDIR_ENV = "KERASCOPE_LOGDIR"
 POLL_ENV = "KERASCOPE_POLL"
 
@@ -35,6 +40,7 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "--server.port", str(args.port),
         "--server.headless", "true",
         "--server.fileWatcherType", "none",
+        "--server.enableStaticServing", "true",  # plotly.js for the charts, from app/static/
         "--server.runOnSave", "false",
         "--client.showErrorDetails", "type",
         "--client.toolbarMode", "minimal",
@@ -42,6 +48,37 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "--theme.base", "light",
         "--theme.primaryColor", "#2563eb",
     ]
+
+
+def install_plotly_js(static_dir: str = STATIC_DIR) -> str:
+    """Put the installed plotly package's plotly.js where Streamlit serves the app's static files (`/app/static/`).
+
+    Streamlit refuses to serve symbolic links, so the file is copied, atomically, unless the copy there already has
+    the source's size and modification time.
+
+    Args:
+        static_dir: the `static/` folder beside the dashboard's entry script.
+
+    Returns:
+        The path of the copy.
+    """
+    plotly_dir = find_spec("plotly").submodule_search_locations[0]  # not imported: the command starts in a blink
+    source = os.path.join(plotly_dir, "package_data", PLOTLY_JS)
+    target = os.path.join(static_dir, PLOTLY_JS)
+    wanted = os.stat(source)
+    if os.path.isfile(target) and (os.path.getsize(target), os.path.getmtime(target)) == (wanted.st_size,
+                                                                                           wanted.st_mtime):
+        return target
+    os.makedirs(static_dir, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=static_dir, prefix=".tmp-")
+    os.close(handle)
+    try:
+        shutil.copy2(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,5 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[LOGDIR_ENV] = logdir
     os.environ[POLL_ENV] = "1" if args.poll else ""
     print(f"Kerascope: serving {logdir} on http://{args.host}:{args.port}", flush=True)
+    install_plotly_js()
     command = streamlit_command(args)
     os.execv(command[0], command)

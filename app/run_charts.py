@@ -16,7 +16,6 @@ class ChartOptions:
     x_axis: str
     smoothing: float
     log_y: bool
-    window: tuple[float, float]
 
 
 def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
@@ -34,7 +33,7 @@ def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
                   for name in (metric, f"val_{metric}") if name in frame]
         # One point per epoch needs no smoothing: the points are already averages over the epoch.
         figures[metric] = charts.metric_figure(series, title=metric, x_axis=options.x_axis, log_y=options.log_y,
-                                               events=events, markers=True, window=options.window)
+                                               events=events, markers=True)
     return figures
 
 
@@ -52,9 +51,9 @@ def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
         series = [charts.Series(name, x, arrays[column], key=f"{run.path}/{column}")]
         figures[name] = charts.metric_figure(series, title=f"{name} per batch" if column != name else name,
                                              x_axis=options.x_axis, smoothing=options.smoothing,
-                                             log_y=options.log_y, events=events, window=options.window)
+                                             log_y=options.log_y, events=events)
     if "lr" in arrays:
         figures["learning rate"] = charts.metric_figure([charts.Series("lr", x, arrays["lr"])],
                                                         title="learning rate per batch", x_axis=options.x_axis,
-                                                        log_y=options.log_y, events=events, window=options.window)
+                                                        log_y=options.log_y, events=events)
     return figures

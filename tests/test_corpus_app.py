@@ -13,6 +13,7 @@ import os
 import re
 
 import pytest
+from page_charts import chart_figures
 from streamlit.testing.v1 import AppTest
 from test_corpus import CORPUS, EXPECTED
 
@@ -42,9 +43,8 @@ def assert_no_live_markup(at: AppTest, where: str) -> None:
             assert not MARKUP.search(element.value), (where, element.value[:200])
     for element in at.get("html"):
         assert not MARKUP.search(element.proto.body), (where, element.proto.body[:200])
-    for element in at.get("plotly_chart"):
-        spec = json.loads(element.proto.spec)
-        assert not MARKUP.search(json.dumps(spec)), (where, "plotly spec holds raw markup")
+    for figure in chart_figures(at):
+        assert not MARKUP.search(json.dumps(figure)), (where, "chart holds raw markup")
 
 
 @pytest.mark.parametrize("page", RUN_PAGES)

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from kerascope.app import charts, state, widgets
+from kerascope.app.live_chart import live_chart
 from kerascope.monitor.reader import Run
 
 ACTIVATION_STATS = {"std": "spread (std)", "zero_frac": "zero fraction (dead units near 1)", "mean": "mean",
@@ -24,11 +25,11 @@ def section(frame: pd.DataFrame, kind: str, stats: dict[str, str]) -> None:
     rows = list(dict.fromkeys(frame["row"]))
     row = right.selectbox("Layer" if kind == "activation" else "Weight", rows, key=f"{kind}_row")
     zmax = 1.0 if stat == "zero_frac" else None
-    st.plotly_chart(charts.heatmap_figure(frame, row="row", value=stat, zmax=zmax,
-                                          title=f"{kind} {stats[stat]} per layer and step"),
-                    key=f"{kind}_heatmap", config={"displaylogo": False})
-    st.plotly_chart(charts.histogram_over_time(frame[frame["row"] == row], title=f"{row}: {kind} histogram over "
-                                               "time"), key=f"{kind}_histogram", config={"displaylogo": False})
+    heatmap = charts.heatmap_figure(frame, row="row", value=stat, zmax=zmax,
+                                    title=f"{kind} {stats[stat]} per layer and step")
+    live_chart(heatmap, key=f"{kind}_heatmap", view=stat)
+    live_chart(charts.histogram_over_time(frame[frame["row"] == row], title=f"{row}: {kind} histogram over time"),
+               key=f"{kind}_histogram", view=row)
 
 
 def weight_rows(weights: pd.DataFrame) -> pd.DataFrame:

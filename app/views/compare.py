@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from kerascope.app import charts, state, tables, widgets
+from kerascope.app.live_chart import live_chart
 from kerascope.monitor.reader import Run
 
 
@@ -53,7 +54,7 @@ def overlay(run_ids: list[str], metric: str, level: str, align: str, smoothing: 
     if figure is None:
         st.info(f"None of the selected runs recorded {widgets.md_escape(metric)} at {level} level.")
         return
-    st.plotly_chart(figure, key="compare_overlay", config={"displaylogo": False})
+    live_chart(figure, key="compare_overlay", view=f"{metric}|{level}|{align}|{log_y}|{sorted(run_ids)}")
 
 
 def highlight_differing(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
@@ -119,8 +120,7 @@ def main() -> None:
         default = next((final_names.index(m) for m in ("val_loss", "loss") if m in final_names), 0)
         target = st.selectbox("Final metric", final_names, index=default, key="compare_parallel_metric")
         frame = hparams.join(finals[[target]])
-        st.plotly_chart(charts.parallel_figure(frame, target), key="compare_parallel",
-                        config={"displaylogo": False})
+        live_chart(charts.parallel_figure(frame, target), key="compare_parallel", view=target)
 
 
 main()

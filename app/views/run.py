@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from kerascope.app import alerts, state, widgets
+from kerascope.app.live_chart import live_chart
 from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures
 from kerascope.monitor.reader import Run
 
@@ -38,13 +39,13 @@ def figures_for(run: Run, options: ChartOptions) -> tuple[dict[str, go.Figure], 
     return figures
 
 
-def show_charts(figures: dict[str, go.Figure], prefix: str) -> None:
+def show_charts(figures: dict[str, go.Figure], prefix: str, view: str, follow: bool) -> None:
     names = list(figures)
     for start in range(0, len(names), 2):
         columns = st.columns(2)
         for column, name in zip(columns, names[start : start + 2], strict=False):
             with column:
-                st.plotly_chart(figures[name], key=f"{prefix}_{name}", config={"displaylogo": False})
+                live_chart(figures[name], key=f"{prefix}_{name}", view=view, follow=follow)
 
 
 def show_progress(run: Run) -> None:
@@ -80,7 +81,7 @@ def events_table(run: Run) -> None:
     st.dataframe(frame.iloc[::-1], hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 320))
 
 
-def live_part(run_id: str, options: ChartOptions) -> None:
+def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
     try:
         run = state.store().run(run_id)
     except KeyError:
@@ -91,12 +92,14 @@ def live_part(run_id: str, options: ChartOptions) -> None:
     epoch_charts, batch_charts = figures_for(run, options)
     if not epoch_charts and not batch_charts:
         st.info("No metrics recorded yet: the first ones appear at the end of the first logged batch or epoch.")
+    # A zoom belongs to one run on one axis and scale: another choice starts from the full view.
+    view = f"{run_id}|{options.x_axis}|{options.log_y}"
     if epoch_charts:
         st.subheader("Epoch metrics")
-        show_charts(epoch_charts, "epoch")
+        show_charts(epoch_charts, "epoch", view, follow)
     if batch_charts:
         st.subheader("Batch metrics")
-        show_charts(batch_charts, "batch")
+        show_charts(batch_charts, "batch", view, follow)
     st.subheader("Events")
     events_table(run)
 
@@ -108,12 +111,13 @@ def main() -> None:
     controls = st.columns([3, 3, 3, 1])
     x_axis = controls[0].segmented_control("x axis", ["step", "epoch", "time"], default="step", key="run_x") or "step"
     smoothing = controls[1].slider("Smoothing of batch charts (EMA)", 0.0, 0.99, 0.6, 0.01, key="run_smoothing")
-    window = controls[2].slider("Visible x range (% of the run)", 0, 100, (0, 100), key="run_window",
-                                help="Kept while live data arrives (a zoom made on a chart resets when it "
-                                     "updates; pause live updates to zoom freely). 100 follows the latest data.")
+    follow = controls[2].toggle("Follow the newest step", value=True, key="run_follow",
+                                help="After you zoom in on a chart (drag across it), the zoomed window slides "
+                                     "with the newest data while the run trains; off, it stays where you put it. "
+                                     "Double-click a chart to see all of it again.")
     log_y = controls[3].toggle("log y", key="run_log_y")
-    options = ChartOptions(x_axis, smoothing, log_y, (window[0] / 100, window[1] / 100))
-    st.fragment(live_part, run_every=state.live_interval())(run.id, options)
+    options = ChartOptions(x_axis, smoothing, log_y)
+    st.fragment(live_part, run_every=state.live_interval())(run.id, options, follow)
 
 
 main()
