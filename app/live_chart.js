@@ -1,20 +1,32 @@
 // A plotly chart that updates in place. Streamlit calls this function on the first mount and again on every rerun
 // with new `data`, on the same DOM node (the component is mounted with a stable key): Plotly.react then redraws only
 // what changed, and `layout.uirevision` keeps the user's zoom, pan and legend toggles.
-const PLOTLY_URL = "/app/static/plotly.min.js";
+// Gzipped on disk: Streamlit sends a gzip file as it is, where it would compress plain JavaScript on every request.
+const PLOTLY_URL = "/app/static/plotly.min.js.gz";
+
+async function fetchPlotly() {
+  const response = await fetch(PLOTLY_URL);
+  if (!response.ok) throw new Error("plotly.js could not be loaded from " + PLOTLY_URL + " (" + response.status + ")");
+  const source = response.body.pipeThrough(new DecompressionStream("gzip"));
+  const script = await new Response(source).blob();
+  const url = URL.createObjectURL(new Blob([script], { type: "text/javascript" }));
+  await new Promise((resolve, reject) => {
+    const element = document.createElement("script");
+    element.src = url;
+    element.onload = resolve;
+    element.onerror = () => reject(new Error("plotly.js could not be started"));
+    document.head.appendChild(element);
+  });
+  URL.revokeObjectURL(url);
+  return window.Plotly;
+}
 
 function loadPlotly() {
   if (window.Plotly) return Promise.resolve(window.Plotly);
   if (!window.__kerascopePlotly) {
-    window.__kerascopePlotly = new Promise((resolve, reject) => {
-      const script = document.createElement("script");
-      script.src = PLOTLY_URL;
-      script.onload = () => resolve(window.Plotly);
-      script.onerror = () => {
-        window.__kerascopePlotly = null; // let the next update try again
-        reject(new Error("plotly.js could not be loaded from " + PLOTLY_URL));
-      };
-      document.head.appendChild(script);
+    window.__kerascopePlotly = fetchPlotly().catch((error) => {
+      window.__kerascopePlotly = null; // let the next update try again
+      throw error;
     });
   }
   return window.__kerascopePlotly;
@@ -52,7 +64,10 @@ function watchZoom(node, state) {
 export default function (component) {
   const { data, parentElement } = component;
   const node = parentElement.querySelector(".kerascope-chart");
-  if (!node || typeof data !== "string") return;
+  if (!node || typeof data !== "string" || data === "") {
+    loadPlotly().catch(() => {}); // mounted without a figure: fetch plotly.js while the page script still runs
+    return;
+  }
   const spec = JSON.parse(data);
   node.style.height = spec.height + "px";
   loadPlotly()

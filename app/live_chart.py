@@ -36,6 +36,11 @@ _component = st.components.v2.component(
 )
 
 
+def preload_plotly() -> None:
+    """Start loading plotly.js in the browser now, before the first chart is ready (call it early on every page)."""
+    _component(data="", key="kerascope_plotly_preload", height=0)
+
+
 def last_x(figure: go.Figure) -> Any:
     """The largest x value over the figure's traces (for follow mode), as plotly.js reads it; None if no points."""
     values = []

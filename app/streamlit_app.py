@@ -15,8 +15,11 @@ except ModuleNotFoundError:
 import streamlit as st  # noqa: E402
 
 from kerascope.app import state, widgets  # noqa: E402
+from kerascope.app.live_chart import preload_plotly  # noqa: E402
 
 st.set_page_config(page_title="Kerascope", page_icon=":material/monitoring:", layout="wide")
+with st.sidebar:  # first thing on every page: the browser fetches plotly.js while the page script runs
+    preload_plotly()
 # Not "pages/": Streamlit treats a pages/ folder next to the entry script as the legacy multipage layout, which
 # fights st.navigation.
 VIEW_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "views")
@@ -30,6 +33,6 @@ pages = [
 ]
 page = st.navigation(pages)
 st.sidebar.caption("Kerascope · runs in")
-st.sidebar.code(state.logdir(), language=None, wrap_lines=True)
+st.sidebar.text(state.logdir())  # not st.code: its syntax highlighter is 1.5 MB more to load
 widgets.live_toggle()
 page.run()
