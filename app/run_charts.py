@@ -8,7 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from app import charts, tables
-from monitor.reader import Run
+from monitor import Run
+from monitor import format as fmt
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,9 @@ def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     arrays = run.arrays("batch")
     if "step" not in arrays or not len(arrays["step"]):
         return {}
-    x = charts.batch_x(arrays, options.x_axis, run.status_info.get("steps_per_epoch"))
+    x = charts.batch_x(arrays, options.x_axis, run.progress.steps_per_epoch)
     events = run.events()
-    names = [n for n in arrays if n not in tables.NOT_METRICS and not n.startswith("batch_")]
+    names = [n for n in arrays if n not in fmt.NON_METRIC_COLUMNS and not n.startswith(fmt.BATCH_VALUE_PREFIX)]
     figures = {}
     for name in sorted(names, key=lambda n: (n != "loss", n)):
         column = f"batch_{name}" if f"batch_{name}" in arrays else name

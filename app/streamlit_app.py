@@ -19,16 +19,22 @@ st.set_page_config(page_title="Kerascope", page_icon=":material/monitoring:", la
 # Not "pages/": Streamlit treats a pages/ folder next to the entry script as the legacy multipage layout, which
 # fights st.navigation.
 VIEW_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "views")
-pages = [
-    st.Page(os.path.join(VIEW_DIR, "runs.py"), title="Runs", icon=":material/table_rows:", default=True),
+# The pages that show one run share the run picker, drawn here (Streamlit's place for widgets shared by pages).
+single_run_pages = [
     st.Page(os.path.join(VIEW_DIR, "run.py"), title="Run (live)", icon=":material/monitoring:"),
     st.Page(os.path.join(VIEW_DIR, "activations.py"), title="Activations & weights", icon=":material/grid_on:"),
     st.Page(os.path.join(VIEW_DIR, "model.py"), title="Model", icon=":material/account_tree:"),
     st.Page(os.path.join(VIEW_DIR, "checkpoints.py"), title="Checkpoints", icon=":material/save:"),
+]
+pages = [
+    st.Page(os.path.join(VIEW_DIR, "runs.py"), title="Runs", icon=":material/table_rows:", default=True),
+    *single_run_pages,
     st.Page(os.path.join(VIEW_DIR, "compare.py"), title="Compare", icon=":material/compare_arrows:"),
 ]
 page = st.navigation(pages)
 st.sidebar.caption("Kerascope · runs in")
 st.sidebar.code(state.logdir(), language=None, wrap_lines=True)
+if page in single_run_pages:
+    widgets.run_picker()
 widgets.live_toggle()
 page.run()

@@ -10,8 +10,8 @@ from typing import Any
 
 import keras
 
+from monitor import RunWriter
 from monitor import format as fmt
-from monitor.writer import RunWriter
 
 POLICIES = ("best", "last", "all")
 

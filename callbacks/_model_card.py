@@ -14,8 +14,8 @@ from typing import Any
 import keras
 
 from callbacks._statistics import nested_layers
+from monitor import RunWriter
 from monitor import format as fmt
-from monitor.writer import RunWriter
 
 SUMMARY_WIDTH = 120
 _columns_lock = threading.Lock()

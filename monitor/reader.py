@@ -188,19 +188,30 @@ class Run:
         """status.json's epoch, epochs, step, steps_per_epoch, started, ended and heartbeat."""
         return RunProgress.from_json(self.status_info)
 
+    @property
+    def metric_directions(self) -> dict[str, str]:
+        """run.json `metrics` as {"metric name": "min" | "max"}: which way each logged metric is better, taken from
+        the Keras metric objects. Empty for runs recorded without it (malformed entries are left out)."""
+        metrics = self.meta.get("metrics")
+        if not isinstance(metrics, dict):
+            return {}
+        directions = {}
+        for name, entry in metrics.items():
+            direction = entry.get("direction") if isinstance(entry, dict) else None
+            if direction in (fmt.MIN, fmt.MAX):
+                directions[name] = direction
+        return directions
+
     def metric_direction(self, name: str) -> str:
         """"min" or "max": which way `name` (a logged metric, `val_` twins included) is better.
 
-        As recorded in run.json `metrics` (taken from the Keras metric objects); for runs recorded without it, and
-        metrics it does not list, the rule of `monitor.format.metric_direction` on the name.
+        As recorded in `metric_directions`; for runs recorded without it, and metrics it does not list, the rule of
+        `monitor.format.metric_direction` on the name.
         """
-        metrics = self.meta.get("metrics")
-        if isinstance(metrics, dict):
-            for key in (name, name.removeprefix(fmt.VAL_PREFIX)):
-                entry = metrics.get(key)
-                direction = entry.get("direction") if isinstance(entry, dict) else None
-                if direction in (fmt.MIN, fmt.MAX):
-                    return direction
+        directions = self.metric_directions
+        for key in (name, name.removeprefix(fmt.VAL_PREFIX)):
+            if key in directions:
+                return directions[key]
         return fmt.metric_direction(name)
 
     # -- incremental reading -------------------------------------------------------------------------------------

@@ -30,12 +30,12 @@ class ModelInfo:
     ```
     """
 
-    name: str | None
-    class_name: str | None
-    total_params: int | None
-    trainable_params: int | None
-    non_trainable_params: int | None
-    size_bytes: int | None
+    name: str | None = None
+    class_name: str | None = None
+    total_params: int | None = None
+    trainable_params: int | None = None
+    non_trainable_params: int | None = None
+    size_bytes: int | None = None
 
     @classmethod
     def from_json(cls, value: Any) -> ModelInfo | None:

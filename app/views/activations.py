@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, state, widgets
-from monitor.reader import Run
+from monitor import Run
 
 ACTIVATION_STATS = {"std": "spread (std)", "zero_frac": "zero fraction (dead units near 1)", "mean": "mean",
                     "max": "max"}
@@ -53,7 +53,7 @@ def live_part(run_id: str) -> None:
 
 
 def main() -> None:
-    run = widgets.readable_run("activations", "Activations & weights")
+    run = widgets.readable_run("Activations & weights")
     if run is None:
         return
     # Statistics arrive once per epoch: a slower timer is plenty and keeps the layer pickers responsive.
