@@ -81,7 +81,7 @@ MIN, MAX = "min", "max"
 # `metrics`: the name decides. A name with words of both kinds (a custom "accuracy_loss") is lower-is-better.
 _LOWER_IS_BETTER = ("loss", "error", "crossentropy", "divergence", "hinge", "poisson", "logcosh", "mae", "mse", "mape",
                     "msle")
-_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "fbeta", "score", "iou", "r2", "similarity")
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "fbeta", "score", "iou", "io_u", "r2", "similarity")
 
 
 def metric_direction(name: str) -> str:

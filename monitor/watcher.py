@@ -79,10 +79,6 @@ class RunWatcher(FileSystemEventHandler):
         self._observer.join(timeout=5)
 
     @property
-    def alive(self) -> bool:
-        return self._observer.is_alive()
-
-    @property
     def total(self) -> int:
         """Grows with every change anywhere under the logdir."""
         return self._total
