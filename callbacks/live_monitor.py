@@ -237,6 +237,7 @@ class LiveMonitor(keras.callbacks.Callback):
             for ended, ended_logs in self._order.leftovers():
                 report.call("on_train_batch_end", self._record_batch, ended, ended_logs)
         report.call("on_epoch_end", self._record_epoch, epoch, logs)
+        report.call("metric directions", self._record_directions, logs)
         model = self.model  # on JAX this syncs the trained state into the variables, once per epoch
         # Each extra on its own: a failing activation probe must not cost the checkpoint.
         done = epoch + 1
@@ -256,7 +257,6 @@ class LiveMonitor(keras.callbacks.Callback):
             writer.update_meta(model=model_info(self.model))
             self._describe_model(self.model)
             self._emit_phase_event()
-        self._record_directions(logs)
         record: dict[str, Any] = {"epoch": epoch, "step": self._step, "time": time.time(), "phase": fit.phase}
         record.update(logs)
         lr = self._lr.at_step(self._step)

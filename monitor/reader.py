@@ -42,7 +42,8 @@ class Run:
     ```python
     run = Run("runs/20260101-120000-mlp-1a2b")
     print(run.name, run.status, run.hparams, run.progress.epoch)
-    best = run.epoch_metrics()["val_loss"].min() if run.metric_direction("val_loss") == "min" else ...
+    val_auc = run.epoch_metrics()["val_auc"]
+    best = val_auc.max() if run.metric_direction("val_auc") == "max" else val_auc.min()
     ```
     """
 
