@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from monitor import Run
-from monitor import format as fmt
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 DEAD_ZERO_FRAC = 0.99  # a ReLU layer whose outputs are (almost) all exactly zero has stopped learning
 EXPLODING_STD = 1e3  # activation spread far beyond what initializations produce

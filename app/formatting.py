@@ -6,8 +6,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from monitor import Run
-from monitor import format as fmt
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 STATUS_STYLE = {  # status -> (badge colour, icon, words)
     fmt.RUNNING: ("blue", "▶", "running"),

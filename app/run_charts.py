@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from app import charts, tables
-from monitor import Run
-from monitor import format as fmt
+from kerascope.app import charts, tables
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 
 @dataclass(frozen=True)

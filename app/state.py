@@ -14,8 +14,8 @@ from typing import TypeVar
 
 import streamlit as st
 
-from app.cli import LOGDIR_ENV, POLL_ENV
-from monitor import Run, RunStore, RunWatcher
+from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
+from kerascope.monitor import Run, RunStore, RunWatcher
 
 LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a few ms (docs/benchmarks.md)
 RUN_KEY = "run_id"  # the run the single-run pages show

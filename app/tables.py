@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from app.formatting import duration, format_seconds, progress, status_label
-from monitor import Run
-from monitor import format as fmt
+from kerascope.app.formatting import duration, format_seconds, progress, status_label
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 MAX_KEY_METRICS = 4
 

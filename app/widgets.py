@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import state
-from app.formatting import STATUS_STYLE, md_escape, run_label
-from monitor import Run
-from monitor import format as fmt
+from kerascope.app import state
+from kerascope.app.formatting import STATUS_STYLE, md_escape, run_label
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 RUN_PICKER_KEY = "run_picker"
 
@@ -52,7 +52,7 @@ def live_toggle() -> None:
 def no_runs_message() -> None:
     st.info(f"No runs under `{md_escape(state.logdir())}` yet. Start a training with "
             "`LiveMonitor(\"" + md_escape(state.logdir()) + "\")` in its callbacks, or point the dashboard at "
-            "another directory with `python -m app --logdir DIR`; new runs appear here on their own.")
+            "another directory with `python -m kerascope --logdir DIR`; new runs appear here on their own.")
 
 
 def run_header(run: Run) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import keras
 
-from monitor import RunWriter
-from monitor import format as fmt
+from kerascope.monitor import RunWriter
+from kerascope.monitor import format as fmt
 
 POLICIES = ("best", "last", "all")
 

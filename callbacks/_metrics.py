@@ -7,7 +7,7 @@ from typing import Any
 
 import keras
 
-from monitor import format as fmt
+from kerascope.monitor import format as fmt
 
 
 def flat_metrics(metrics: Iterable[Any]) -> list[Any]:

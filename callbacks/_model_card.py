@@ -13,9 +13,9 @@ from typing import Any
 
 import keras
 
-from callbacks._statistics import nested_layers
-from monitor import RunWriter
-from monitor import format as fmt
+from kerascope.callbacks._statistics import nested_layers
+from kerascope.monitor import RunWriter
+from kerascope.monitor import format as fmt
 
 SUMMARY_WIDTH = 120
 _columns_lock = threading.Lock()

@@ -7,9 +7,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from callbacks._lifecycle import describe
-from monitor import RunWriter
-from monitor import format as fmt
+from kerascope.callbacks._lifecycle import describe
+from kerascope.monitor import RunWriter
+from kerascope.monitor import format as fmt
 
 MAX_WARNING_EVENTS = 20
 

@@ -10,19 +10,19 @@ from typing import Any
 
 import keras
 
-from callbacks import _lifecycle as lifecycle
-from callbacks._batches import BatchOrder, BatchRecords, batch_interval
-from callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options
-from callbacks._distributed import is_chief
-from callbacks._learning_rate import LearningRateTracker
-from callbacks._metrics import check_directions, metric_direction
-from callbacks._model_card import write_model_card
-from callbacks._reporter import RunReporter
-from callbacks._run_meta import environment, model_info, optimizer_info, parameter_counts, recorded_options
-from callbacks._statistics import ActivationProbe, weight_records
-from callbacks._system import SystemSampler
-from monitor import RunWriter
-from monitor import format as fmt
+from kerascope.callbacks import _lifecycle as lifecycle
+from kerascope.callbacks._batches import BatchOrder, BatchRecords, batch_interval
+from kerascope.callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options
+from kerascope.callbacks._distributed import is_chief
+from kerascope.callbacks._learning_rate import LearningRateTracker
+from kerascope.callbacks._metrics import check_directions, metric_direction
+from kerascope.callbacks._model_card import write_model_card
+from kerascope.callbacks._reporter import RunReporter
+from kerascope.callbacks._run_meta import environment, model_info, optimizer_info, parameter_counts, recorded_options
+from kerascope.callbacks._statistics import ActivationProbe, weight_records
+from kerascope.callbacks._system import SystemSampler
+from kerascope.monitor import RunWriter
+from kerascope.monitor import format as fmt
 
 
 @dataclass
@@ -89,13 +89,13 @@ class LiveMonitor(keras.callbacks.Callback):
     Example:
 
     ```python
-    from callbacks import LiveMonitor
+    from kerascope import LiveMonitor
 
     live = LiveMonitor("runs", name="baseline", hparams={"dropout": 0.2}, activation_data=x_val[:256],
                        checkpoint="best")
     model.fit(x, y, validation_data=(x_val, y_val), epochs=10, callbacks=[live])
     print(live.run_dir)
-    # then: python -m app --logdir runs
+    # then: python -m kerascope --logdir runs
     ```
     """
 

@@ -8,16 +8,16 @@ side (which needs only RunWriter) does not pay for pandas and watchdog.
 from importlib import import_module
 from typing import Any
 
-from monitor.format import FORMAT_VERSION
+from kerascope.monitor.format import FORMAT_VERSION
 
 _LAZY = {
-    "ModelInfo": "monitor.run_info",
-    "Run": "monitor.reader",
-    "RunFormatError": "monitor.run_files",
-    "RunProgress": "monitor.run_info",
-    "RunStore": "monitor.store",
-    "RunWatcher": "monitor.watcher",
-    "RunWriter": "monitor.writer",
+    "ModelInfo": "kerascope.monitor.run_info",
+    "Run": "kerascope.monitor.reader",
+    "RunFormatError": "kerascope.monitor.run_files",
+    "RunProgress": "kerascope.monitor.run_info",
+    "RunStore": "kerascope.monitor.store",
+    "RunWatcher": "kerascope.monitor.watcher",
+    "RunWriter": "kerascope.monitor.writer",
 }
 
 __all__ = ["FORMAT_VERSION", *_LAZY]

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor import format as fmt
-from monitor.run_files import RunFiles, RunFormatError
-from monitor.run_info import ModelInfo, RunProgress, as_time
-from monitor.table import NumericTable
-from monitor.tail import JsonlTail, parse_numeric_columns, parse_records
+from kerascope.monitor import format as fmt
+from kerascope.monitor.run_files import RunFiles, RunFormatError
+from kerascope.monitor.run_info import ModelInfo, RunProgress, as_time
+from kerascope.monitor.table import NumericTable
+from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records
 
 REFRESH_SLICE_BYTES = 32 * 1024 * 1024
 MAX_PROBLEMS = 50

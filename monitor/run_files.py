@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any
 
-from monitor.format import inside
+from kerascope.monitor.format import inside
 
 MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
 MAX_TEXT_FILE_BYTES = 4 * 1024 * 1024

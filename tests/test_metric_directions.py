@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from train_helpers import open_run, read_json
 
-from app import tables
-from callbacks import LiveMonitor
-from monitor import RunStore, RunWriter
-from monitor import format as fmt
+from kerascope import LiveMonitor, RunStore, RunWriter
+from kerascope.app import tables
+from kerascope.monitor import format as fmt
 
 
 def peak(y_true, y_pred):

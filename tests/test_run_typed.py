@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from monitor import ModelInfo, RunProgress, RunStore, RunWriter
-from monitor import format as fmt
+from kerascope.monitor import ModelInfo, RunProgress, RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 
 def write_run(root, meta: dict, status: dict | None = None):

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from monitor import RunStore
+from kerascope import RunStore
 
 SAMPLE_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_runs")
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from app import widgets
-from app.formatting import md_escape, size_text
-from monitor import Run
+from kerascope.app import widgets
+from kerascope.app.formatting import md_escape, size_text
+from kerascope.monitor import Run
 
 
 def checkpoint_table(run: Run) -> pd.DataFrame:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from app import charts, state, tables, widgets
-from app.formatting import md_escape, run_label
-from monitor import Run
-from monitor import format as fmt
+from kerascope.app import charts, state, tables, widgets
+from kerascope.app.formatting import md_escape, run_label
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 
 def level_metrics(runs: list[Run], level: str) -> list[str]:

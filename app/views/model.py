@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import widgets
-from app.formatting import count_text, size_text
-from monitor import ModelInfo, Run
+from kerascope.app import widgets
+from kerascope.app.formatting import count_text, size_text
+from kerascope.monitor import ModelInfo, Run
 
 
 def show_counts(run: Run) -> None:

@@ -6,10 +6,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import alerts, state, widgets
-from app.formatting import duration, format_seconds, md_escape, progress
-from app.run_charts import ChartOptions, batch_figures, epoch_figures
-from monitor import Run
+from kerascope.app import alerts, state, widgets
+from kerascope.app.formatting import duration, format_seconds, md_escape, progress
+from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures
+from kerascope.monitor import Run
 
 FORCE_REFRESH_S = 2.0  # re-read even without a file event, in case the watcher missed one (some mounts)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import state, tables, widgets
-from app.formatting import STATUS_STYLE, md_escape, run_label
-from monitor import Run
-from monitor import format as fmt
+from kerascope.app import state, tables, widgets
+from kerascope.app.formatting import STATUS_STYLE, md_escape, run_label
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 SORTS = {
     "newest first": ("started", False),
