@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kerascope.monitor.reader import Run
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 DEAD_ZERO_FRAC = 0.99  # a ReLU layer whose outputs are (almost) all exactly zero has stopped learning
 EXPLODING_STD = 1e3  # activation spread far beyond what initializations produce
@@ -35,14 +36,14 @@ def run_alerts(run: Run) -> list[Alert]:
 def _non_finite(run: Run) -> list[Alert]:
     events = run.events()
     metrics = set()
-    for data in events.loc[events["kind"] == "nan", "data"]:
+    for data in events.loc[events["kind"] == fmt.EVENT_NAN, "data"]:
         if isinstance(data, dict) and data.get("metric"):
             metrics.add(str(data["metric"]))
     epoch = run.epoch_metrics()
     if len(epoch):
         last = epoch.iloc[-1]
         for column in epoch.columns:
-            if column not in ("epoch", "step", "time", "phase") and np.isinf(last[column]):
+            if column not in fmt.NON_METRIC_COLUMNS and np.isinf(last[column]):
                 metrics.add(column)
     if not metrics:
         return []

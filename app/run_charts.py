@@ -8,7 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from kerascope.app import charts, tables
-from kerascope.monitor.reader import Run
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 
 @dataclass(frozen=True)
@@ -18,15 +19,23 @@ class ChartOptions:
     log_y: bool
 
 
+def key_metric(run: Run) -> str | None:
+    """The metric the run is judged by: the one its checkpoints / "best" flag monitor, without its val_ prefix."""
+    monitored = (run.options or {}).get("monitor")
+    return monitored.removeprefix(fmt.VAL_PREFIX) if isinstance(monitored, str) else None
+
+
 def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
-    """One chart per metric, train and val_ together, one point per epoch."""
+    """One chart per metric, train and val_ together, one point per epoch: loss first, then the key metric (the page
+    draws in this order, and these are the charts a user looks at first)."""
     frame = run.epoch_metrics()
     events = run.events()
     figures = {}
     # A run whose epoch records lack the chosen axis (a hand-made or damaged file) plots by epoch, then by row.
     axis = next((name for name in (options.x_axis, "epoch") if frame[name].notna().any()), None)
     x = frame[axis].to_numpy(float) if axis else np.arange(len(frame), dtype=float)
-    for metric in tables.metric_names(frame):
+    key = key_metric(run)
+    for metric in sorted(tables.metric_names(frame), key=lambda name: (name != "loss", name != key)):
         if metric.startswith("val_") and metric.removeprefix("val_") in frame:
             continue
         series = [charts.Series(name, x, frame[name].to_numpy(float))
@@ -38,13 +47,14 @@ def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
 
 
 def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
-    """One chart per metric at batch level (the batch's own value where recorded), plus the learning rate."""
+    """One chart per metric at batch level (the batch's own value where recorded), plus the learning rate, which
+    comes right after the loss."""
     arrays = run.arrays("batch")
     if "step" not in arrays or not len(arrays["step"]):
         return {}
-    x = charts.batch_x(arrays, options.x_axis, run.status_info.get("steps_per_epoch"))
+    x = charts.batch_x(arrays, options.x_axis, run.progress.steps_per_epoch)
     events = run.events()
-    names = [n for n in arrays if n not in tables.NOT_METRICS and not n.startswith("batch_")]
+    names = [n for n in arrays if n not in fmt.NON_METRIC_COLUMNS and not n.startswith(fmt.BATCH_VALUE_PREFIX)]
     figures = {}
     for name in sorted(names, key=lambda n: (n != "loss", n)):
         column = f"batch_{name}" if f"batch_{name}" in arrays else name
@@ -56,4 +66,5 @@ def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
         figures["learning rate"] = charts.metric_figure([charts.Series("lr", x, arrays["lr"])],
                                                         title="learning rate per batch", x_axis=options.x_axis,
                                                         log_y=options.log_y, events=events)
-    return figures
+    first = [name for name in ("loss", "learning rate") if name in figures]
+    return {name: figures[name] for name in first + [name for name in figures if name not in first]}

@@ -1,23 +1,28 @@
-"""Process-wide and per-session state: one RunStore and one RunWatcher per runs root, shared by all sessions.
+"""Process-wide and per-session state: one RunStore and one RunWatcher per logdir, shared by all sessions, and what
+each session picked and cached.
 
-Both objects are created once per root with `st.cache_resource`; they are thread-safe (Run and RunStore lock their
-caches, the watcher only bumps counters under a condition), which is what sharing across sessions requires.
+The store and the watcher are created once per logdir with `st.cache_resource`; they are thread-safe (Run and
+RunStore lock their caches, the watcher only bumps counters under a condition), which sharing across sessions requires.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import streamlit as st
 
 from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
-from kerascope.monitor import RunStore, RunWatcher
-from kerascope.monitor.reader import Run
+from kerascope.monitor import Run, RunStore, RunWatcher
 
 LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a few ms (docs/benchmarks.md)
 RUN_KEY = "run_id"  # the run the single-run pages show
 COMPARE_KEY = "compare_ids"  # runs picked on the Runs page, shown on the Compare page
 LIVE_KEY = "live"  # False while the user paused live updates
+
+T = TypeVar("T")
 
 
 def logdir() -> str:
@@ -25,13 +30,13 @@ def logdir() -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(root: str) -> RunStore:
-    return RunStore(root)
+def _store(logdir: str) -> RunStore:
+    return RunStore(logdir)
 
 
 @st.cache_resource(show_spinner=False)
-def _watcher(root: str, poll: bool) -> RunWatcher:
-    return RunWatcher(root, poll=True if poll else None)
+def _watcher(logdir: str, poll: bool) -> RunWatcher:
+    return RunWatcher(logdir, poll=True if poll else None)
 
 
 def store() -> RunStore:
@@ -51,6 +56,25 @@ def live_interval() -> float | None:
     return LIVE_INTERVAL_S if live() else None
 
 
+def session_cached(name: str, key: Hashable, build: Callable[[], T], *, max_age_s: float | None = None) -> T:
+    """`build()`, kept in this session's state under `name` while `key` stays the same (and at most `max_age_s`).
+
+    Live pages rerun every LIVE_INTERVAL_S: what they derive from the runs is rebuilt only when a run changed.
+
+    Example:
+    ```python
+    frame = session_cached("runs_table", (watcher().total, ids), lambda: tables.runs_frame(runs), max_age_s=2.0)
+    ```
+    """
+    cached = st.session_state.get(name)
+    now = time.monotonic()
+    if cached is not None and cached[0] == key and (max_age_s is None or now - cached[1] < max_age_s):
+        return cached[2]
+    value = build()
+    st.session_state[name] = (key, now, value)
+    return value
+
+
 def current_run(runs: list[Run]) -> Run | None:
     """The run the single-run pages show: the one picked last, else the newest readable one."""
     by_id = {run.id: run for run in runs}
@@ -59,6 +83,17 @@ def current_run(runs: list[Run]) -> Run | None:
         return picked
     readable = [run for run in runs if run.error is None]
     return (readable or runs or [None])[0]
+
+
+def picked_run() -> Run | None:
+    """The run chosen in the run picker (None when there are no runs, or it was just deleted)."""
+    run_id = st.session_state.get(RUN_KEY)
+    if not run_id:
+        return None
+    try:
+        return store().run(run_id)
+    except KeyError:
+        return None
 
 
 def compare_ids(runs: list[Run]) -> list[str]:

@@ -14,7 +14,8 @@ except ModuleNotFoundError:
 
 import streamlit as st  # noqa: E402
 
-from kerascope.app import state, widgets  # noqa: E402
+from kerascope.app import links, state, widgets  # noqa: E402
+from kerascope.app.formatting import md_escape  # noqa: E402
 from kerascope.app.live_chart import preload_plotly  # noqa: E402
 
 st.set_page_config(page_title="Kerascope", page_icon=":material/monitoring:", layout="wide")
@@ -23,16 +24,28 @@ with st.sidebar:  # first thing on every page: the browser fetches plotly.js whi
 # Not "pages/": Streamlit treats a pages/ folder next to the entry script as the legacy multipage layout, which
 # fights st.navigation.
 VIEW_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "views")
-pages = [
-    st.Page(os.path.join(VIEW_DIR, "runs.py"), title="Runs", icon=":material/table_rows:", default=True),
+# The pages that show one run share the run picker, drawn here (Streamlit's place for widgets shared by pages).
+single_run_pages = [
     st.Page(os.path.join(VIEW_DIR, "run.py"), title="Run (live)", icon=":material/monitoring:"),
     st.Page(os.path.join(VIEW_DIR, "activations.py"), title="Activations & weights", icon=":material/grid_on:"),
     st.Page(os.path.join(VIEW_DIR, "model.py"), title="Model", icon=":material/account_tree:"),
     st.Page(os.path.join(VIEW_DIR, "checkpoints.py"), title="Checkpoints", icon=":material/save:"),
+]
+runs_page = st.Page(os.path.join(VIEW_DIR, "runs.py"), title="Runs", icon=":material/table_rows:", default=True)
+pages = [
+    runs_page,
+    *single_run_pages,
     st.Page(os.path.join(VIEW_DIR, "compare.py"), title="Compare", icon=":material/compare_arrows:"),
 ]
 page = st.navigation(pages)
+if not links.restore(page.url_path) and page in single_run_pages:
+    st.switch_page(runs_page)  # a link to a run that is not here: the list of those that are
+if (problem := links.problem()) is not None:
+    st.error(md_escape(problem), icon=":material/link_off:")
 st.sidebar.caption("Kerascope · runs in")
 st.sidebar.text(state.logdir())  # not st.code: its syntax highlighter is 1.5 MB more to load
+if page in single_run_pages:
+    widgets.run_picker()
 widgets.live_toggle()
 page.run()
+links.save(page.url_path)

@@ -8,27 +8,28 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from kerascope.app import widgets
-from kerascope.monitor.reader import Run
+from kerascope.app.formatting import duration, format_seconds, progress, status_label
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
-NOT_METRICS = {"epoch", "step", "time", "phase", "batch", "lr", "learning_rate"}
-LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "hinge", "crossentropy", "divergence")
 MAX_KEY_METRICS = 4
 
 
-def lower_is_better(metric: str) -> bool:
-    return any(word in metric.lower() for word in LOWER_IS_BETTER)
+def metric_direction(runs: list[Run], metric: str) -> str:
+    """Which way `metric` is better: as the first run that recorded its direction says, else by its name."""
+    recorded = (run.metric_directions.get(metric) for run in runs)
+    return next((direction for direction in recorded if direction), fmt.metric_direction(metric))
 
 
 def metric_names(frame: pd.DataFrame) -> list[str]:
     """Metric columns of an epoch or batch frame: train metrics first, each followed by its val_ twin."""
-    names = [c for c in frame.columns if c not in NOT_METRICS and not c.startswith("batch_")]
-    train = [c for c in names if not c.startswith("val_")]
+    names = [c for c in frame.columns if c not in fmt.NON_METRIC_COLUMNS and not c.startswith(fmt.BATCH_VALUE_PREFIX)]
+    train = [c for c in names if not c.startswith(fmt.VAL_PREFIX)]
     ordered = []
     for name in train:
         ordered.append(name)
-        if f"val_{name}" in names:
-            ordered.append(f"val_{name}")
+        if fmt.VAL_PREFIX + name in names:
+            ordered.append(fmt.VAL_PREFIX + name)
     return ordered + [c for c in names if c not in ordered]
 
 
@@ -42,12 +43,13 @@ def key_metrics(runs: list[Run]) -> list[str]:
     return (preferred + others)[:MAX_KEY_METRICS]
 
 
-def best_and_last(values: pd.Series, metric: str) -> tuple[float, float]:
+def best_and_last(values: pd.Series, direction: str) -> tuple[float, float]:
+    """The best finite value ("min" or "max" `direction`) and the last value of a metric's series."""
     finite = values.to_numpy(float)
     finite = finite[np.isfinite(finite)]
     if not len(finite):
         return np.nan, (float(values.iloc[-1]) if len(values) else np.nan)
-    return float(finite.min() if lower_is_better(metric) else finite.max()), float(values.iloc[-1])
+    return float(finite.min() if direction == fmt.MIN else finite.max()), float(values.iloc[-1])
 
 
 def format_value(value: object) -> str:
@@ -62,24 +64,23 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     metrics = key_metrics(runs)
     rows = []
     for run in runs:
-        progress = widgets.progress(run)
-        hparams = run.meta.get("hparams") if isinstance(run.meta.get("hparams"), dict) else {}
-        tags = run.meta.get("tags") if isinstance(run.meta.get("tags"), list) else []
+        where = progress(run)
         row = {
-            "status": widgets.status_label(run.status),
+            "status": status_label(run.status),
             "name": run.name,
-            "progress": progress.fraction,
-            "where": progress.text if run.error is None else "",
-            "ETA": widgets.format_seconds(progress.eta_s),
-            "duration": widgets.format_seconds(widgets.duration(run)),
+            "progress": where.fraction,
+            "where": where.text if run.error is None else "",
+            "ETA": format_seconds(where.eta_s),
+            "duration": format_seconds(duration(run)),
         }
         epoch = run.epoch_metrics()
         for metric in metrics:
-            best, last = best_and_last(epoch[metric], metric) if metric in epoch and len(epoch) else (np.nan, np.nan)
+            recorded = metric in epoch and len(epoch)
+            best, last = best_and_last(epoch[metric], run.metric_direction(metric)) if recorded else (np.nan, np.nan)
             row[f"{metric} (last)"] = last
             row[f"{metric} (best)"] = best
-        row["hparams"] = ", ".join(f"{k}={format_value(v)}" for k, v in hparams.items())
-        row["tags"] = ", ".join(str(tag) for tag in tags)
+        row["hparams"] = ", ".join(f"{k}={format_value(v)}" for k, v in (run.hparams or {}).items())
+        row["tags"] = ", ".join(run.tags or [])
         row["reason"] = run.reason or ""
         row["started"] = pd.Timestamp(run.created, unit="s").floor("s")
         row["id"] = run.id
@@ -91,8 +92,7 @@ def hparams_frame(runs: list[Run]) -> pd.DataFrame:
     """Runs as rows (indexed by name), hparams as columns; values as text so mixed types stay readable."""
     rows = {}
     for run in runs:
-        hparams = run.meta.get("hparams") if isinstance(run.meta.get("hparams"), dict) else {}
-        rows[run_key(run)] = {str(k): format_value(v) for k, v in hparams.items()}
+        rows[run_key(run)] = {str(k): format_value(v) for k, v in (run.hparams or {}).items()}
     frame = pd.DataFrame.from_dict(rows, orient="index")
     return frame.fillna("")
 
@@ -102,13 +102,13 @@ def differing_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def final_metrics_frame(runs: list[Run]) -> pd.DataFrame:
-    """Runs as rows: the last epoch's value of every metric, plus the best of each (min for losses)."""
+    """Runs as rows: the last epoch's value of every metric, plus the best of each (as its direction says)."""
     rows = {}
     for run in runs:
         epoch = run.epoch_metrics()
         row: dict[str, float] = {"epochs": float(len(epoch))}
         for metric in metric_names(epoch):
-            best, last = best_and_last(epoch[metric], metric)
+            best, last = best_and_last(epoch[metric], run.metric_direction(metric))
             row[metric] = last
             row[f"best {metric}"] = best
         rows[run_key(run)] = row

@@ -10,8 +10,8 @@ from typing import Any
 
 import keras
 
+from kerascope.monitor import RunWriter
 from kerascope.monitor import format as fmt
-from kerascope.monitor.writer import RunWriter
 
 POLICIES = ("best", "last", "all")
 

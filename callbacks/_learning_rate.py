@@ -62,11 +62,6 @@ class LearningRateReader:
         self._table_start = 0
         self._table = np.empty(0)
 
-    @property
-    def source(self) -> str:
-        """What sets the learning rate, in words ("ExponentialDecay", "float")."""
-        return type(self.schedule).__name__ if self.schedule is not None else "float"
-
     def iterations(self) -> int | None:
         """The optimizer's iteration counter now (the index of the next update)."""
         value = _to_float(getattr(self.optimizer, "iterations", None))

@@ -1,6 +1,6 @@
 """Make failed and interrupted runs honest: Keras 3 calls no callback hook when an exception leaves fit().
 
-What is caught, for a monitor whose fit() began and did not reach on_train_end:
+What is caught, for a LiveMonitor whose fit() began and did not reach on_train_end:
 - an exception nobody catches, in the main thread (`sys.excepthook`) or in another thread (`threading.excepthook`):
   status `failed` with the reason "ValueError: ...", or `interrupted` for KeyboardInterrupt;
 - the interpreter exiting during fit() (`atexit`, e.g. `sys.exit()` from a callback): `failed`;
@@ -45,15 +45,16 @@ def describe(exc: BaseException | None) -> str:
     return text[:500]
 
 
-def register(monitor: Any) -> None:
-    """Watch `monitor` (an object with `_abort(exc_or_None, message)`) until `unregister`; hooks install once."""
+def register(callback: Any) -> None:
+    """Watch `callback` (an object with `_abort(exc_or_None, message)`) until `unregister`; hooks install once."""
     _install()
-    _active.add(monitor)
+    _active.add(callback)
 
 
-def unregister(monitor: Any) -> None:
-    _active.discard(monitor)
-    # Python's own SIGINT handler comes back once no fit() is watched (only the main thread may set handlers).
+def unregister(callback: Any) -> None:
+    """Stop watching `callback`; Python's own SIGINT handler comes back once nothing is watched."""
+    _active.discard(callback)
+    # Only the main thread may set signal handlers.
     on_main_thread = threading.current_thread() is threading.main_thread()
     if not _active and on_main_thread and signal.getsignal(signal.SIGINT) is _note_sigint:
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -83,9 +84,9 @@ def sigint_since(started: float) -> bool:
 
 
 def _abort_all(exc: BaseException | None, message: str | None = None) -> None:
-    for monitor in list(_active):
+    for callback in list(_active):
         try:
-            monitor._abort(exc, message)
+            callback._abort(exc, message)
         except Exception:
             pass
 

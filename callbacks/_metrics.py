@@ -1,4 +1,4 @@
-"""Which logged metrics are running means (so a batch's own value can be derived), and which way is better."""
+"""Which logged metrics are running means (so a batch's own value can be derived), and which way each is better."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 
 import keras
 
-# Names that are better when higher, for mode="auto" when the metric object does not say.
-_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "iou", "r2", "score")
+from kerascope.monitor import format as fmt
 
 
 def flat_metrics(metrics: Iterable[Any]) -> list[Any]:
@@ -46,14 +45,33 @@ def mean_metric_keys(log_keys: Iterable[str], metrics: Iterable[Any]) -> list[st
     return keys
 
 
-def better_mode(monitor: str, mode: str, metrics: Iterable[Any]) -> str:
-    """Return "min" or "max" for `monitor`; mode="auto" is resolved like ModelCheckpoint does."""
-    if mode in ("min", "max"):
-        return mode
-    name = monitor.removeprefix("val_")
+def check_directions(overrides: dict[str, str] | None) -> dict[str, str]:
+    """LiveMonitor's `metric_directions` as a dict; ValueError for a direction other than "min" or "max"."""
+    overrides = dict(overrides or {})
+    for name, direction in overrides.items():
+        if direction not in (fmt.MIN, fmt.MAX):
+            raise ValueError(f'metric_directions[{name!r}] must be "min" or "max", got {direction!r}')
+    return overrides
+
+
+def metric_direction(key: str, metrics: Iterable[Any], overrides: dict[str, str]) -> str:
+    """"min" or "max" for a log key (`val_` twins as their metric), from the Keras metric objects.
+
+    In order: the user's override (for the key or its metric), "min" for losses, the direction Keras gives its own
+    metrics (`_direction`, set on accuracy, AUC, precision, recall, R2, F-scores, errors, crossentropies, ...), and
+    for a metric that does not say (a user-defined function) the name rule of `monitor.format.metric_direction`.
+    """
+    name = key.removeprefix(fmt.VAL_PREFIX)
+    for candidate in (key, name):
+        if candidate in overrides:
+            return overrides[candidate]
     if name == "loss" or name.endswith("_loss"):
-        return "min"
-    for metric in flat_metrics(metrics):
-        if metric.name == name and getattr(metric, "_direction", None) in ("up", "down"):
-            return "max" if metric._direction == "up" else "min"
-    return "max" if any(word in name for word in _HIGHER_IS_BETTER) else "min"
+        return fmt.MIN
+    objects = flat_metrics(metrics)
+    # Keras prefixes the metrics of multi-output models with the output name ("head_accuracy").
+    matching = [m for m in objects if m.name == name] or [m for m in objects if name.endswith("_" + m.name)]
+    for metric in matching:
+        direction = getattr(metric, "_direction", None)
+        if direction in ("up", "down"):
+            return fmt.MAX if direction == "up" else fmt.MIN
+    return fmt.metric_direction(name)

@@ -14,8 +14,8 @@ from typing import Any
 import keras
 
 from kerascope.callbacks._statistics import nested_layers
+from kerascope.monitor import RunWriter
 from kerascope.monitor import format as fmt
-from kerascope.monitor.writer import RunWriter
 
 SUMMARY_WIDTH = 120
 _columns_lock = threading.Lock()

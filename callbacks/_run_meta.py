@@ -12,6 +12,7 @@ from kerascope.monitor.format import to_jsonable
 
 
 def environment() -> dict[str, Any]:
+    """Keras version, backend and Python version of the training process."""
     return {
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
@@ -37,6 +38,7 @@ def parameter_counts(model: keras.Model) -> tuple[int, int]:
 
 
 def model_info(model: keras.Model) -> dict[str, Any]:
+    """run.json `model`: name, class, parameter counts and the weights' size in bytes."""
     trainable, non_trainable = parameter_counts(model)
     return {
         "name": model.name,
@@ -60,22 +62,23 @@ def optimizer_info(optimizer: Any) -> dict[str, Any] | None:
 
 
 OPTION_NAMES = (
-    "log_dir",
+    "logdir",
     "update_freq",
     "activation_freq",
     "weight_freq",
     "checkpoint",
     "monitor",
     "mode",
+    "metric_directions",
     "system_freq",
     "flush_interval",
     "strict",
 )
 
 
-def monitor_options(monitor: Any) -> dict[str, Any]:
-    """The LiveMonitor options in effect, and how many activation samples it was given."""
-    options = {name: to_jsonable(getattr(monitor, name)) for name in OPTION_NAMES}
-    data = monitor.activation_data
+def recorded_options(callback: Any) -> dict[str, Any]:
+    """The options of a LiveMonitor (`callback`) in effect, and how many activation samples it was given."""
+    options = {name: to_jsonable(getattr(callback, name)) for name in OPTION_NAMES}
+    data = callback.activation_data
     options["activation_samples"] = int(data.shape[0]) if hasattr(data, "shape") else None
     return options

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -12,28 +14,51 @@ from kerascope.callbacks import _lifecycle as lifecycle
 from kerascope.callbacks._batches import BatchOrder, BatchRecords, batch_interval
 from kerascope.callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options
 from kerascope.callbacks._distributed import is_chief
-from kerascope.callbacks._epoch_extras import EpochExtras
 from kerascope.callbacks._learning_rate import LearningRateTracker
-from kerascope.callbacks._metrics import better_mode
-from kerascope.callbacks._phase_end import PhaseEnd
-from kerascope.callbacks._reporting import RunReporting
-from kerascope.callbacks._run_meta import model_info, optimizer_info
-from kerascope.callbacks._run_setup import RunSetup
-from kerascope.callbacks._statistics import ActivationProbe
+from kerascope.callbacks._metrics import check_directions, metric_direction
+from kerascope.callbacks._model_card import write_model_card
+from kerascope.callbacks._reporter import RunReporter
+from kerascope.callbacks._run_meta import environment, model_info, optimizer_info, parameter_counts, recorded_options
+from kerascope.callbacks._statistics import ActivationProbe, weight_records
 from kerascope.callbacks._system import SystemSampler
+from kerascope.monitor import RunWriter
 from kerascope.monitor import format as fmt
-from kerascope.monitor.writer import RunWriter
 
 
-class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks.Callback):
+@dataclass
+class _Fit:
+    """What LiveMonitor keeps about the fit() call it records; a new one at every on_train_begin."""
+
+    phase: int  # 1-based index of this fit() call in the run
+    start_step: int  # the run's global step when it began
+    thread: int  # the thread running fit() ...
+    frame: Any  # ... and fit()'s frame: once it is off that thread's stack, an exception left fit()
+    started: float  # time.monotonic(): a SIGINT after this one interrupted this fit()
+    shell_error: BaseException | None  # the shell's last error before: a newer one is what ended this fit()
+    epochs: int | None  # fit(epochs=...), the exclusive end
+    epoch_start_step: int = 0
+    initial_epoch: int | None = None
+    epochs_done: int = 0
+    lr_pending: bool = True  # read a float LR at the next batch begin, after every callback's on_epoch_begin
+    lr_at_begin: float | None = None
+    described: bool = False  # parameter counts and model card written (a subclassed model: at the first epoch end)
+    trainable_counts: tuple[int, int] = (0, 0)
+    phase_event_pending: bool = True
+    stop_reported: bool = False
+    probe: ActivationProbe | None = None
+    sampler: SystemSampler | None = None
+    card_thread: threading.Thread | None = None
+
+
+class LiveMonitor(keras.callbacks.Callback):
     """Record a training run into a run directory that the Kerascope dashboard shows live.
 
-    One directory per run under `log_dir`, with per-batch and per-epoch metrics, the learning rate at every batch
+    One directory per run under `logdir`, with per-batch and per-epoch metrics, the learning rate at every batch
     (whatever sets it), activation and weight statistics, a model card, checkpoints, events (phases, early stopping,
-    LR changes, NaNs) and a status with a heartbeat. Repeated `fit()` calls with the same instance continue the same
-    run as phases 2, 3, ... (e.g. fine-tuning after unfreezing). Monitoring never stops training: an error inside
-    the callback becomes one warning (and a `warning` event) unless `strict=True`. In distributed training only the
-    chief process writes.
+    LR changes, NaNs), which way each metric is better, and a status with a heartbeat. Repeated `fit()` calls with the
+    same instance continue the same run as phases 2, 3, ... (e.g. fine-tuning after unfreezing). Monitoring never
+    stops training: an error inside the callback becomes one warning (and a `warning` event) unless `strict=True`. In
+    distributed training only the chief process writes.
 
     Keras calls no hook when an exception leaves `fit()`, so the status is kept honest another way: an uncaught
     exception (`sys.excepthook`, `threading.excepthook`) marks the run `failed` with its reason, or `interrupted` for
@@ -42,7 +67,7 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
     marks it `failed`. After `kill -9` the heartbeat stops and readers show the run as `stale`.
 
     Args:
-        log_dir: the runs root; the run directory `log_dir/<time>-<name>-<hex>` is created at the first fit().
+        logdir: the runs folder; the run directory `logdir/<time>-<name>-<hex>` is created at the first fit().
         name: the run's display name (any text); defaults to the model's name.
         hparams: hyperparameters to record (a dict; values that are not JSON are stored as their repr).
         tags: a list of short labels.
@@ -54,7 +79,9 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         weight_freq: take weight statistics every this many epochs (0 turns them off).
         checkpoint: `"best"`, `"last"`, `"all"` or None: which `.keras` checkpoints to keep in the run.
         monitor: the metric compared for `"best"` and the `is_best` flag, like `ModelCheckpoint`.
-        mode: `"auto"`, `"min"` or `"max"` for `monitor`.
+        mode: `"auto"`, `"min"` or `"max"` for `monitor`; "auto" takes the metric's recorded direction.
+        metric_directions: `{"metric name": "min" | "max"}` for metrics whose Keras object does not say which way is
+            better (a custom metric function); a name covers its `val_` twin. Others are taken from Keras.
         system_freq: seconds between CPU / RSS / GPU memory samples (0 turns them off).
         flush_interval: seconds between background appends; a crash loses at most this much data.
         strict: re-raise errors from the callback instead of warning (for debugging the monitor itself).
@@ -64,17 +91,17 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
     ```python
     from kerascope import LiveMonitor
 
-    monitor = LiveMonitor("runs", name="baseline", hparams={"dropout": 0.2}, activation_data=x_val[:256],
-                          checkpoint="best")
-    model.fit(x, y, validation_data=(x_val, y_val), epochs=10, callbacks=[monitor])
-    print(monitor.run_dir)
+    live = LiveMonitor("runs", name="baseline", hparams={"dropout": 0.2}, activation_data=x_val[:256],
+                       checkpoint="best")
+    model.fit(x, y, validation_data=(x_val, y_val), epochs=10, callbacks=[live])
+    print(live.run_dir)
     # then: python -m kerascope --logdir runs
     ```
     """
 
     def __init__(
         self,
-        log_dir: str = "runs",
+        logdir: str = "runs",
         name: str | None = None,
         *,
         hparams: dict[str, Any] | None = None,
@@ -87,6 +114,7 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         checkpoint: str | None = None,
         monitor: str = "val_loss",
         mode: str = "auto",
+        metric_directions: dict[str, str] | None = None,
         system_freq: float = 2.0,
         flush_interval: float = 0.5,
         strict: bool = False,
@@ -96,7 +124,7 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         check_checkpoint_options(checkpoint, mode)
         # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
         self.async_safe = True
-        self.log_dir = log_dir
+        self.logdir = logdir
         self.name = name
         self.hparams = dict(hparams or {})
         self.tags = [str(tag) for tag in (tags or [])]
@@ -108,27 +136,27 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         self.checkpoint = checkpoint
         self.monitor = monitor
         self.mode = mode
+        self.metric_directions = check_directions(metric_directions)
         self.system_freq = system_freq
         self.flush_interval = flush_interval
         self.strict = strict
         self.run_dir: str | None = None
 
-        self._init_reporting()
+        # What lasts for the whole run, across fit() calls.
+        self._reporter = RunReporter(strict, self._position)
         self._writer: RunWriter | None = None
-        self._disabled = False
+        self._disabled = False  # not the chief process, or the run directory could not be written
         self._active = False  # inside a fit() call that is being recorded
-        self._lifecycle_lock = threading.RLock()
-        self._batch_lock = threading.Lock()
-        self._phase = 0
-        self._step = 0
+        self._fit: _Fit | None = None
+        self._step = 0  # global: batches trained in this run
         self._epoch = 0
+        self._directions: dict[str, dict[str, str]] = {}  # run.json `metrics`
         self._lr = LearningRateTracker()
         self._batches = BatchRecords(log_every)
         self._order = BatchOrder()
         self._checkpoints: CheckpointKeeper | None = None
-        self._sampler: SystemSampler | None = None
-        self._card_thread: threading.Thread | None = None
-        self._fit_frame: Any = None
+        self._lifecycle_lock = threading.RLock()  # the fit() ends exactly once, whoever notices first
+        self._batch_lock = threading.Lock()
 
     # -- fit() boundaries --------------------------------------------------------------------------------------
 
@@ -137,122 +165,116 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
             return
         if self._active:
             self._abort(None, "a new fit() began before the previous one reached on_train_end")
-        self._call("on_train_begin", self._train_begin)
-
-    def _train_begin(self) -> None:
-        if not is_chief():
-            self._disabled = True  # only the chief process writes; the others create nothing
-            return
-        model = self.model
-        params = dict(self.params or {})
-        # run.json is written once per fit(): everything it needs is gathered first.
-        phase_meta = {"fit_params": fmt.to_jsonable(params), "optimizer": optimizer_info(model.optimizer)}
-        if model.built:  # a subclassed model is built by its first train step: described at the first epoch end
-            phase_meta["model"] = model_info(model)
-        if not self._open_writer(model, phase_meta):
-            return
-        writer = self._writer
-        self._phase += 1
-        self._phase_start_step = self._epoch_start_step = self._step
-        self._phase_event_pending = True
-        self._phase_initial_epoch: int | None = None
-        self._epochs_done = 0
-        self._stop_reported = False
-        self._nan_reported = set()
-        self._lr_pending = True
-        self._probe: ActivationProbe | None = None
-        self._described = False
-        # From here on the phase is live: errors below become warnings, and a failed fit() is noticed.
-        self._shell_error_at_begin = lifecycle.last_shell_error()
-        self._fit_thread, self._fit_frame = lifecycle.fit_frame()
-        self._fit_started = time.monotonic()
-        lifecycle.watch_sigint()
-        self._active = True
-        lifecycle.register(self)
-        self._sampler = SystemSampler(
-            lambda record: writer.log("system", record), self.system_freq, self._tick, self._warn_once
-        )
-        self._sampler.start()
-
-        self._call("learning rate", self._lr.begin_phase, model.optimizer, self._step)
-        self._phase_lr = self._lr.current()
-        self._metric_objects = list(model.metrics)
-        self._batches.begin_phase(self._metric_objects)
-        writer.update_status(
-            phase=self._phase, step=self._step, epochs=params.get("epochs"), steps_per_epoch=params.get("steps")
-        )
-        self._event("train_begin", f"fit() call {self._phase} began", phase=self._phase)
-        self._lr_changed(self._lr.check(), f"fit() call {self._phase} begins")
-        if self.checkpoint:
-            if self._checkpoints is None:
-                mode = better_mode(self.monitor, self.mode, self._metric_objects)
-                self._checkpoints = CheckpointKeeper(writer, self.checkpoint, self.monitor, mode)
-            self._checkpoints.attach(writer)
-        if self.activation_data is None and self.activation_freq:
-            self._skip("activations", "no activation statistics: pass LiveMonitor(activation_data=x_val[:256])")
-        if model.built:
-            self._describe_model(model)
-        writer.flush()
+        try:
+            if not is_chief():
+                self._disabled = True  # only the chief process writes; the others create nothing
+                return
+            model, params = self.model, dict(self.params or {})
+            self._writer = self._open_writer(model, params)
+            if self._writer is None:
+                return
+            fit = self._begin_fit(params)  # from here on, a fit() that raises is noticed
+            fit.sampler = SystemSampler(self._log_system, self.system_freq, self._tick, self._reporter.warn_once)
+            fit.sampler.start()
+            self._reporter.call("learning rate", self._lr.begin_phase, model.optimizer, self._step)
+            fit.lr_at_begin = self._lr.current()
+            self._batches.begin_phase(list(model.metrics))
+            self._writer.update_status(
+                phase=fit.phase, step=self._step, epochs=fit.epochs, steps_per_epoch=params.get("steps")
+            )
+            self._reporter.event(fmt.EVENT_TRAIN_BEGIN, f"fit() call {fit.phase} began", phase=fit.phase)
+            self._reporter.lr_change(self._lr.check(), f"fit() call {fit.phase} begins")
+            if self._checkpoints is not None:
+                self._checkpoints.attach(self._writer)  # the best value and the index carry over
+            if self.activation_data is None and self.activation_freq:
+                self._reporter.skip(
+                    "activations", "no activation statistics: pass LiveMonitor(activation_data=x_val[:256])"
+                )
+            if model.built:  # a subclassed model is built by its first train step: described at the first epoch end
+                self._describe_model(model)
+            self._writer.flush()
+        except Exception as exc:
+            self._reporter.failed("on_train_begin", exc)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self._active:
-            self._call("on_train_end", self._train_end)
-            self._end_phase(fmt.FINISHED)
-
-    def _train_end(self) -> None:
-        model = self.model
-        self._emit_phase_event()
-        self._lr_changed(self._lr.check(), "after training")
-        self._check_early_stop(model)
-        self._event(
-            "train_end",
-            f"fit() call {self._phase} ended after {self._epochs_done} epoch(s)",
-            phase=self._phase,
-            epochs_done=self._epochs_done,
-        )
+        if not self._active:
+            return
+        fit = self._fit
+        try:
+            self._emit_phase_event()
+            self._reporter.lr_change(self._lr.check(), "after training")
+            self._check_early_stop(self.model)
+            self._reporter.event(
+                fmt.EVENT_TRAIN_END,
+                f"fit() call {fit.phase} ended after {fit.epochs_done} epoch(s)",
+                phase=fit.phase,
+                epochs_done=fit.epochs_done,
+            )
+        except Exception as exc:
+            self._reporter.failed("on_train_end", exc)
+        self._end_fit(fmt.FINISHED)
 
     # -- epochs ----------------------------------------------------------------------------------------------
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self._active:
-            self._call("on_epoch_begin", self._epoch_begin, epoch)
-
-    def _epoch_begin(self, epoch: int) -> None:
+        if not self._active:
+            return
+        fit = self._fit
         self._epoch = epoch
-        self._epoch_start_step = self._step
-        self._lr_pending = True
+        fit.epoch_start_step = self._step
+        fit.lr_pending = True
         self._order.reset()
-        if self._phase_initial_epoch is None:
-            self._phase_initial_epoch = epoch
-        self._emit_phase_event()
+        if fit.initial_epoch is None:
+            fit.initial_epoch = epoch
+        self._reporter.call("on_epoch_begin", self._emit_phase_event)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._active:
             return
         logs = logs or {}
+        report = self._reporter
         with self._batch_lock:
             for ended, ended_logs in self._order.leftovers():
-                self._call("on_train_batch_end", self._batch_end, ended, ended_logs)
-        self._call("on_epoch_end", self._epoch_end, epoch, logs)
+                report.call("on_train_batch_end", self._record_batch, ended, ended_logs)
+        report.call("on_epoch_end", self._record_epoch, epoch, logs)
+        report.call("metric directions", self._record_directions, logs)
         model = self.model  # on JAX this syncs the trained state into the variables, once per epoch
-        self._epoch_extras(model, epoch, logs)
-        self._call("on_epoch_end", self._check_early_stop, model)
-        self._call("flush", self._flush_epoch, epoch)
+        # Each extra on its own: a failing activation probe must not cost the checkpoint.
+        done = epoch + 1
+        if self.weight_freq and done % self.weight_freq == 0:
+            report.call("weight statistics", self._log_statistics, "weights", weight_records, model)
+        if self.activation_data is not None and self.activation_freq and done % self.activation_freq == 0:
+            report.call("activation statistics", self._log_activations, model)
+        if self.checkpoint:
+            report.call("checkpoint", self._save_checkpoint, model, epoch, logs)
+        report.call("on_epoch_end", self._check_early_stop, model)
+        report.call("flush", self._flush_epoch, epoch)
 
-    def _epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        self._epochs_done += 1
-        if not self._described:
-            self._writer.update_meta(model=model_info(self.model))
+    def _record_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
+        fit, writer = self._fit, self._writer
+        fit.epochs_done += 1
+        if not fit.described:
+            writer.update_meta(model=model_info(self.model))
             self._describe_model(self.model)
             self._emit_phase_event()
-        record: dict[str, Any] = {"epoch": epoch, "step": self._step, "time": time.time(), "phase": self._phase}
+        record: dict[str, Any] = {"epoch": epoch, "step": self._step, "time": time.time(), "phase": fit.phase}
         record.update(logs)
         lr = self._lr.at_step(self._step)
         if lr is not None:
             record["lr"] = lr
-        self._check_nan(logs)
-        self._writer.log("epoch", record)
-        self._lr_changed(self._lr.check(), f"after epoch {epoch}")  # ReduceLROnPlateau, when it ran before this
+        self._reporter.check_nan(logs)
+        writer.log("epoch", record)
+        self._reporter.lr_change(self._lr.check(), f"after epoch {epoch}")  # ReduceLROnPlateau, when it ran first
+
+    def _record_directions(self, logs: dict[str, Any]) -> None:
+        """run.json `metrics`: the direction of every metric logged so far (val_ twins appear with validation)."""
+        new = [key for key in logs if key not in self._directions and key not in fmt.NON_METRIC_COLUMNS]
+        if not new:
+            return
+        metrics = list(self.model.metrics)  # built by now: Keras builds compiled metrics in the first train step
+        for key in new:
+            self._directions[key] = {"direction": metric_direction(key, metrics, self.metric_directions)}
+        self._writer.update_meta(metrics=self._directions)
 
     def _flush_epoch(self, epoch: int) -> None:
         self._writer.update_status(epoch=epoch, step=self._step)
@@ -262,18 +284,13 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
 
     # -- batches (hot path: plain Python, no model access, no I/O) --------------------------------------------
 
-    def _start_epoch_lr(self) -> None:
-        self._lr_changed(self._lr.start_epoch(), f"epoch {self._epoch} begins")
-
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._active:
             return
         # The training thread, in order, before the batch's update: the float LR is read here once per epoch, after
         # every callback's on_epoch_begin (LearningRateScheduler may come after this one) and while JAX still has
         # the variables attached.
-        if self._lr_pending:
-            self._lr_pending = False
-            self._call("learning rate", self._start_epoch_lr)
+        self._start_epoch_lr()
         self._order.begin(batch)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -282,15 +299,13 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         try:
             with self._batch_lock:
                 for ended, ended_logs in self._order.end(batch, logs or {}):
-                    self._batch_end(ended, ended_logs)
+                    self._record_batch(ended, ended_logs)
         except Exception as exc:
-            self._failed("on_train_batch_end", exc)
+            self._reporter.failed("on_train_batch_end", exc)
 
-    def _batch_end(self, batch: int, logs: dict[str, Any]) -> None:
-        if self._lr_pending:  # hooks called without on_train_batch_begin
-            self._lr_pending = False
-            self._call("learning rate", self._start_epoch_lr)
-        step = self._epoch_start_step + batch + 1
+    def _record_batch(self, batch: int, logs: dict[str, Any]) -> None:
+        self._start_epoch_lr()  # hooks called without on_train_batch_begin
+        step = self._fit.epoch_start_step + batch + 1
         if step > self._step:
             self._step = step
         record = self._batches.record(step, self._epoch, batch, logs)
@@ -299,6 +314,226 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         lr = self._lr.at_step(step)
         if lr is not None:
             record["lr"] = lr
-        self._check_nan(logs)
+        self._reporter.check_nan(logs)
         self._writer.log("batch", record)
         self._writer.status["step"] = step  # an existing key: safe while the writer thread serializes the dict
+
+    def _start_epoch_lr(self) -> None:
+        """Once per epoch, at its first batch: the float LR the epoch's updates use."""
+        if self._fit.lr_pending:
+            self._fit.lr_pending = False
+            self._reporter.call("learning rate", self._report_epoch_lr)
+
+    def _report_epoch_lr(self) -> None:
+        self._reporter.lr_change(self._lr.start_epoch(), f"epoch {self._epoch} begins")
+
+    # -- what is recorded once per fit() ----------------------------------------------------------------------
+
+    def _open_writer(self, model: keras.Model, params: dict[str, Any]) -> RunWriter | None:
+        """Create the run directory at the first fit(), reopen it at later ones; None (monitoring off) on failure.
+
+        run.json is written once per fit(): everything it needs is gathered first.
+        """
+        fit_meta = {"fit_params": fmt.to_jsonable(params), "optimizer": optimizer_info(model.optimizer)}
+        if model.built:
+            fit_meta["model"] = model_info(model)
+        try:
+            if self.run_dir is not None:
+                writer = RunWriter.resume(
+                    self.run_dir, flush_interval=self.flush_interval, on_error=self._reporter.warn_once
+                )
+                writer.update_meta(**fit_meta)
+                return writer
+            meta = {
+                "process_index": 0,
+                **environment(),
+                "hparams": fmt.to_jsonable(self.hparams),
+                "tags": self.tags,
+                "notes": self.notes,
+                "options": recorded_options(self),
+                **fit_meta,
+            }
+            writer = RunWriter(
+                self.logdir,
+                self.name or model.name,
+                meta=meta,
+                flush_interval=self.flush_interval,
+                on_error=self._reporter.warn_once,
+            )
+            self.run_dir = writer.run_dir
+            return writer
+        except OSError as exc:
+            if self.strict:
+                raise
+            self._disabled = True
+            warnings.warn(
+                f"LiveMonitor: cannot write a run under {self.logdir!r} ({lifecycle.describe(exc)}); "
+                "monitoring is off for this callback, training continues",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+
+    def _begin_fit(self, params: dict[str, Any]) -> _Fit:
+        """The state of a new fit(), watched from now on for an exception that leaves it (see `_abort`)."""
+        thread, frame = lifecycle.fit_frame()
+        self._fit = _Fit(
+            phase=self._fit.phase + 1 if self._fit else 1,
+            start_step=self._step,
+            thread=thread,
+            frame=frame,
+            started=time.monotonic(),
+            shell_error=lifecycle.last_shell_error(),
+            epochs=params.get("epochs"),
+            epoch_start_step=self._step,
+        )
+        self._reporter.begin_phase(self._writer)
+        lifecycle.watch_sigint()
+        self._active = True
+        lifecycle.register(self)
+        return self._fit
+
+    def _log_system(self, record: dict[str, Any]) -> None:
+        self._writer.log("system", record)
+
+    def _describe_model(self, model: keras.Model) -> None:
+        """Parameter counts (run.json, phase event) and the model card."""
+        fit = self._fit
+        fit.described = True
+        fit.trainable_counts = parameter_counts(model)
+        card_args = (self._writer, model, fit.phase, self._reporter.skip)
+        if self.strict:  # synchronously, so that errors raise in the training thread
+            write_model_card(*card_args)
+            return
+        # summary() and plot_model (which runs graphviz) take up to a second: keep them off the training thread.
+        fit.card_thread = threading.Thread(
+            target=self._reporter.call,
+            args=("model card", write_model_card, *card_args),
+            name="kerascope-model-card",
+            daemon=True,
+        )
+        fit.card_thread.start()
+
+    def _emit_phase_event(self) -> None:
+        """The phase event, once per fit(), as soon as both the first epoch and the parameter counts are known."""
+        fit = self._fit
+        if not fit.phase_event_pending or not fit.described:
+            return
+        fit.phase_event_pending = False
+        trainable, non_trainable = fit.trainable_counts
+        initial_epoch = self._epoch if fit.initial_epoch is None else fit.initial_epoch
+        self._reporter.event(
+            fmt.EVENT_PHASE,
+            f"phase {fit.phase}: epochs {initial_epoch}-{fit.epochs}, {trainable:,} trainable parameters",
+            step=fit.start_step,
+            phase=fit.phase,
+            trainable_params=trainable,
+            non_trainable_params=non_trainable,
+            initial_epoch=initial_epoch,
+            epochs=fit.epochs,
+            lr=fit.lr_at_begin,
+        )
+
+    # -- what is recorded at epoch ends -----------------------------------------------------------------------
+
+    def _log_statistics(self, stream: str, compute: Any, *args: Any) -> None:
+        for record in compute(*args):
+            self._writer.log(stream, {"step": self._step, "epoch": self._epoch, **record})
+
+    def _log_activations(self, model: keras.Model) -> None:
+        fit = self._fit
+        if self._reporter.skipped("activations"):
+            return
+        if fit.probe is None:
+            try:
+                fit.probe = ActivationProbe(model)
+            except ValueError as exc:
+                self._reporter.skip("activations", str(exc))
+                return
+        self._log_statistics("activations", fit.probe.records, self.activation_data)
+
+    def _save_checkpoint(self, model: keras.Model, epoch: int, logs: dict[str, Any]) -> None:
+        if self._checkpoints is None:
+            # Made at the first save, when Keras has built the metric objects that say which way is better.
+            mode = self.mode if self.mode != "auto" else metric_direction(self.monitor, model.metrics,
+                                                                          self.metric_directions)
+            self._checkpoints = CheckpointKeeper(self._writer, self.checkpoint, self.monitor, mode)
+        keeper = self._checkpoints
+        if keeper.monitor not in logs:
+            self._reporter.skip(
+                "checkpoint",
+                f"checkpoint={keeper.policy!r} monitors {keeper.monitor!r}, which is not in the epoch logs "
+                f"({', '.join(sorted(logs)) or 'none'}): pass monitor=... to LiveMonitor",
+            )
+            if keeper.policy == "best":
+                return
+        entry = keeper.save(model, epoch, self._step, logs)
+        if entry is not None:
+            value = entry["value"]
+            shown = f"{value:.4g}" if isinstance(value, float) else "not logged"
+            self._reporter.event(
+                fmt.EVENT_CHECKPOINT,
+                f"saved {entry['path']} ({keeper.monitor}={shown})",
+                path=entry["path"],
+                value=value,
+                is_best=entry["is_best"],
+            )
+
+    def _check_early_stop(self, model: keras.Model) -> None:
+        fit = self._fit
+        if fit.stop_reported or not getattr(model, "stop_training", False):
+            return
+        fit.stop_reported = True
+        # early_stop's data holds the epoch (docs/run-format.md); `epoch=` would name the record's own field.
+        self._reporter.event(
+            fmt.EVENT_EARLY_STOP, f"training stopped early at epoch {self._epoch}", data={"epoch": self._epoch}
+        )
+
+    # -- how a fit() ends: normally, by an exception, or unnoticed by Keras -----------------------------------
+
+    def _end_fit(self, status: str, reason: str | None = None) -> None:
+        """Close the fit() exactly once, whichever of on_train_end, `_abort` or `_tick` gets there first."""
+        with self._lifecycle_lock:
+            if not self._active:
+                return
+            self._active = False
+            fit = self._fit
+            fit.frame = None  # the frame holds fit()'s locals (the data): let them go
+            lifecycle.unregister(self)
+        if fit.sampler is not None:
+            fit.sampler.stop()
+        if fit.card_thread is not None and fit.card_thread is not threading.current_thread():
+            fit.card_thread.join(timeout=30)
+        self._writer.update_status(epoch=self._epoch, step=self._step)
+        self._writer.close(status, reason)
+
+    def _abort(self, exc: BaseException | None, message: str | None = None) -> None:
+        """End the fit() as failed / interrupted: it raised, or the process exits without on_train_end."""
+        with self._lifecycle_lock:
+            if not self._active:
+                return
+            if exc is None and lifecycle.sigint_since(self._fit.started):  # Ctrl-C, caught by the caller
+                exc, message = KeyboardInterrupt("Ctrl-C (SIGINT) during fit()"), None
+            status = fmt.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else fmt.FAILED
+            reason = message or lifecycle.describe(exc)
+            self._reporter.event(status, reason, error=reason)
+            self._end_fit(status, reason)
+
+    def _tick(self) -> None:
+        """From the system thread: notice that fit() was left by an exception that a caller caught."""
+        with self._lifecycle_lock:
+            fit = self._fit
+            if not self._active or fit.frame is None or lifecycle.frame_alive(fit.thread, fit.frame):
+                return
+            error = lifecycle.last_shell_error()
+            if error is not None and error is not fit.shell_error:
+                self._abort(error)
+            else:
+                self._abort(
+                    None,
+                    "fit() ended without reaching on_train_end: an exception left fit() and was caught by the caller",
+                )
+
+    def _position(self) -> tuple[int, int]:
+        """The (global step, epoch) that events are stamped with."""
+        return self._step, self._epoch

@@ -1,7 +1,8 @@
 """Kerascope's run format: the writer used during training, and the readers used by the dashboard and notebooks.
 
-Nothing here imports keras or tensorflow. Names are imported lazily so that the training side (which needs only
-RunWriter) does not pay for pandas and watchdog.
+The public API is what this package exports plus `monitor.format`, the schema (file names, columns, statuses, event
+kinds, metric directions). Nothing here imports keras or tensorflow. Names are imported lazily so that the training
+side (which needs only RunWriter) does not pay for pandas and watchdog.
 """
 
 from importlib import import_module
@@ -10,8 +11,10 @@ from typing import Any
 from kerascope.monitor.format import FORMAT_VERSION
 
 _LAZY = {
+    "ModelInfo": "kerascope.monitor.run_info",
     "Run": "kerascope.monitor.reader",
     "RunFormatError": "kerascope.monitor.run_files",
+    "RunProgress": "kerascope.monitor.run_info",
     "RunStore": "kerascope.monitor.store",
     "RunWatcher": "kerascope.monitor.watcher",
     "RunWriter": "kerascope.monitor.writer",

@@ -1,13 +1,12 @@
-"""Names and constants of the run-directory format (see docs/run-format.md).
+"""The run-directory format (docs/run-format.md): the one place that spells its file names, columns, statuses, event
+kinds and metric directions, and the atomic file writes both sides rely on.
 
-This module is the single place where file names, the format version and the vocabulary of statuses and event kinds
-are spelled; the writer and the reader both import them from here.
+The writer (training side) and the readers (RunStore, the dashboard) import every name from here.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -32,7 +31,7 @@ GRAPH_PNG_FILE = "model/graph.png"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_INDEX_FILE = "checkpoints/index.json"
 
-# Append-only streams, in the order the writer flushes them.
+# Append-only streams (the names `RunWriter.log` takes), in the order the writer flushes them.
 STREAM_FILES = {
     "batch": BATCH_FILE,
     "epoch": EPOCH_FILE,
@@ -43,6 +42,20 @@ STREAM_FILES = {
     "layers": LAYERS_FILE,
 }
 
+# Columns readers always provide, first and in this order (NaN or None where no record has them).
+BATCH_COLUMNS = ("step", "epoch", "batch", "time")
+EPOCH_COLUMNS = ("epoch", "step", "time")
+SYSTEM_COLUMNS = ("time",)
+ACTIVATION_COLUMNS = ("step", "epoch", "layer", "mean", "std", "min", "max", "zero_frac", "histogram")
+WEIGHT_COLUMNS = ("step", "epoch", "layer", "weight", "mean", "std", "norm", "min", "max", "histogram")
+EVENT_COLUMNS = ("time", "step", "epoch", "kind", "message", "data")
+LAYER_COLUMNS = ("phase", "name", "class", "output_shape", "params", "trainable")
+CHECKPOINT_COLUMNS = ("epoch", "step", "path", "monitor", "value", "is_best", "bytes", "time")
+# Columns of batch and epoch records that are not metrics (ReduceLROnPlateau logs `learning_rate` itself).
+NON_METRIC_COLUMNS = frozenset({"epoch", "step", "time", "phase", "batch", "lr", "learning_rate"})
+BATCH_VALUE_PREFIX = "batch_"  # batch.jsonl: `batch_<metric>` is the batch's own value of a running mean
+VAL_PREFIX = "val_"
+
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
 # Derived by readers, never written: a running run whose heartbeat is older than STALE_AFTER_S, or an unreadable run.
 STALE, BROKEN = "stale", "broken"
@@ -51,19 +64,40 @@ STATUSES = (RUNNING, FINISHED, FAILED, INTERRUPTED)
 HEARTBEAT_INTERVAL_S = 2.0
 STALE_AFTER_S = 30.0
 
-EVENT_KINDS = (
-    "train_begin",  # a fit() call started
-    "phase",  # a fit() call started: trainable counts, epochs, lr (fine-tuning phases)
-    "train_end",  # a fit() call ended
-    "early_stop",  # model.stop_training was set (EarlyStopping or any callback)
-    "lr_change",  # the learning rate differs from the previous logged value
-    "checkpoint",  # a .keras file was written
-    "nan",  # a metric became NaN or Inf
-    "skipped",  # something the callback could not record, and why
-    "warning",  # a monitoring error that did not stop training
-    "failed",  # fit() raised
-    "interrupted",  # KeyboardInterrupt
-)
+# Event kinds. A fit() that raised or was interrupted ends with an event whose kind is the status FAILED / INTERRUPTED.
+EVENT_TRAIN_BEGIN = "train_begin"  # a fit() call started
+EVENT_PHASE = "phase"  # a fit() call started: trainable counts, epochs, lr (fine-tuning phases)
+EVENT_TRAIN_END = "train_end"  # a fit() call ended
+EVENT_EARLY_STOP = "early_stop"  # model.stop_training was set (EarlyStopping or any callback)
+EVENT_LR_CHANGE = "lr_change"  # the learning rate differs from the previous logged value
+EVENT_CHECKPOINT = "checkpoint"  # a .keras file was written
+EVENT_NAN = "nan"  # a metric became NaN or Inf
+EVENT_SKIPPED = "skipped"  # something the callback could not record, and why
+EVENT_WARNING = "warning"  # a monitoring error that did not stop training
+
+# run.json `metrics`: {"<log name>": {"direction": MIN | MAX}} for every metric Keras logs.
+MIN, MAX = "min", "max"
+# For metrics whose Keras object does not say which way is better (user-defined ones) and for runs recorded without
+# `metrics`: the name decides. A name with words of both kinds (a custom "accuracy_loss") is lower-is-better.
+_LOWER_IS_BETTER = ("loss", "error", "crossentropy", "divergence", "hinge", "poisson", "logcosh", "mae", "mse", "mape",
+                    "msle")
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "fbeta", "score", "iou", "io_u", "r2", "similarity")
+
+
+def metric_direction(name: str) -> str:
+    """MIN or MAX for a logged metric name, from its words alone (unknown names: MIN, as Keras's mode="auto").
+
+    Example:
+    ```python
+    metric_direction("val_sparse_categorical_accuracy")  # "max"
+    metric_direction("poisson")                          # "min"
+    ```
+    """
+    lowered = name.lower()
+    if any(word in lowered for word in _LOWER_IS_BETTER):
+        return MIN
+    return MAX if any(word in lowered for word in _HIGHER_IS_BETTER) else MIN
+
 
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -111,20 +145,16 @@ def as_float(value: Any) -> float | None:
     return None
 
 
-def is_finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
-
-
 def dumps_line(record: dict[str, Any]) -> str:
     """One JSONL line: compact, NaN/Infinity allowed, no embedded newline."""
     return json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n"
 
 
-def inside(root: str, path: str) -> bool:
-    """True when `path`, with symlinks resolved, lies inside `root` (also resolved)."""
-    real_root = os.path.realpath(root)
+def inside(folder: str, path: str) -> bool:
+    """True when `path`, with symlinks resolved, lies inside `folder` (also resolved)."""
+    real_folder = os.path.realpath(folder)
     real = os.path.realpath(path)
-    return real == real_root or real.startswith(real_root + os.sep)
+    return real == real_folder or real.startswith(real_folder + os.sep)
 
 
 def _current_umask() -> int:

@@ -1,4 +1,4 @@
-"""RunStore and Run: read run directories (finished, live or broken) as pandas DataFrames.
+"""Run: one run directory (finished, live or broken), read as typed values and pandas DataFrames.
 
 Each Run keeps a `JsonlTail` per stream, so calling a reader method again only parses what was appended since.
 Run objects are cached by the store and are safe to share between threads (Streamlit sessions).
@@ -15,45 +15,54 @@ import numpy as np
 import pandas as pd
 
 from kerascope.monitor import format as fmt
-from kerascope.monitor.run_files import RunFiles, RunFormatError, frame_of
+from kerascope.monitor.run_files import RunFiles, RunFormatError
+from kerascope.monitor.run_info import ModelInfo, RunProgress, as_time
 from kerascope.monitor.table import NumericTable
 from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records
 
 REFRESH_SLICE_BYTES = 32 * 1024 * 1024
-NUMERIC_STREAMS = ("batch", "epoch", "system")
-RECORD_STREAMS = ("activations", "weights", "events", "layers")
-LEADING_COLUMNS = {
-    "batch": ("step", "epoch", "batch", "time"),
-    "epoch": ("epoch", "step", "time"),
-    "system": ("time",),
-}
-RECORD_COLUMNS = {
-    "activations": ("step", "epoch", "layer", "mean", "std", "min", "max", "zero_frac", "histogram"),
-    "weights": ("step", "epoch", "layer", "weight", "mean", "std", "norm", "min", "max", "histogram"),
-    "events": ("time", "step", "epoch", "kind", "message", "data"),
-}
-LAYER_COLUMNS = ("phase", "name", "class", "output_shape", "params", "trainable")
+MAX_PROBLEMS = 50
+NUMERIC_COLUMNS = {"batch": fmt.BATCH_COLUMNS, "epoch": fmt.EPOCH_COLUMNS, "system": fmt.SYSTEM_COLUMNS}
+RECORD_COLUMNS = {"activations": fmt.ACTIVATION_COLUMNS, "weights": fmt.WEIGHT_COLUMNS, "events": fmt.EVENT_COLUMNS}
 
 
+class Run:
+    """One run directory: identity and status, typed run.json values, metrics as DataFrames, the model files.
 
-class Run(RunFiles):
-    """One run directory. Attributes: id, path, name, status, meta (run.json), status_info (status.json), error."""
+    Everything read from the directory is untrusted: a malformed value reads as None (typed accessors) or as a
+    `problems` entry (streams), and a run whose run.json or status.json cannot be read has status `broken` with the
+    reason in `error` / `reason`. Attributes: `id` (the directory name), `path`, `logdir`, `meta` (run.json as
+    written), `error`, `problems` (what was skipped while reading), `version` (grows with each new record read).
 
-    def __init__(self, path: str, root: str | None = None) -> None:
+    Args:
+        path: the run directory.
+        logdir: the runs folder that every file read must resolve inside; defaults to the run's parent.
+
+    Example:
+    ```python
+    run = Run("runs/20260101-120000-mlp-1a2b")
+    print(run.name, run.status, run.hparams, run.progress.epoch)
+    val_auc = run.epoch_metrics()["val_auc"]
+    best = val_auc.max() if run.metric_direction("val_auc") == "max" else val_auc.min()
+    ```
+    """
+
+    def __init__(self, path: str, logdir: str | None = None) -> None:
         self.path = os.path.abspath(path)
-        self.root = os.path.abspath(root) if root else os.path.dirname(self.path)
+        self.logdir = os.path.abspath(logdir) if logdir else os.path.dirname(self.path)
         self.id = os.path.basename(self.path)
         self.meta: dict[str, Any] = {}
         self.error: str | None = None
         self.problems: list[str] = []
+        self.version = 0
+        self._files = RunFiles(self.path, self.logdir)
         self._status_info: dict[str, Any] = {}
         self._status_stamp: tuple[int, int] | None = None
         self._lock = threading.RLock()
-        self._tails = {s: JsonlTail(self._file(fmt.STREAM_FILES[s]), self.root) for s in fmt.STREAM_FILES}
-        self._tables = {s: NumericTable() for s in NUMERIC_STREAMS}
-        self._records: dict[str, list[dict[str, Any]]] = {s: [] for s in RECORD_STREAMS}
+        self._tails = {s: JsonlTail(self._files.path(name), self.logdir) for s, name in fmt.STREAM_FILES.items()}
+        self._tables = {stream: NumericTable() for stream in NUMERIC_COLUMNS}
+        self._records: dict[str, list[dict[str, Any]]] = {s: [] for s in fmt.STREAM_FILES if s not in NUMERIC_COLUMNS}
         self._frames: dict[str, pd.DataFrame] = {}
-        self.version = 0  # grows each time new records were read
         self._load_meta()
 
     def __repr__(self) -> str:
@@ -63,7 +72,7 @@ class Run(RunFiles):
 
     def _load_meta(self) -> None:
         try:
-            meta = self._read_json(fmt.RUN_FILE)
+            meta = self._files.read_json(fmt.RUN_FILE)
             if not isinstance(meta, dict):
                 raise RunFormatError("run.json does not hold a JSON object")
             version = meta.get("format_version")
@@ -78,10 +87,12 @@ class Run(RunFiles):
             self.error = None
         except FileNotFoundError:
             self.error = "run.json is missing: not a run directory, or its creation was interrupted"
-        except OSError as exc:
-            self.error = f"run.json unreadable: {exc.strerror or exc}"
         except RunFormatError as exc:
-            self.error = str(exc)
+            self.error = f"run.json unreadable: {exc}" if isinstance(exc.__cause__, OSError) else str(exc)
+
+    def _problem(self, message: str) -> None:
+        if message not in self.problems and len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(message)
 
     @property
     def name(self) -> str:
@@ -90,9 +101,10 @@ class Run(RunFiles):
 
     @property
     def created(self) -> float:
-        created = self.meta.get("created")
-        if isinstance(created, (int, float)) and not isinstance(created, bool):
-            return float(created)
+        """Unix time the run was created (the directory's time when run.json does not say)."""
+        created = as_time(self.meta.get("created"))
+        if created is not None:
+            return created
         try:
             return os.path.getmtime(self.path)
         except OSError:
@@ -101,20 +113,13 @@ class Run(RunFiles):
     @property
     def status_info(self) -> dict[str, Any]:
         """status.json as last written (re-read only when the file changed)."""
-        path = self._file(fmt.STATUS_FILE)
         try:
-            st = os.stat(path)
-            stamp = (st.st_ino, st.st_mtime_ns)
+            stamp = self._files.stamp(fmt.STATUS_FILE)
             if stamp != self._status_stamp:
-                info = self._read_json(fmt.STATUS_FILE)
-                self._status_info = info if isinstance(info, dict) else {}
-                self._status_stamp = stamp
+                info = self._files.read_json(fmt.STATUS_FILE)
+                self._status_info, self._status_stamp = (info if isinstance(info, dict) else {}), stamp
         except FileNotFoundError:
-            self._status_info = {"status": fmt.BROKEN, "reason": "status.json is missing"}
-            self._status_stamp = None
-        except OSError as exc:
-            self._status_info = {"status": fmt.BROKEN, "reason": f"status.json unreadable: {exc.strerror or exc}"}
-            self._status_stamp = None
+            self._status_info, self._status_stamp = {"status": fmt.BROKEN, "reason": "status.json is missing"}, None
         except RunFormatError as exc:
             self._status_info = {"status": fmt.BROKEN, "reason": f"status.json unreadable: {exc}"}
             self._status_stamp = None
@@ -149,6 +154,66 @@ class Run(RunFiles):
             found = self.status_info.get("status")
             return f"status.json has no valid status (found {found!r:.40}; expected one of {', '.join(fmt.STATUSES)})"
         return str(reason) if reason else None
+
+    # -- run.json, typed (a missing or malformed value is None) -----------------------------------------------------
+
+    @property
+    def hparams(self) -> dict[str, Any] | None:
+        """The user's hyperparameters (`LiveMonitor(hparams=...)`)."""
+        hparams = self.meta.get("hparams")
+        return hparams if isinstance(hparams, dict) else None
+
+    @property
+    def tags(self) -> list[str] | None:
+        tags = self.meta.get("tags")
+        return [str(tag) for tag in tags] if isinstance(tags, list) else None
+
+    @property
+    def notes(self) -> str | None:
+        notes = self.meta.get("notes")
+        return notes if isinstance(notes, str) else None
+
+    @property
+    def options(self) -> dict[str, Any] | None:
+        """The LiveMonitor options the run was recorded with (update_freq, checkpoint, monitor, ...)."""
+        options = self.meta.get("options")
+        return options if isinstance(options, dict) else None
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        """The model's name, class, parameter counts and weights' size at the latest fit() call."""
+        return ModelInfo.from_json(self.meta.get("model"))
+
+    @property
+    def progress(self) -> RunProgress:
+        """status.json's epoch, epochs, step, steps_per_epoch, started, ended and heartbeat."""
+        return RunProgress.from_json(self.status_info)
+
+    @property
+    def metric_directions(self) -> dict[str, str]:
+        """run.json `metrics` as {"metric name": "min" | "max"}: which way each logged metric is better, taken from
+        the Keras metric objects. Empty for runs recorded without it (malformed entries are left out)."""
+        metrics = self.meta.get("metrics")
+        if not isinstance(metrics, dict):
+            return {}
+        directions = {}
+        for name, entry in metrics.items():
+            direction = entry.get("direction") if isinstance(entry, dict) else None
+            if direction in (fmt.MIN, fmt.MAX):
+                directions[name] = direction
+        return directions
+
+    def metric_direction(self, name: str) -> str:
+        """"min" or "max": which way `name` (a logged metric, `val_` twins included) is better.
+
+        As recorded in `metric_directions`; for runs recorded without it, and metrics it does not list, the rule of
+        `monitor.format.metric_direction` on the name.
+        """
+        directions = self.metric_directions
+        for key in (name, name.removeprefix(fmt.VAL_PREFIX)):
+            if key in directions:
+                return directions[key]
+        return fmt.metric_direction(name)
 
     # -- incremental reading -------------------------------------------------------------------------------------
 
@@ -237,7 +302,7 @@ class Run(RunFiles):
         """One row per fit() call: phase, step, epoch, trainable_params, non_trainable_params, epochs, lr, ..."""
         events = self.events()
         rows = []
-        for _, event in events[events["kind"] == "phase"].iterrows():
+        for _, event in events[events["kind"] == fmt.EVENT_PHASE].iterrows():
             data = event["data"] if isinstance(event["data"], dict) else {}
             rows.append({"step": event["step"], "epoch": event["epoch"], "time": event["time"], **data})
         return pd.DataFrame(rows)
@@ -252,12 +317,50 @@ class Run(RunFiles):
                 for layer in layers if isinstance(layers, list) else []:
                     if isinstance(layer, dict):
                         rows.append({"phase": entry.get("phase"), **layer})
-            return frame_of(rows, LAYER_COLUMNS)
+            return frame_of(rows, fmt.LAYER_COLUMNS)
+
+    def checkpoints(self) -> pd.DataFrame:
+        """epoch, step, path (relative to the run directory), monitor, value, is_best, bytes, time."""
+        try:
+            index = self._files.read_json(fmt.CHECKPOINT_INDEX_FILE)
+        except FileNotFoundError:
+            index = []
+        except RunFormatError as exc:
+            self._problem(f"{fmt.CHECKPOINT_INDEX_FILE}: {exc}")
+            index = []
+        rows = [row for row in index if isinstance(row, dict)] if isinstance(index, list) else []
+        return frame_of(rows, fmt.CHECKPOINT_COLUMNS)
+
+    def model_summary(self) -> str:
+        """The model.summary() text recorded at the last fit() call ("" when none)."""
+        return self._files.read_text(fmt.SUMMARY_FILE)
+
+    def model_graph_dot(self) -> str:
+        """DOT source of the model graph ("" when none)."""
+        return self._files.read_text(fmt.GRAPH_DOT_FILE)
+
+    def model_graph_png(self) -> str | None:
+        """Path of the plot_model PNG, or None when graphviz was not available to the training process (or the file
+        is not a PNG)."""
+        return self._files.png(fmt.GRAPH_PNG_FILE)
+
+    def model_config(self) -> dict[str, Any] | None:
+        """model.get_config() as JSON (never deserialized into a model), or None."""
+        try:
+            config = self._files.read_json(fmt.CONFIG_FILE)
+        except (FileNotFoundError, RunFormatError):
+            return None
+        return config if isinstance(config, dict) else None
+
+    def file_path(self, relpath: str) -> str:
+        """Absolute path of a regular file inside this run (a checkpoint to download); refuses `..`, absolute paths
+        and links that leave the run (PermissionError), and what is not a regular file (FileNotFoundError)."""
+        return self._files.served(relpath)
 
     def _numeric(self, stream: str) -> pd.DataFrame:
         with self._lock:
             self.refresh()
-            return self._tables[stream].frame(LEADING_COLUMNS[stream])
+            return self._tables[stream].frame(NUMERIC_COLUMNS[stream])
 
     def _recordframe_of(self, stream: str) -> pd.DataFrame:
         with self._lock:
@@ -265,3 +368,13 @@ class Run(RunFiles):
             if stream not in self._frames:
                 self._frames[stream] = frame_of(self._records[stream], RECORD_COLUMNS[stream])
             return self._frames[stream]
+
+
+def frame_of(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    """`rows` as a DataFrame whose `columns` come first and always exist (None where no row has them)."""
+    frame = pd.DataFrame(rows)
+    for column in columns:
+        if column not in frame.columns:
+            frame[column] = pd.Series(dtype=object)
+    ordered = list(columns) + [c for c in frame.columns if c not in columns]
+    return frame[ordered]

@@ -1,4 +1,4 @@
-"""RunStore: every run directory under one root, newest first."""
+"""RunStore: every run directory under one logdir, newest first."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from kerascope.monitor.reader import Run
 
 
 class RunStore:
-    """The runs under `root` (one directory per run, as written by LiveMonitor or RunWriter).
+    """The runs under `logdir` (one directory per run, as written by LiveMonitor or RunWriter).
+
+    Args:
+        logdir: the runs folder (it may not exist yet).
 
     Example:
     ```python
@@ -21,8 +24,8 @@ class RunStore:
     ```
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = os.path.abspath(os.fspath(root))
+    def __init__(self, logdir: str | os.PathLike[str]) -> None:
+        self.logdir = os.path.abspath(os.fspath(logdir))
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
 
@@ -30,7 +33,7 @@ class RunStore:
         """All runs, newest first. New directories are picked up and deleted ones dropped at each call."""
         found = set()
         try:
-            entries = list(os.scandir(self.root))
+            entries = list(os.scandir(self.logdir))
         except OSError:
             entries = []
         with self._lock:
@@ -39,7 +42,7 @@ class RunStore:
                     continue
                 found.add(entry.name)
                 if entry.name not in self._runs:
-                    self._runs[entry.name] = Run(entry.path, self.root)
+                    self._runs[entry.name] = Run(entry.path, self.logdir)
             for gone in set(self._runs) - found:
                 del self._runs[gone]
             runs = list(self._runs.values())
@@ -54,7 +57,7 @@ class RunStore:
         for run in self.runs():
             if run.id == run_id:
                 return run
-        raise KeyError(f"no run {run_id!r} under {self.root}")
+        raise KeyError(f"no run {run_id!r} under {self.logdir}")
 
     def _is_run_dir(self, entry: os.DirEntry[str]) -> bool:
         if entry.name.startswith("."):
@@ -64,7 +67,7 @@ class RunStore:
                 return False
         except OSError:
             return False
-        # A symlinked run directory is served only when it stays inside the root.
-        if entry.is_symlink() and not inside(self.root, entry.path):
+        # A symlinked run directory is served only when it stays inside the logdir.
+        if entry.is_symlink() and not inside(self.logdir, entry.path):
             return False
         return any(os.path.exists(os.path.join(entry.path, name)) for name in (fmt.RUN_FILE, fmt.STATUS_FILE))

@@ -40,13 +40,13 @@ class JsonlTail:
 
     Args:
         path: the file (it may not exist yet).
-        root: when given, the file is read only while it resolves inside this folder (a symlink that leaves the
-            runs root raises PermissionError instead of being followed).
+        logdir: when given, the file is read only while it resolves inside this folder (a symlink that leaves the
+            runs folder raises PermissionError instead of being followed).
     """
 
-    def __init__(self, path: str, root: str | None = None) -> None:
+    def __init__(self, path: str, logdir: str | None = None) -> None:
         self.path = path
-        self.root = root
+        self.logdir = logdir
         self.offset = 0
         self._identity: tuple[int, int] | None = None
         self._pending = b""
@@ -63,7 +63,7 @@ class JsonlTail:
             return chunk
         identity = (st.st_dev, st.st_ino)
         # Checked once per file identity, so following an open file costs no path resolution per read.
-        if identity != self._identity and self.root is not None and not inside(self.root, self.path):
+        if identity != self._identity and self.logdir is not None and not inside(self.logdir, self.path):
             raise PermissionError("a link that leads outside the runs root: not read")
         if self._identity is not None and (identity != self._identity or st.st_size < self.offset):
             self._restart(chunk)

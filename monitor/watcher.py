@@ -1,4 +1,4 @@
-"""RunWatcher: one watchdog observer over a runs root that tells readers which runs changed.
+"""RunWatcher: one watchdog observer over a logdir that tells readers which runs changed.
 
 No public Streamlit API lets a background thread trigger a rerun, so the watcher only bumps version counters; the
 dashboard's fragments compare them on each tick and re-read just the runs that moved.
@@ -43,28 +43,28 @@ def needs_polling(path: str) -> bool:
 
 
 class RunWatcher(FileSystemEventHandler):
-    """Watch `root` recursively; `version(run_id)` grows whenever a file of that run changes.
+    """Watch `logdir` recursively; `version(run_id)` grows whenever a file of that run changes.
 
     Args:
-        root: the runs root (created when missing).
+        logdir: the runs folder (created when missing).
         poll: use watchdog's PollingObserver. None picks it automatically on network filesystems or when inotify
             cannot start (watch limit reached).
         poll_interval: seconds between polls when polling.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, poll: bool | None = None, poll_interval: float = 0.5) -> None:
+    def __init__(self, logdir: str | os.PathLike[str], *, poll: bool | None = None, poll_interval: float = 0.5) -> None:
         super().__init__()
-        self.root = os.path.abspath(os.fspath(root))
-        os.makedirs(self.root, exist_ok=True)
+        self.logdir = os.path.abspath(os.fspath(logdir))
+        os.makedirs(self.logdir, exist_ok=True)
         self._versions: dict[str, int] = {}
         self._total = 0
         self._changed = threading.Condition()
-        self.polling = needs_polling(self.root) if poll is None else poll
+        self.polling = needs_polling(self.logdir) if poll is None else poll
         self._observer = self._start(poll_interval, fallback=poll is None)
 
     def _start(self, poll_interval: float, *, fallback: bool) -> Observer | PollingObserver:
         observer = PollingObserver(timeout=poll_interval) if self.polling else Observer()
-        observer.schedule(self, self.root, recursive=True)
+        observer.schedule(self, self.logdir, recursive=True)
         try:
             observer.start()
         except OSError:
@@ -79,12 +79,8 @@ class RunWatcher(FileSystemEventHandler):
         self._observer.join(timeout=5)
 
     @property
-    def alive(self) -> bool:
-        return self._observer.is_alive()
-
-    @property
     def total(self) -> int:
-        """Grows with every change anywhere under the root."""
+        """Grows with every change anywhere under the logdir."""
         return self._total
 
     def version(self, run_id: str = ROOT_KEY) -> int:
@@ -112,11 +108,11 @@ class RunWatcher(FileSystemEventHandler):
 
     def _key(self, path: str | bytes) -> str | None:
         path = os.fsdecode(path)
-        rel = os.path.relpath(path, self.root)
+        rel = os.path.relpath(path, self.logdir)
         if rel.startswith(".."):
             return None
         if rel == ".":
             return ROOT_KEY
         parts = rel.split(os.sep)
-        # A directory created or removed directly under the root changes the list of runs.
+        # A directory created or removed directly under the logdir changes the list of runs.
         return ROOT_KEY if len(parts) == 1 and not os.path.isfile(path) else parts[0]

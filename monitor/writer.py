@@ -20,10 +20,10 @@ from kerascope.monitor import format as fmt
 
 
 class RunWriter:
-    """Create `root/<run id>/` and write records into it.
+    """Create `logdir/<run id>/` and write records into it.
 
     Args:
-        root: the runs root; created when missing.
+        logdir: the runs folder; created when missing.
         name: the run's display name (any text); the directory name is a slug of it plus time and a random suffix.
         meta: initial content of run.json (hparams, tags, versions...).
         flush_interval: seconds between background flushes; a crash loses at most this much data.
@@ -40,7 +40,7 @@ class RunWriter:
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        logdir: str | os.PathLike[str],
         name: str = "run",
         *,
         meta: dict[str, Any] | None = None,
@@ -48,8 +48,8 @@ class RunWriter:
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._init_state(name, flush_interval, on_error)
-        os.makedirs(root, exist_ok=True)
-        self.run_id, self.run_dir = self._create_dir(os.fspath(root), name)
+        os.makedirs(logdir, exist_ok=True)
+        self.run_id, self.run_dir = self._create_dir(os.fspath(logdir), name)
         os.makedirs(os.path.join(self.run_dir, fmt.MODEL_DIR), exist_ok=True)
         now = time.time()
         self.meta: dict[str, Any] = {
@@ -127,7 +127,7 @@ class RunWriter:
         self._last_heartbeat = 0.0
 
     def _start(self, write_meta: bool = True) -> None:
-        # The first files are written synchronously so that a failure here (unwritable root) raises to the caller,
+        # The first files are written synchronously so that a failure here (unwritable logdir) raises to the caller,
         # which decides whether monitoring goes on without a run directory.
         if write_meta:
             fmt.write_json_atomic(os.path.join(self.run_dir, fmt.RUN_FILE), self.meta)
@@ -136,18 +136,18 @@ class RunWriter:
         self._thread.start()
 
     @staticmethod
-    def _create_dir(root: str, name: str) -> tuple[str, str]:
+    def _create_dir(logdir: str, name: str) -> tuple[str, str]:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         slug = fmt.slugify(name)
         for _ in range(100):
             run_id = f"{stamp}-{slug}-{secrets.token_hex(2)}"
-            path = os.path.join(root, run_id)
+            path = os.path.join(logdir, run_id)
             try:
                 os.mkdir(path)
                 return run_id, path
             except FileExistsError:
                 continue
-        raise FileExistsError(f"could not create a unique run directory under {root!r}")
+        raise FileExistsError(f"could not create a unique run directory under {logdir!r}")
 
     # -- recording (cheap, any thread) ---------------------------------------------------------------------------
 
@@ -156,10 +156,28 @@ class RunWriter:
         with self._buffer_lock:
             self._buffers.setdefault(stream, []).append(record)
 
-    def event(self, kind: str, message: str, *, step: int | None = None, epoch: int | None = None, **data: Any) -> None:
+    def event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        step: int | None = None,
+        epoch: int | None = None,
+        data: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> None:
+        """Buffer one events.jsonl record: the only place event records are built.
+
+        Args:
+            kind: one of the event kinds of monitor.format (EVENT_PHASE, ...) or a kind of your own.
+            message: one line for people.
+            step: the global step it happened at; epoch: the 0-based epoch.
+            data: the event's data; `fields` are added to it (`data` holds names that clash with the arguments, as
+                early_stop's `epoch`).
+        """
         record: dict[str, Any] = {"time": time.time(), "step": step, "epoch": epoch, "kind": kind, "message": message}
-        if data:
-            record["data"] = data
+        if data or fields:
+            record["data"] = {**(data or {}), **fields}
         self.log("events", record)
 
     def update_status(self, **fields: Any) -> None:

@@ -13,8 +13,9 @@ def chart_specs(at: AppTest) -> list[dict]:
     """Each chart's payload: {"figure": plotly figure JSON, "follow": ..., "x_last": ..., ...}, in page order."""
     specs = []
     for element in at.get("bidi_component"):
-        if element.proto.component_name == COMPONENT:
-            specs.append(json.loads(json.loads(element.proto.json)))  # a JSON string, sent as JSON
+        payload = json.loads(element.proto.json) if element.proto.component_name == COMPONENT else ""
+        if payload:  # a JSON string, sent as JSON; the plotly.js preloader has none
+            specs.append(json.loads(payload))
     return specs
 
 

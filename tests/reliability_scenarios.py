@@ -185,11 +185,11 @@ class Recursive(dict):
 def faulty(job: dict[str, Any]) -> None:
     """Train 4 epochs under one fault and record loss, weights, warnings and any exception."""
     fault = job["fault"]
-    log_dir = job["root"]
+    logdir = job["root"]
     hparams: dict[str, Any] = {"lr": 0.001}
     x, y = data(samples=SAMPLES)
     if fault == "unwritable":
-        log_dir = os.path.join(job["root"], "afile", "runs")  # a path below a regular file: ENOTDIR as root too
+        logdir = os.path.join(job["root"], "afile", "runs")  # a path below a regular file: ENOTDIR as root too
     if fault == "hparams":
         loop = Recursive()
         loop["self"] = loop
@@ -198,7 +198,7 @@ def faulty(job: dict[str, Any]) -> None:
     callbacks: list[keras.callbacks.Callback] = []
     monitor = None
     if fault != "baseline":
-        monitor = LiveMonitor(log_dir, name=fault, hparams=hparams, flush_interval=0.05, system_freq=0.2,
+        monitor = LiveMonitor(logdir, name=fault, hparams=hparams, flush_interval=0.05, system_freq=0.2,
                               checkpoint="last", monitor="loss", strict=job.get("strict", False),
                               activation_data=x[:16])
         callbacks = [InjectLogs(), monitor] if fault == "metrics" else [monitor]

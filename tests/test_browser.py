@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(REPO, "test-artifacts")
 PATIENCE_MS = 30_000
 PAGES = {  # sidebar link -> text the page shows once rendered
-    "Runs": "Open or compare",
+    "Runs": "Compare runs",
     "Run (live)": "Epoch metrics",
     "Activations & weights": "Activation statistic",
     "Model": "Total parameters",
@@ -142,7 +142,7 @@ def test_a_new_run_appears_in_the_list_without_reload(served, browser):
     writer, port = served
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(f"http://127.0.0.1:{port}/")
-    page.get_by_text("Open or compare").first.wait_for(timeout=PATIENCE_MS)
+    page.get_by_text("Compare runs").first.wait_for(timeout=PATIENCE_MS)
     newcomer = RunWriter(writer.run_dir.rsplit(os.sep, 1)[0], name="arrived later", flush_interval=0.2)
     try:
         # The table is a canvas grid: its caption counts the runs, and the attention box is plain text.

@@ -55,7 +55,7 @@ def test_every_run_page_opens_every_corpus_run(page):
     failures = {}
     for run in RunStore(CORPUS).runs():
         # Picked in the sidebar's run selector, as a user would.
-        picker = next(box for box in at.selectbox if str(box.key).startswith("run_picker_"))
+        picker = next(box for box in at.selectbox if str(box.key).startswith("run_picker"))
         picker.set_value(run.id).run()
         if at.exception:
             failures[run.id] = [e.value for e in at.exception]
@@ -100,7 +100,7 @@ def test_checkpoint_downloads_are_offered_only_for_files_inside_the_run(run_id):
     at.session_state["run_id"] = run_id
     at.run()
     run = RunStore(CORPUS).run(run_id)
-    picker = next(box for box in at.selectbox if not str(box.key).startswith("run_picker_"))
+    picker = next(box for box in at.selectbox if not str(box.key).startswith("run_picker"))
     offered = 0
     for path in picker.options:
         picker.set_value(path).run()

@@ -7,7 +7,7 @@ import streamlit as st
 
 from kerascope.app import charts, state, widgets
 from kerascope.app.live_chart import live_chart
-from kerascope.monitor.reader import Run
+from kerascope.monitor import Run
 
 ACTIVATION_STATS = {"std": "spread (std)", "zero_frac": "zero fraction (dead units near 1)", "mean": "mean",
                     "max": "max"}
@@ -54,7 +54,7 @@ def live_part(run_id: str) -> None:
 
 
 def main() -> None:
-    run = widgets.readable_run("activations", "Activations & weights")
+    run = widgets.readable_run("Activations & weights")
     if run is None:
         return
     # Statistics arrive once per epoch: a slower timer is plenty and keeps the layer pickers responsive.

@@ -9,12 +9,13 @@ import pandas as pd
 import streamlit as st
 
 from kerascope.app import widgets
-from kerascope.monitor.reader import Run
+from kerascope.app.formatting import md_escape, size_text
+from kerascope.monitor import Run
 
 
 def checkpoint_table(run: Run) -> pd.DataFrame:
     frame = run.checkpoints().copy()
-    frame["size"] = frame["bytes"].map(widgets.size_text)
+    frame["size"] = frame["bytes"].map(size_text)
     frame["saved"] = pd.to_datetime(pd.to_numeric(frame["time"], errors="coerce"), unit="s").dt.floor("s")
     frame["best"] = frame["is_best"].map(lambda best: "★ best" if best is True else "")
     return frame[["epoch", "step", "monitor", "value", "best", "size", "saved", "path"]]
@@ -34,20 +35,20 @@ def download(run: Run, relpath: str) -> None:
     try:
         path = run.file_path(relpath)
     except (PermissionError, FileNotFoundError) as exc:
-        st.error(widgets.md_escape(exc))
+        st.error(md_escape(exc))
         return
-    st.download_button(f"Download {os.path.basename(path)} ({widgets.size_text(os.path.getsize(path))})",
+    st.download_button(f"Download {os.path.basename(path)} ({size_text(os.path.getsize(path))})",
                        data=reader(run, relpath), file_name=f"{run.id}-{os.path.basename(path)}",
                        mime="application/octet-stream", icon=":material/download:", on_click="ignore")
 
 
 def main() -> None:
-    run = widgets.readable_run("checkpoints", "Checkpoints")
+    run = widgets.readable_run("Checkpoints")
     if run is None:
         return
     table = checkpoint_table(run)
     if not len(table):
-        option = run.meta.get("options", {}).get("checkpoint") if isinstance(run.meta.get("options"), dict) else None
+        option = (run.options or {}).get("checkpoint")
         st.info("No checkpoints in this run." + ("" if option else " Pass `checkpoint=\"best\"` (or \"last\", "
                                                                     "\"all\") to LiveMonitor to save them."))
         return

@@ -8,8 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from kerascope.app import charts, state, tables, widgets
+from kerascope.app.formatting import md_escape, run_label
 from kerascope.app.live_chart import live_chart
-from kerascope.monitor.reader import Run
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 
 def level_metrics(runs: list[Run], level: str) -> list[str]:
@@ -18,7 +20,7 @@ def level_metrics(runs: list[Run], level: str) -> list[str]:
         frame = run.epoch_metrics() if level == "epoch" else run.batch_metrics()
         names.update(dict.fromkeys(tables.metric_names(frame)))
         if level == "batch":
-            names.update(dict.fromkeys(c for c in frame.columns if c.startswith("batch_") or c == "lr"))
+            names.update(dict.fromkeys(c for c in frame.columns if c.startswith(fmt.BATCH_VALUE_PREFIX) or c == "lr"))
     return list(names)
 
 
@@ -31,7 +33,7 @@ def run_series(run: Run, metric: str, level: str, align: str) -> charts.Series |
     arrays = run.arrays("batch")
     if metric not in arrays or "step" not in arrays:
         return None
-    x = charts.batch_x(arrays, align, run.status_info.get("steps_per_epoch"))
+    x = charts.batch_x(arrays, align, run.progress.steps_per_epoch)
     return charts.Series(tables.run_key(run), x, arrays[metric], key=f"{run.path}/{metric}")
 
 
@@ -42,17 +44,16 @@ def overlay(run_ids: list[str], metric: str, level: str, align: str, smoothing: 
         run.refresh()
     # Rebuilt only when a run read new records or the choices changed: most live ticks reuse the figure.
     key = (tuple((run.id, run.version) for run in runs), metric, level, align, smoothing, log_y)
-    cached = st.session_state.get("compare_figure")
-    if cached and cached[0] == key:
-        figure = cached[1]
-    else:
+
+    def build() -> object:
         series = [s for s in (run_series(run, metric, level, align) for run in runs) if s is not None]
-        figure = None if not series else charts.metric_figure(
+        return None if not series else charts.metric_figure(
             series, title=f"{metric} ({level} level)", x_axis=align, smoothing=smoothing, log_y=log_y,
             markers=level == "epoch", height=420)
-        st.session_state["compare_figure"] = (key, figure)
+
+    figure = state.session_cached("compare_figure", key, build)
     if figure is None:
-        st.info(f"None of the selected runs recorded {widgets.md_escape(metric)} at {level} level.")
+        st.info(f"None of the selected runs recorded {md_escape(metric)} at {level} level.")
         return
     live_chart(figure, key="compare_overlay", view=f"{metric}|{level}|{align}|{log_y}|{sorted(run_ids)}")
 
@@ -75,7 +76,7 @@ def main() -> None:
         return
     by_id = {run.id: run for run in runs}
     picked = st.multiselect("Runs", list(by_id), default=state.compare_ids(runs), key="compare_runs",
-                            format_func=lambda run_id: widgets.run_label(by_id[run_id]))
+                            format_func=lambda run_id: run_label(by_id[run_id]))
     st.session_state[state.COMPARE_KEY] = picked
     chosen = [by_id[run_id] for run_id in picked]
     if not chosen:
@@ -89,6 +90,8 @@ def main() -> None:
     if not metrics:
         st.info(f"The selected runs have no {level}-level metrics.")
         return
+    if st.session_state.get(f"compare_metric_{level}", metrics[0]) not in metrics:  # e.g. from an old link
+        del st.session_state[f"compare_metric_{level}"]
     metric = controls[2].selectbox("Metric", metrics, key=f"compare_metric_{level}")
     smoothing = controls[3].slider("Smoothing (EMA)", 0.0, 0.99, 0.0 if level == "epoch" else 0.6, 0.01,
                                    key=f"compare_smoothing_{level}")

@@ -5,16 +5,17 @@ from __future__ import annotations
 import streamlit as st
 
 from kerascope.app import widgets
-from kerascope.monitor.reader import Run
+from kerascope.app.formatting import count_text, size_text
+from kerascope.monitor import ModelInfo, Run
 
 
 def show_counts(run: Run) -> None:
-    model = run.meta.get("model") if isinstance(run.meta.get("model"), dict) else {}
+    model = run.model_info or ModelInfo()
     columns = st.columns(4)
-    columns[0].metric("Total parameters", widgets.count_text(model.get("total_params")))
-    columns[1].metric("Trainable", widgets.count_text(model.get("trainable_params")))
-    columns[2].metric("Non-trainable", widgets.count_text(model.get("non_trainable_params")))
-    columns[3].metric("Weights size", widgets.size_text(model.get("size_bytes")))
+    columns[0].metric("Total parameters", count_text(model.total_params))
+    columns[1].metric("Trainable", count_text(model.trainable_params))
+    columns[2].metric("Non-trainable", count_text(model.non_trainable_params))
+    columns[3].metric("Weights size", size_text(model.size_bytes))
 
 
 def show_graph(run: Run) -> None:
@@ -51,7 +52,7 @@ def show_layers(run: Run) -> None:
 
 
 def main() -> None:
-    run = widgets.readable_run("model", "Model")
+    run = widgets.readable_run("Model")
     if run is None:
         return
     show_counts(run)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from kerascope.app import alerts, state, widgets
+from kerascope.app.formatting import duration, format_seconds, md_escape, progress
 from kerascope.app.live_chart import live_chart
 from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures
-from kerascope.monitor.reader import Run
+from kerascope.monitor import Run
 
 FORCE_REFRESH_S = 2.0  # re-read even without a file event, in case the watcher missed one (some mounts)
 
@@ -19,24 +18,18 @@ FORCE_REFRESH_S = 2.0  # re-read even without a file event, in case the watcher 
 def figures_for(run: Run, options: ChartOptions) -> tuple[dict[str, go.Figure], dict[str, go.Figure]]:
     """Cached per session: figures are rebuilt only when new records were read (or the options changed).
 
-    A tick in which the watcher saw no change to this run costs a dictionary look-up; the run's files are still
+    A tick in which the watcher saw no change to this run costs two dictionary look-ups; the run's files are still
     re-read every FORCE_REFRESH_S in case the watcher missed an event.
     """
-    seen = state.watcher().version(run.id)
-    now = time.monotonic()
-    cached = st.session_state.get("run_figures")
-    if cached and cached["key"] == (run.id, options):
-        if cached["seen"] == seen and now - cached["checked"] < FORCE_REFRESH_S:
-            return cached["figures"]
+
+    def read() -> int:
         run.refresh()
-        if cached["version"] == run.version:
-            cached.update(seen=seen, checked=now)
-            return cached["figures"]
-    run.refresh()
-    figures = (epoch_figures(run, options), batch_figures(run, options))
-    st.session_state["run_figures"] = {"key": (run.id, options), "seen": seen, "checked": now,
-                                       "version": run.version, "figures": figures}
-    return figures
+        return run.version
+
+    version = state.session_cached("run_read", (run.id, state.watcher().version(run.id)), read,
+                                   max_age_s=FORCE_REFRESH_S)
+    return state.session_cached("run_figures", (run.id, version, options),
+                                lambda: (epoch_figures(run, options), batch_figures(run, options)))
 
 
 def show_charts(figures: dict[str, go.Figure], prefix: str, view: str, follow: bool) -> None:
@@ -49,22 +42,22 @@ def show_charts(figures: dict[str, go.Figure], prefix: str, view: str, follow: b
 
 
 def show_progress(run: Run) -> None:
-    progress = widgets.progress(run)
-    text = progress.text
-    if progress.eta_s is not None:
-        text += f" · ETA {widgets.format_seconds(progress.eta_s)}"
-    duration = widgets.duration(run)
-    if duration is not None:
-        text += f" · {widgets.format_seconds(duration)} elapsed"
-    if progress.fraction is not None:
-        st.progress(progress.fraction, text=text)
+    where = progress(run)
+    text = where.text
+    if where.eta_s is not None:
+        text += f" · ETA {format_seconds(where.eta_s)}"
+    elapsed = duration(run)
+    if elapsed is not None:
+        text += f" · {format_seconds(elapsed)} elapsed"
+    if where.fraction is not None:
+        st.progress(where.fraction, text=text)
     else:
         st.caption(text)
 
 
 def show_alerts(run: Run) -> None:
     for alert in alerts.run_alerts(run):
-        body = f"**{widgets.md_escape(alert.title)}** — {widgets.md_escape(alert.detail)}"
+        body = f"**{md_escape(alert.title)}** — {md_escape(alert.detail)}"
         if alert.level == "error":
             st.error(body, icon=":material/error:")
         else:
@@ -105,7 +98,7 @@ def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
 
 
 def main() -> None:
-    run = widgets.readable_run("run", "Run")
+    run = widgets.readable_run("Run")
     if run is None:
         return
     controls = st.columns([3, 3, 3, 1])

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import streamlit as st
 
 from kerascope.app import state, tables, widgets
-from kerascope.monitor.reader import Run
+from kerascope.app.formatting import STATUS_STYLE, md_escape, run_label
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 SORTS = {
     "newest first": ("started", False),
@@ -17,6 +17,8 @@ SORTS = {
     "status": ("status", True),
 }
 RECOMPUTE_EVERY_S = 2.0  # statuses age (stale) without file events: rebuild the table at least this often
+OPENED_KEY = "runs_opened"  # runs opened from the table: part of its key, so it comes back unselected
+SHOWN_KEY = "runs_shown"  # the run ids in the table's rows as last drawn, which a row selection refers to
 
 
 def filtered(frame: pd.DataFrame, text: str, statuses: list[str]) -> pd.DataFrame:
@@ -30,15 +32,8 @@ def filtered(frame: pd.DataFrame, text: str, statuses: list[str]) -> pd.DataFram
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
     """The runs list, rebuilt only when a file changed under the root (or statuses may have aged)."""
-    watcher = state.watcher()
-    cached = st.session_state.get("runs_table_cache")
-    now = time.monotonic()
-    key = (watcher.total, tuple(run.id for run in runs))
-    if cached and cached[0] == key and now - cached[1] < RECOMPUTE_EVERY_S:
-        return cached[2]
-    frame = tables.runs_frame(runs)
-    st.session_state["runs_table_cache"] = (key, now, frame)
-    return frame
+    key = (state.watcher().total, tuple(run.id for run in runs))
+    return state.session_cached("runs_table", key, lambda: tables.runs_frame(runs), max_age_s=RECOMPUTE_EVERY_S)
 
 
 def column_config(frame: pd.DataFrame) -> dict[str, object]:
@@ -54,7 +49,26 @@ def column_config(frame: pd.DataFrame) -> dict[str, object]:
     return config
 
 
+def table_key() -> str:
+    return f"runs_table_{st.session_state.get(OPENED_KEY, 0)}"
+
+
+def open_clicked_run() -> None:
+    """A click on a row opens that run. The row is looked up in the table as the user saw it: a live refresh may
+    since have added or reordered runs."""
+    selection = st.session_state.get(table_key())
+    rows = selection["selection"]["rows"] if selection else []
+    shown = st.session_state.get(SHOWN_KEY, [])
+    if rows and rows[0] < len(shown):
+        run_id = shown[rows[0]]
+        st.session_state[OPENED_KEY] = st.session_state.get(OPENED_KEY, 0) + 1
+        st.session_state[state.RUN_KEY] = run_id
+        st.session_state.pop(widgets.RUN_PICKER_KEY, None)
+        st.switch_page("views/run.py", query_params={"run": run_id})
+
+
 def show_table(text: str, statuses: list[str], sort: str) -> None:
+    open_clicked_run()
     runs = state.store().runs()
     if not runs:
         widgets.no_runs_message()
@@ -63,18 +77,21 @@ def show_table(text: str, statuses: list[str], sort: str) -> None:
     column, ascending = SORTS.get(sort, ("started", False))
     if sort.startswith("best "):
         metric = sort.removeprefix("best ")
-        column, ascending = f"{metric} (best)", tables.lower_is_better(metric)
+        column, ascending = f"{metric} (best)", tables.metric_direction(runs, metric) == fmt.MIN
     if column in frame:
         frame = frame.sort_values(column, ascending=ascending, na_position="last", kind="stable")
     attention = frame[frame["reason"] != ""]
     if len(attention):
-        lines = [f"- **{widgets.md_escape(name)}** ({widgets.md_escape(status)}): {widgets.md_escape(reason)}"
+        lines = [f"- **{md_escape(name)}** ({md_escape(status)}): {md_escape(reason)}"
                  for name, status, reason in zip(attention["name"], attention["status"], attention["reason"],
                                                  strict=True)]
         st.warning("Runs that need attention:\n" + "\n".join(lines[:10]), icon=":material/warning:")
     counts = frame["status"].value_counts()
-    st.caption(f"{len(frame)} of {len(runs)} runs · " + " · ".join(f"{n} {s}" for s, n in counts.items()))
-    st.dataframe(frame, hide_index=True, column_config=column_config(frame), width="stretch")
+    st.caption(f"{len(frame)} of {len(runs)} runs · " + " · ".join(f"{n} {s}" for s, n in counts.items())
+               + " · click a run to open it")
+    st.session_state[SHOWN_KEY] = list(frame["id"])
+    st.dataframe(frame, hide_index=True, column_config=column_config(frame), width="stretch", on_select="rerun",
+                 selection_mode="single-row", key=table_key())
 
 
 def main() -> None:
@@ -82,7 +99,7 @@ def main() -> None:
     runs = state.store().runs()
     controls = st.columns([3, 3, 2])
     text = controls[0].text_input("Filter", placeholder="name, tag, hparam or id", key="runs_filter")
-    statuses = controls[1].multiselect("Status", [style[2] for style in widgets.STATUS_STYLE.values()],
+    statuses = controls[1].multiselect("Status", [style[2] for style in STATUS_STYLE.values()],
                                        key="runs_status")
     sorts = list(SORTS) + [f"best {metric}" for metric in tables.key_metrics(runs)]
     sort = controls[2].selectbox("Sort", sorts, key="runs_sort")
@@ -93,21 +110,12 @@ def main() -> None:
     if not readable:
         return
     by_id = {run.id: run for run in readable}
-    st.subheader("Open or compare")
-    left, right = st.columns(2)
-    with left:
-        current = state.current_run(readable)
-        open_id = st.selectbox("Run", list(by_id), index=list(by_id).index(current.id),
-                               format_func=lambda run_id: widgets.run_label(by_id[run_id]), key="runs_open")
-        if st.button("Open run", icon=":material/monitoring:"):
-            st.session_state[state.RUN_KEY] = open_id
-            st.switch_page("views/run.py")
-    with right:
-        picked = st.multiselect("Runs to compare", list(by_id), default=state.compare_ids(readable),
-                                format_func=lambda run_id: widgets.run_label(by_id[run_id]), key="runs_compare")
-        st.session_state[state.COMPARE_KEY] = picked
-        if st.button("Compare selected", icon=":material/compare_arrows:", disabled=len(picked) < 1):
-            st.switch_page("views/compare.py")
+    st.subheader("Compare runs")
+    picked = st.multiselect("Runs to compare", list(by_id), default=state.compare_ids(readable),
+                            format_func=lambda run_id: run_label(by_id[run_id]), key="runs_compare")
+    st.session_state[state.COMPARE_KEY] = picked
+    if st.button("Compare selected", icon=":material/compare_arrows:", disabled=len(picked) < 1):
+        st.switch_page("views/compare.py", query_params={"runs": ",".join(picked)})
 
 
 main()

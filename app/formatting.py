@@ -1,0 +1,119 @@
+"""How runs read as text on the pages: status labels, progress and ETA, durations, sizes, counts (no Streamlit)."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
+
+STATUS_STYLE = {  # status -> (badge colour, icon, words)
+    fmt.RUNNING: ("blue", "▶", "running"),
+    fmt.FINISHED: ("green", "✓", "finished"),
+    fmt.FAILED: ("red", "✗", "failed"),
+    fmt.INTERRUPTED: ("orange", "■", "interrupted"),
+    fmt.STALE: ("orange", "⚠", "stale"),
+    fmt.BROKEN: ("red", "⚠", "broken"),
+}
+# Every ASCII punctuation character can be backslash-escaped in CommonMark; ":" too, which stops Streamlit's
+# `:color[...]` and `:emoji:` directives from acting on user text.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=\"'])")
+
+
+def md_escape(text: object) -> str:
+    """User text (run names, layer names, messages) made inert for st.markdown and friends."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def status_label(status: str) -> str:
+    """"✓ finished": the status as plain text with its icon, for tables."""
+    _, icon, words = STATUS_STYLE.get(status, ("gray", "?", status))
+    return f"{icon} {words}"
+
+
+def run_label(run: Run) -> str:
+    """How a run is named in pickers: its name, status and short id (names may repeat)."""
+    return f"{run.name} · {status_label(run.status)} · {run.id[-4:]}"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands, for the progress bar and the runs list.
+
+    Example:
+    ```python
+    shown = progress(run)
+    print(shown.text, format_seconds(shown.eta_s))  # "epoch 3/10 · step 1,250", "2 min 05 s"
+    ```
+    """
+
+    fraction: float | None  # of the current fit() call's epochs; None when unknown
+    text: str  # "epoch 3/10 · step 1,250"
+    eta_s: float | None  # seconds left, for live runs
+
+
+def progress(run: Run) -> Progress:
+    """Where the run stands: epoch/step of the current fit() call and, while it runs, the time left."""
+    info = run.progress
+    status = run.status
+    parts = []
+    fraction = None
+    if info.epoch is not None and info.epochs is not None and info.epochs > 0:
+        epoch, epochs = info.epoch, info.epochs
+        done = epoch + 1 if status == fmt.FINISHED else epoch + _epoch_fraction(run, epoch, info.steps_per_epoch)
+        fraction = min(max(done / epochs, 0.0), 1.0)
+        parts.append(f"epoch {min(epoch + 1, epochs)}/{epochs}")
+    if info.step is not None:
+        parts.append(f"step {info.step:,}")
+    eta = None
+    if status == fmt.RUNNING and fraction and info.started is not None:
+        eta = (time.time() - info.started) * (1 - fraction) / fraction
+    return Progress(fraction, " · ".join(parts) or "no progress recorded yet", eta)
+
+
+def _epoch_fraction(run: Run, epoch: int, steps_per_epoch: int | None) -> float:
+    """How far into `epoch` the latest logged batch is (0 when batches are not logged or the size is unknown)."""
+    if steps_per_epoch is None or steps_per_epoch <= 0:
+        return 0.0
+    arrays = run.arrays("batch")
+    if "batch" not in arrays or not len(arrays["batch"]) or arrays["epoch"][-1] != epoch:
+        return 0.0
+    return min((arrays["batch"][-1] + 1) / steps_per_epoch, 1.0)
+
+
+def duration(run: Run) -> float | None:
+    """Seconds from start to end (or to the latest heartbeat while running)."""
+    info = run.progress
+    start = info.started if info.started is not None else run.created
+    end = info.ended or info.heartbeat
+    return None if end is None else max(end - start, 0.0)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """"42 s", "3 min 07 s", "2 h 05 min"; "" for None."""
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def size_text(size: object) -> str:
+    """Bytes as "812 B", "33.4 KB", "1.2 GB"; "—" when not a number."""
+    if not isinstance(size, (int, float)) or isinstance(size, bool):
+        return "—"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return "—"
+
+
+def count_text(count: int | None) -> str:
+    """An integer with thousands separators; "—" for None."""
+    return "—" if count is None else f"{count:,}"

@@ -1,0 +1,90 @@
+"""Typed views of run.json and status.json values: what `Run.model_info` and `Run.progress` return.
+
+Both are built from untrusted JSON: a field that is missing or of the wrong type is None, never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def as_int(value: Any) -> int | None:
+    """`value` when it is a JSON integer (not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def as_time(value: Any) -> float | None:
+    """`value` as float seconds when it is a JSON number (not a bool), else None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """run.json `model`: the model's name, class and parameter counts (of the latest fit() call).
+
+    Example:
+    ```python
+    info = run.model_info
+    print(info.total_params if info else "no model recorded")
+    ```
+    """
+
+    name: str | None = None
+    class_name: str | None = None
+    total_params: int | None = None
+    trainable_params: int | None = None
+    non_trainable_params: int | None = None
+    size_bytes: int | None = None
+
+    @classmethod
+    def from_json(cls, value: Any) -> ModelInfo | None:
+        if not isinstance(value, dict):
+            return None
+        name, class_name = value.get("name"), value.get("class")
+        return cls(
+            name=name if isinstance(name, str) else None,
+            class_name=class_name if isinstance(class_name, str) else None,
+            total_params=as_int(value.get("total_params")),
+            trainable_params=as_int(value.get("trainable_params")),
+            non_trainable_params=as_int(value.get("non_trainable_params")),
+            size_bytes=as_int(value.get("size_bytes")),
+        )
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """status.json's progress fields: where the current fit() call stands and when the run started and ended.
+
+    `epoch` is the latest 0-based epoch, `epochs` the exclusive end of the current fit(), `steps_per_epoch` None for
+    unsized datasets; times are Unix seconds.
+
+    Example:
+    ```python
+    progress = run.progress
+    if progress.epoch is not None and progress.epochs:
+        print(f"epoch {progress.epoch + 1}/{progress.epochs}")
+    ```
+    """
+
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    steps_per_epoch: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    heartbeat: float | None = None
+
+    @classmethod
+    def from_json(cls, value: Any) -> RunProgress:
+        if not isinstance(value, dict):
+            return cls()
+        return cls(
+            epoch=as_int(value.get("epoch")),
+            epochs=as_int(value.get("epochs")),
+            step=as_int(value.get("step")),
+            steps_per_epoch=as_int(value.get("steps_per_epoch")),
+            started=as_time(value.get("started")),
+            ended=as_time(value.get("ended")),
+            heartbeat=as_time(value.get("heartbeat")),
+        )

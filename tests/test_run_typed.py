@@ -1,0 +1,94 @@
+"""Run's typed accessors: what run.json and status.json hold, with malformed values read as None (never raising)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from kerascope.monitor import ModelInfo, RunProgress, RunStore, RunWriter
+from kerascope.monitor import format as fmt
+
+
+def write_run(root, meta: dict, status: dict | None = None):
+    """A run whose run.json holds `meta` (plus the required fields) and status.json `status`."""
+    writer = RunWriter(root, "typed", flush_interval=60)
+    writer.close()
+    fmt.write_json_atomic(os.path.join(writer.run_dir, fmt.RUN_FILE), {"format_version": 1, "name": "typed", **meta})
+    if status is not None:
+        fmt.write_json_atomic(os.path.join(writer.run_dir, fmt.STATUS_FILE), status)
+    return RunStore(root).run(writer.run_id)
+
+
+def test_well_formed_values(runs_root):
+    run = write_run(
+        runs_root,
+        {
+            "hparams": {"lr": 0.01, "layers": [8, 2]},
+            "tags": ["mlp", "baseline"],
+            "notes": "first try",
+            "options": {"checkpoint": "best", "update_freq": "batch"},
+            "model": {"name": "mlp", "class": "Sequential", "total_params": 90, "trainable_params": 80,
+                      "non_trainable_params": 10, "size_bytes": 360},
+            "metrics": {"loss": {"direction": "min"}, "auc": {"direction": "max"}},
+        },
+        {"status": "finished", "heartbeat": 110.0, "started": 100.0, "ended": 110.0, "epoch": 2, "epochs": 3,
+         "step": 12, "steps_per_epoch": 4},
+    )
+    assert run.hparams == {"lr": 0.01, "layers": [8, 2]}
+    assert run.tags == ["mlp", "baseline"] and run.notes == "first try"
+    assert run.options == {"checkpoint": "best", "update_freq": "batch"}
+    assert run.model_info == ModelInfo("mlp", "Sequential", 90, 80, 10, 360)
+    assert run.progress == RunProgress(epoch=2, epochs=3, step=12, steps_per_epoch=4, started=100.0, ended=110.0,
+                                       heartbeat=110.0)
+    assert run.metric_directions == {"loss": "min", "auc": "max"}
+    assert run.metric_direction("val_auc") == "max"  # a val_ twin reads as its metric
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"hparams": "lr=0.1", "tags": "a,b", "notes": 5, "options": [1], "model": "mlp", "metrics": ["loss"]},
+        {"hparams": None, "tags": None, "notes": None, "options": None, "model": None, "metrics": None},
+        {},
+    ],
+    ids=["wrong-types", "nulls", "absent"],
+)
+def test_malformed_or_missing_run_json_values_read_as_none(runs_root, meta):
+    run = write_run(runs_root, meta, {"status": "finished", "heartbeat": 0})
+    assert run.error is None and run.status == "finished"
+    assert (run.hparams, run.tags, run.notes, run.options, run.model_info) == (None, None, None, None, None)
+    assert run.metric_directions == {}
+    assert run.metric_direction("val_poisson") == "min" and run.metric_direction("accuracy") == "max"  # name rule
+
+
+def test_malformed_fields_inside_objects_read_as_none(runs_root):
+    run = write_run(
+        runs_root,
+        {
+            "tags": ["ok", 7],
+            "model": {"name": 3, "class": "Functional", "total_params": "90", "trainable_params": True,
+                      "non_trainable_params": 1.5, "size_bytes": None},
+            "metrics": {"loss": "min", "auc": {"direction": "up"}, "acc": {"direction": "max"}, "x": None},
+        },
+        {"status": "running", "heartbeat": "now", "started": "yesterday", "ended": None, "epoch": "x",
+         "epochs": 3.0, "step": True, "steps_per_epoch": [4]},
+    )
+    assert run.tags == ["ok", "7"]
+    assert run.model_info == ModelInfo(None, "Functional", None, None, None, None)
+    assert run.metric_directions == {"acc": "max"}
+    assert run.metric_direction("loss") == "min" and run.metric_direction("auc") == "max"  # the name rule
+    assert run.progress == RunProgress()  # every field malformed
+    assert run.status == "stale"
+
+
+def test_progress_of_a_broken_run_is_empty(runs_root):
+    run = write_run(runs_root, {})
+    os.remove(os.path.join(run.path, fmt.STATUS_FILE))
+    assert run.status == "broken" and run.progress == RunProgress()
+    with open(os.path.join(run.path, fmt.RUN_FILE), "w", encoding="utf-8") as f:
+        json.dump([1, 2], f)
+    broken = RunStore(runs_root).runs()[0]
+    assert broken.error == "run.json does not hold a JSON object"
+    assert (broken.hparams, broken.tags, broken.model_info) == (None, None, None)
