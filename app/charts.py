@@ -13,22 +13,30 @@ import pandas as pd
 import plotly.graph_objects as go
 from tsdownsample import MinMaxLTTBDownsampler
 
+from kerascope.app.formatting import number_text
 from kerascope.app.smoothing import EmaCache, ema
+from kerascope.monitor import format as fmt
 
 # Per trace: what the browser receives, whatever the run's length. At this size SVG draws as fast as WebGL, and
 # each WebGL context costs about 0.4 s at page load in software rendering (and browsers allow only ~16 per page).
 MAX_POINTS = 2000
-MAX_EVENT_MARKERS = 60
-EVENT_STYLE = {  # kind -> (colour, label drawn at the top of the chart; "" draws the line only)
-    "phase": ("#6f42c1", "phase"),
-    "early_stop": ("#d62728", "early stop"),
-    "lr_change": ("#ff7f0e", "LR"),
-    "checkpoint": ("#2ca02c", ""),
-    "nan": ("#d62728", "NaN"),
-    "failed": ("#d62728", "failed"),
-    "interrupted": ("#7f7f7f", "interrupted"),
+MAX_EVENT_MARKERS = 60  # per kind: the latest ones
+# Events drawn on metric charts: kind -> (legend name, colour, line dash, label). Each kind is one trace, so a click
+# on its legend entry hides it. Phases, LR changes and early stop are labelled lines; checkpoints are small ticks on
+# the x axis (a line on every chart for each save hides the curves).
+EVENT_STYLE = {
+    fmt.EVENT_PHASE: ("phases", "#6f42c1", "solid"),
+    fmt.EVENT_LR_CHANGE: ("LR changes", "#ff7f0e", "dot"),
+    fmt.EVENT_EARLY_STOP: ("early stop", "#d62728", "dash"),
+    fmt.EVENT_NAN: ("NaN / Inf", "#d62728", "solid"),
+    fmt.FAILED: ("failed", "#d62728", "solid"),
+    fmt.INTERRUPTED: ("interrupted", "#7f7f7f", "solid"),
 }
-X_TITLES = {"step": "step", "epoch": "epoch", "time": "wall time"}
+# Kinds that happen at the end of an epoch (x = epochs completed on the epoch axis), the others at its start.
+_AT_EPOCH_END = {fmt.EVENT_EARLY_STOP, fmt.EVENT_CHECKPOINT, fmt.EVENT_NAN, fmt.FAILED, fmt.INTERRUPTED}
+LABEL_ROWS = 3  # labels of nearby events are stacked on this many rows; a line with no free row goes unlabelled
+LABEL_WIDTH = 0.22  # of the x span: about the width of a label on a half-page chart
+HOVER_FORMAT = ".4~g"  # 4 significant digits
 _downsampler = MinMaxLTTBDownsampler()
 _smoothed = EmaCache()  # process-wide: sessions watching the same run share the work
 
@@ -75,8 +83,8 @@ def to_axis(x: np.ndarray, axis: str) -> np.ndarray | pd.DatetimeIndex:
 
 
 def batch_x(arrays: dict[str, np.ndarray], axis: str, steps_per_epoch: object = None) -> np.ndarray:
-    """x values of batch records on an axis; "epoch" is fractional (epoch + batch / steps per epoch) so batches
-    spread across their epoch instead of piling up on it."""
+    """x values of batch records on an axis; "epoch" is epochs completed, fractional ((batch + 1) / steps per epoch
+    into the epoch), so batches spread across their epoch and the end of the first epoch is 1, as Keras prints it."""
     if axis != "epoch":
         return arrays[axis]
     batch = arrays["batch"]
@@ -84,7 +92,7 @@ def batch_x(arrays: dict[str, np.ndarray], axis: str, steps_per_epoch: object = 
         per_epoch = float(steps_per_epoch)
     else:
         per_epoch = max(float(np.nanmax(batch)) + 1, 1.0) if len(batch) else 1.0
-    return arrays["epoch"] + batch / per_epoch
+    return arrays["epoch"] + (batch + 1) / per_epoch
 
 
 def metric_figure(
@@ -94,32 +102,41 @@ def metric_figure(
     x_axis: str = "step",
     smoothing: float = 0.0,
     log_y: bool = False,
+    robust_y: bool = False,
     events: pd.DataFrame | None = None,
+    best: tuple[object, int] | None = None,
     markers: bool = False,
-    height: int = 320,
+    height: int = 340,
 ) -> go.Figure:
     """A line chart of several series on one y axis (train and val of one metric, or one metric of many runs).
+
+    The chart has its own y scale buttons (linear / log, and "cut top 1 %" with `robust_y`), kept by the browser
+    across live updates; events are drawn on an overlay axis, one legend entry per kind.
 
     Args:
         series: the traces, at full resolution (downsampled here).
         title: chart title.
-        x_axis: "step", "epoch" or "time" (x values are Unix seconds then).
+        x_axis: "step", "epoch" (epochs completed: the end of the first epoch is 1) or "time" (x is Unix seconds).
         smoothing: EMA weight in [0, 1); when > 0 the raw trace is drawn faint under the smoothed one.
-        log_y: logarithmic y axis (non-positive values are dropped by plotly).
-        events: events to draw as vertical lines (columns kind, step, epoch, time, message).
+        log_y: start with a logarithmic y axis (non-positive values are not drawn on it).
+        robust_y: offer a y range that ignores the top 1 % of values (a loss spike hides the rest of the curve).
+        events: events to draw (columns kind, step, epoch, time, message, data).
+        best: (x, 0-based epoch) of the best epoch to mark, e.g. the weights EarlyStopping restored.
         markers: draw point markers (epoch-level charts with few points).
         height: pixels.
 
     Example:
     ```python
     frame = run.epoch_metrics()
-    series = [Series(name, frame["step"].to_numpy(), frame[name].to_numpy()) for name in ("loss", "val_loss")]
-    live_chart(metric_figure(series, title="loss", events=run.events(), log_y=True), key="loss")
+    series = [Series(name, frame["epoch"].to_numpy() + 1, frame[name].to_numpy()) for name in ("loss", "val_loss")]
+    live_chart(metric_figure(series, title="loss", x_axis="epoch", events=run.events()), key="loss")
     ```
     """
     traces = []
+    values = []
     for index, item in enumerate(series):
         x, y = finite(item.x, item.y)
+        values.append(y)
         color = _color(index)
         mode = "lines+markers" if markers else "lines"
         if smoothing > 0 and len(y) > 1:
@@ -133,35 +150,149 @@ def metric_figure(
                                  line={"color": color, "width": 2}, marker={"size": 5}))
     figure = go.Figure(traces)
     figure.update_layout(
-        title={"text": plain(title), "font": {"size": 15}}, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
-        xaxis_title=X_TITLES.get(x_axis, x_axis), yaxis_type="log" if log_y else "linear", hovermode="x unified",
+        title={"text": plain(title), "font": {"size": 15}, "x": 0.0, "xanchor": "left", "xref": "paper"},
+        height=height, margin={"l": 10, "r": 10, "t": 44, "b": 10},
+        # Below the plot: the toolbar (top right) and the scale buttons never cover it.
+        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0.0},
+        yaxis={"type": "log" if log_y else "linear", "automargin": True,
+                                                         "hoverformat": HOVER_FORMAT, "exponentformat": "e"},
+        yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True},
+        hovermode="x unified", updatemenus=[scale_buttons(np.concatenate(values) if values else np.array([]),
+                                                          log_y, robust_y)],
     )
-    if events is not None and len(events):
-        add_event_lines(figure, events, x_axis)
+    all_x = [item.x for item in series if len(item.x)]
+    span = (float(np.nanmin([np.nanmin(x) for x in all_x])), float(np.nanmax([np.nanmax(x) for x in all_x]))) \
+        if all_x and x_axis != "time" else None
+    marked = events if events is not None else pd.DataFrame(columns=["kind"])
+    best_line = None
+    if best is not None:
+        x, epoch = best
+        best_line = (to_axis(np.array([x]), x_axis)[0], f"best epoch {epoch + 1}", "the best epoch, whose weights "
+                     "EarlyStopping(restore_best_weights=True) restores")
+    figure.add_traces(event_traces(marked, x_axis, span, best_line))
     return figure
 
 
-def add_event_lines(figure: go.Figure, events: pd.DataFrame, x_axis: str) -> None:
-    """Draw events (phases, early stop, LR changes, checkpoints, NaN) as labelled vertical lines."""
-    shown = events[events["kind"].isin(list(EVENT_STYLE))].tail(MAX_EVENT_MARKERS)
-    shapes, annotations = list(figure.layout.shapes), list(figure.layout.annotations)
-    labels: dict[object, tuple[str, list[str]]] = {}  # x -> (color of the first, labels): one text per x
-    for _, event in shown.iterrows():
-        x = event.get(x_axis)
-        if x is None or pd.isna(x):
+def scale_buttons(values: np.ndarray, log_y: bool, robust_y: bool) -> dict:
+    """The chart's own y scale switch: linear, log and (optionally) linear without the top 1 % of values."""
+    buttons = [{"label": "linear", "method": "relayout", "args": [{"yaxis.type": "linear", "yaxis.autorange": True}]},
+               {"label": "log", "method": "relayout", "args": [{"yaxis.type": "log", "yaxis.autorange": True}]}]
+    if robust_y and len(values) > 1:
+        low, high = float(np.min(values)), float(np.percentile(values, 99))
+        pad = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
+        buttons.append({"label": "cut top 1 %", "method": "relayout",
+                        "args": [{"yaxis.type": "linear", "yaxis.autorange": False,
+                                  "yaxis.range": [low - pad, high + pad]}]})
+    return {"type": "buttons", "direction": "right", "active": 1 if log_y else 0, "showactive": True,
+            "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom", "pad": {"t": 0, "b": 4},
+            "font": {"size": 10}, "buttons": buttons}
+
+
+def event_x(event: pd.Series, x_axis: str) -> object:
+    """Where an event sits on the x axis: its step, its wall time, or epochs completed (start or end of its epoch)."""
+    if x_axis == "epoch":
+        epoch = pd.to_numeric(event.get("epoch"), errors="coerce")
+        return None if pd.isna(epoch) else float(epoch) + (1.0 if event["kind"] in _AT_EPOCH_END else 0.0)
+    value = pd.to_numeric(event.get(x_axis), errors="coerce")
+    if pd.isna(value):
+        return None
+    return pd.to_datetime(value, unit="s") if x_axis == "time" else float(value)
+
+
+def event_label(event: pd.Series, nan_epochs: set[float] = frozenset()) -> str:
+    """The short text drawn at an event's line (user text escaped). A stop in an epoch where a metric became NaN was
+    a NaN guard's (TerminateOnNaN), not early stopping."""
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    kind = event["kind"]
+    if kind == fmt.EVENT_EARLY_STOP and pd.to_numeric(event.get("epoch"), errors="coerce") in nan_epochs:
+        return "NaN guard stop"
+    if kind == fmt.EVENT_PHASE:
+        trainable = data.get("trainable_params")
+        phase = data.get("phase")
+        count = f" · {trainable:,} trainable" if isinstance(trainable, int) else ""
+        return f"phase {phase}{count}" if phase is not None else f"phase{count}"
+    if kind == fmt.EVENT_LR_CHANGE:
+        new = data.get("new")
+        return f"LR {number_text(new)}" if isinstance(new, (int, float)) else "LR"
+    return {fmt.EVENT_EARLY_STOP: "early stop", fmt.EVENT_NAN: "NaN", fmt.FAILED: "failed",
+            fmt.INTERRUPTED: "interrupted"}.get(kind, plain(kind))
+
+
+def event_traces(events: pd.DataFrame, x_axis: str, span: tuple[float, float] | None,
+                 best: tuple[object, str, str] | None = None) -> list[go.Scatter]:
+    """One trace per event kind on the overlay axis: labelled vertical lines, and checkpoints as ticks on the x axis.
+
+    Each kind has its legend entry (a click hides it); hovering shows the event's message. `best` adds the best
+    epoch's line (x, label, hover).
+    """
+    kinds: list[tuple[str, str, str, list[tuple[object, str, str]]]] = []
+    nan_epochs = set(pd.to_numeric(events.loc[events["kind"] == fmt.EVENT_NAN, "epoch"], errors="coerce")) \
+        if "epoch" in events else set()
+    for kind, (name, color, dash) in EVENT_STYLE.items():
+        lines = []
+        for _, event in events[events["kind"] == kind].tail(MAX_EVENT_MARKERS).iterrows():
+            x = event_x(event, x_axis)
+            if x is not None:
+                lines.append((x, event_label(event, nan_epochs), plain(event.get("message", ""))))
+        if lines:
+            kinds.append((name, color, dash, lines))
+    if best is not None:
+        kinds.append(("best epoch", "#2ca02c", "dash", [best]))
+    tops = label_tops([x for *_, lines in kinds for x, _, _ in lines], span)
+    traces = []
+    for name, color, dash, lines in kinds:
+        traces.append(_vertical_lines(name, color, dash, [(*line, tops.pop(0)) for line in lines], span))
+    checkpoints = events[events["kind"] == fmt.EVENT_CHECKPOINT].tail(MAX_EVENT_MARKERS)
+    ticks = [(event_x(event, x_axis), plain(event.get("message", ""))) for _, event in checkpoints.iterrows()]
+    ticks = [(x, text) for x, text in ticks if x is not None]
+    if ticks:
+        traces.append(go.Scatter(x=[x for x, _ in ticks], y=[0.02] * len(ticks), yaxis="y2", mode="markers",
+                                 name="checkpoints", marker={"symbol": "triangle-up", "size": 9, "color": "#2ca02c"},
+                                 hovertext=[text for _, text in ticks], hoverinfo="text"))
+    return traces
+
+
+def label_tops(xs: list[object], span: tuple[float, float] | None) -> list[float]:
+    """The height of each label (in the order given), or None for no label: a label too close to the last one on a
+    row goes to the next row, and where every row is taken the line stays unlabelled (its hover still says it), so
+    labels never overlap."""
+    width = (span[1] - span[0]) if span else 0.0
+    row_last: list[float | None] = [None] * LABEL_ROWS
+    tops: list[float | None] = [1.0] * len(xs)
+    for index in sorted(range(len(xs)), key=lambda i: (not isinstance(xs[i], float), xs[i] if isinstance(xs[i], float)
+                                                       else 0.0)):
+        x = xs[index]
+        if not (width and isinstance(x, float)):
             continue
-        x = pd.to_datetime(x, unit="s") if x_axis == "time" else float(x)
-        color, label = EVENT_STYLE[event["kind"]]
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
-                       "line": {"color": color, "width": 1, "dash": "dot"}})
-        if label and label not in labels.setdefault(x, (color, []))[1]:
-            labels[x][1].append(label)
-    for x, (color, texts) in labels.items():
-        if texts:  # events at the same x (a phase that also changes the LR) share one label, not overlapping ones
-            annotations.append({"x": x, "xref": "x", "y": 1, "yref": "paper", "text": " · ".join(texts),
-                                "showarrow": False, "font": {"size": 10, "color": color}, "yanchor": "bottom"})
-    figure.update_layout(shapes=shapes, annotations=annotations)
+        free = [row for row, last in enumerate(row_last) if last is None or x - last > LABEL_WIDTH * width]
+        if not free:
+            tops[index] = None
+            continue
+        row_last[free[0]] = x
+        tops[index] = 1.0 - 0.09 * free[0]
+    return tops
+
+
+def _vertical_lines(name: str, color: str, dash: str, lines: list[tuple[object, str, str, float | None]],
+                    span: tuple[float, float] | None) -> go.Scatter:
+    """Full-height lines at each x (x, label, hover, label height or None) with their label at the top; labels in
+    the right quarter of the chart read leftwards, so the chart's edge does not cut them."""
+    xs: list[object] = []
+    ys: list[float | None] = []
+    texts: list[str] = []
+    hovers: list[str] = []
+    positions: list[str] = []
+    for x, label, hover, top in lines:
+        right = bool(span and isinstance(x, float) and x > span[0] + 0.75 * (span[1] - span[0]))
+        xs += [x, x, None]
+        ys += [0.0, 1.0 if top is None else top, None]
+        texts += ["", "" if top is None else label, ""]
+        hovers += [hover or label, hover or label, ""]
+        positions += ["bottom left" if right else "bottom right"] * 3
+    return go.Scatter(x=xs, y=ys, yaxis="y2", mode="lines+text", name=name, text=texts,
+                      textposition=positions, textfont={"size": 10, "color": color},
+                      line={"color": color, "width": 1, "dash": dash}, hovertext=hovers, hoverinfo="text",
+                      cliponaxis=False)
 
 
 def heatmap_figure(frame: pd.DataFrame, *, row: str, value: str, title: str, colorscale: str = "Viridis",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 import time
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ STATUS_STYLE = {  # status -> (badge colour, icon, words)
     fmt.INTERRUPTED: ("orange", "■", "interrupted"),
     fmt.STALE: ("orange", "⚠", "stale"),
     fmt.BROKEN: ("red", "⚠", "broken"),
+    fmt.DIVERGED: ("red", "↯", "diverged"),
 }
 # Every ASCII punctuation character can be backslash-escaped in CommonMark; ":" too, which stops Streamlit's
 # `:color[...]` and `:emoji:` directives from acting on user text.
@@ -60,7 +63,16 @@ def progress(run: Run) -> Progress:
     status = run.status
     parts = []
     fraction = None
-    if info.epoch is not None and info.epochs is not None and info.epochs > 0:
+    stop = run.stop if status in (fmt.FINISHED, fmt.DIVERGED) else None
+    if status == fmt.DIVERGED and run.divergence is not None and run.divergence.epoch is not None:
+        of = f" of {info.epochs}" if info.epochs else ""
+        parts.append(f"diverged at epoch {run.divergence.epoch + 1}{of}")
+    elif stop is not None and not stop.by_nan_guard:  # a bar at 39 % would say "unfinished"; it ended on purpose
+        of = f" of {info.epochs}" if info.epochs else ""
+        best = run.best_epoch
+        parts.append(f"stopped early at epoch {stop.epoch + 1}{of}" + (f" (best epoch {best + 1})" if best is not None
+                                                                       else ""))
+    elif info.epoch is not None and info.epochs is not None and info.epochs > 0:
         epoch, epochs = info.epoch, info.epochs
         done = epoch + 1 if status == fmt.FINISHED else epoch + _epoch_fraction(run, epoch, info.steps_per_epoch)
         fraction = min(max(done / epochs, 0.0), 1.0)
@@ -117,3 +129,18 @@ def size_text(size: object) -> str:
 def count_text(count: int | None) -> str:
     """An integer with thousands separators; "—" for None."""
     return "—" if count is None else f"{count:,}"
+
+
+def number_text(value: object) -> str:
+    """A number as people read it here: 4 significant digits, scientific below 1e-3 ("8.1e-05"), "NaN"/"Inf"."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return "" if value is None else str(value)
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Inf" if value > 0 else "-Inf"
+    if value != 0 and abs(value) < 1e-3:
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+    return f"{value:.4g}"

@@ -63,7 +63,6 @@ CONTROLS = {
     "run": (
         Control("x", "run_x", choice("step", "epoch", "time"), "step"),
         Control("smooth", "run_smoothing", fraction, 0.6),
-        Control("log", "run_log_y", flag, False),
         Control("follow", "run_follow", flag, True),
     ),
     "compare": (

@@ -42,11 +42,12 @@ def preload_plotly() -> None:
 
 
 def last_x(figure: go.Figure) -> Any:
-    """The largest x value over the figure's traces (for follow mode), as plotly.js reads it; None if no points."""
+    """The largest x of the figure's data traces (events on the overlay axis aside), as plotly.js reads it: the
+    newest point, for follow mode; None without points."""
     values = []
     for trace in figure.data:
         x = getattr(trace, "x", None)
-        if x is not None and len(x):
+        if x is not None and len(x) and getattr(trace, "yaxis", None) in (None, "y") and x[-1] is not None:
             values.append(x[-1])
     if not values:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from kerascope.app import charts, tables
@@ -14,9 +15,18 @@ from kerascope.monitor import format as fmt
 
 @dataclass(frozen=True)
 class ChartOptions:
-    x_axis: str
-    smoothing: float
-    log_y: bool
+    x_axis: str  # "step", "epoch" (epochs completed) or "time"
+    smoothing: float  # EMA weight for batch-level charts
+
+
+def best_marker(run: Run, frame: pd.DataFrame, x: np.ndarray) -> tuple[float, int] | None:
+    """Where to mark the best epoch: on runs that stopped early (not by a NaN guard), whose restored weights are
+    the best epoch's."""
+    stop, best = run.stop, run.best_epoch
+    if stop is None or stop.by_nan_guard or best is None:
+        return None
+    rows = np.flatnonzero(frame["epoch"].to_numpy(float) == best)
+    return (float(x[rows[-1]]), best) if len(rows) else None
 
 
 def key_metric(run: Run) -> str | None:
@@ -32,8 +42,8 @@ def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     events = run.events()
     figures = {}
     # A run whose epoch records lack the chosen axis (a hand-made or damaged file) plots by epoch, then by row.
-    axis = next((name for name in (options.x_axis, "epoch") if frame[name].notna().any()), None)
-    x = frame[axis].to_numpy(float) if axis else np.arange(len(frame), dtype=float)
+    x = epoch_x(frame, options.x_axis)
+    best = best_marker(run, frame, x)
     key = key_metric(run)
     for metric in sorted(tables.metric_names(frame), key=lambda name: (name != "loss", name != key)):
         if metric.startswith("val_") and metric.removeprefix("val_") in frame:
@@ -41,9 +51,37 @@ def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
         series = [charts.Series(name, x, frame[name].to_numpy(float))
                   for name in (metric, f"val_{metric}") if name in frame]
         # One point per epoch needs no smoothing: the points are already averages over the epoch.
-        figures[metric] = charts.metric_figure(series, title=metric, x_axis=options.x_axis, log_y=options.log_y,
-                                               events=events, markers=True)
+        figures[metric] = charts.metric_figure(series, title=metric, x_axis=options.x_axis, events=events, best=best,
+                                               robust_y="loss" in metric, markers=True)
     return figures
+
+
+def system_figures(run: Run) -> dict[str, go.Figure]:
+    """CPU % and memory of the training process (system.jsonl) over wall time."""
+    frame = run.system_metrics()
+    if not len(frame) or "time" not in frame:
+        return {}
+    x = frame["time"].to_numpy(float)
+    figures = {}
+    if "cpu_percent" in frame:
+        figures["cpu"] = charts.metric_figure([charts.Series("CPU %", x, frame["cpu_percent"].to_numpy(float))],
+                                              title="process CPU %", x_axis="time", height=260)
+    memory = [charts.Series(label, x, frame[column].to_numpy(float) / 2**20)
+              for column, label in (("rss_bytes", "RSS (MB)"), ("gpu_memory_bytes", "GPU memory (MB)"))
+              if column in frame]
+    if memory:
+        figures["memory"] = charts.metric_figure(memory, title="memory (MB)", x_axis="time", height=260)
+    return figures
+
+
+def epoch_x(frame: pd.DataFrame, x_axis: str) -> np.ndarray:
+    """x of epoch records: their step or time, or epochs completed (the stored 0-based epoch + 1)."""
+    # A run whose epoch records lack the chosen axis (a hand-made or damaged file) plots by epoch, then by row.
+    axis = next((name for name in (x_axis, "epoch") if frame[name].notna().any()), None)
+    if axis is None:
+        return np.arange(1, len(frame) + 1, dtype=float)
+    x = frame[axis].to_numpy(float)
+    return x + 1 if axis == "epoch" else x
 
 
 def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
@@ -54,17 +92,19 @@ def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
         return {}
     x = charts.batch_x(arrays, options.x_axis, run.progress.steps_per_epoch)
     events = run.events()
+    epochs = run.epoch_metrics()
+    best = best_marker(run, epochs, epoch_x(epochs, options.x_axis))
     names = [n for n in arrays if n not in fmt.NON_METRIC_COLUMNS and not n.startswith(fmt.BATCH_VALUE_PREFIX)]
     figures = {}
     for name in sorted(names, key=lambda n: (n != "loss", n)):
         column = f"batch_{name}" if f"batch_{name}" in arrays else name
         series = [charts.Series(name, x, arrays[column], key=f"{run.path}/{column}")]
         figures[name] = charts.metric_figure(series, title=f"{name} per batch" if column != name else name,
-                                             x_axis=options.x_axis, smoothing=options.smoothing,
-                                             log_y=options.log_y, events=events)
-    if "lr" in arrays:
+                                             x_axis=options.x_axis, smoothing=options.smoothing, events=events,
+                                             best=best, robust_y="loss" in name)
+    if "lr" in arrays:  # log y: schedules span decades; never smoothed: the LR is exact, not noisy
         figures["learning rate"] = charts.metric_figure([charts.Series("lr", x, arrays["lr"])],
                                                         title="learning rate per batch", x_axis=options.x_axis,
-                                                        log_y=options.log_y, events=events)
+                                                        log_y=True, events=events)
     first = [name for name in ("loss", "learning rate") if name in figures]
     return {name: figures[name] for name in first + [name for name in figures if name not in first]}

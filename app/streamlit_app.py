@@ -21,6 +21,8 @@ from kerascope.app.live_chart import preload_plotly  # noqa: E402
 st.set_page_config(page_title="Kerascope", page_icon=":material/monitoring:", layout="wide")
 with st.sidebar:  # first thing on every page: the browser fetches plotly.js while the page script runs
     preload_plotly()
+# Streamlit's default 6rem above the title pushes the charts below the fold on a 1280x800 laptop.
+st.html("<style>[data-testid=stMainBlockContainer] { padding-top: 2.5rem; }</style>")
 # Not "pages/": Streamlit treats a pages/ folder next to the entry script as the legacy multipage layout, which
 # fights st.navigation.
 VIEW_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "views")

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from kerascope.app.formatting import duration, format_seconds, progress, status_label
+from kerascope.app.formatting import duration, format_seconds, progress, size_text, status_label
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
@@ -79,8 +79,12 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             best, last = best_and_last(epoch[metric], run.metric_direction(metric)) if recorded else (np.nan, np.nan)
             row[f"{metric} (last)"] = last
             row[f"{metric} (best)"] = best
+        model = run.model_info
+        row["params"] = model.total_params if model and model.total_params is not None else np.nan
+        row["size"] = size_text(model.size_bytes) if model and model.size_bytes is not None else ""
         row["hparams"] = ", ".join(f"{k}={format_value(v)}" for k, v in (run.hparams or {}).items())
         row["tags"] = ", ".join(run.tags or [])
+        row["notes"] = run.notes or ""
         row["reason"] = run.reason or ""
         row["started"] = pd.Timestamp(run.created, unit="s").floor("s")
         row["id"] = run.id

@@ -28,17 +28,20 @@ def run_picker() -> None:
     st.session_state[state.RUN_KEY] = chosen
 
 
-def readable_run(title: str) -> Run | None:
+def readable_run(title: str, *, header: bool = True) -> Run | None:
     """The head of a single-run page: the picked run's header; None when there is nothing to show.
 
-    Without runs the page shows `title` and how to get runs; a broken run shows its reason in the header.
+    Without runs the page shows `title` and how to get runs; a broken run shows its reason in the header. With
+    `header=False` a readable run's header is left to the page (a live page draws it in its fragment, so the status
+    badge follows the run).
     """
     run = state.picked_run()
     if run is None:
         st.title(title)
         no_runs_message()
         return None
-    run_header(run)
+    if header or run.error:
+        run_header(run)
     return None if run.error else run
 
 
@@ -63,8 +66,11 @@ def run_header(run: Run) -> None:
         color, _, words = STATUS_STYLE.get(run.status, ("gray", "?", run.status))
         st.badge(words, icon=None, color=color)
     with columns[1]:
-        st.caption(md_escape(run.id))
+        tags = "tags: " + ", ".join(md_escape(tag) for tag in run.tags) if run.tags else ""
+        st.caption(" · ".join(part for part in (md_escape(run.id), tags) if part))
+    if run.notes:
+        st.caption(md_escape(run.notes))
     if run.reason:
-        (st.error if run.status in (fmt.BROKEN, fmt.FAILED) else st.warning)(md_escape(run.reason))
+        (st.error if run.status in (fmt.BROKEN, fmt.FAILED, fmt.DIVERGED) else st.warning)(md_escape(run.reason))
     for problem in run.problems[:5]:
         st.warning(md_escape(problem))

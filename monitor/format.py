@@ -57,8 +57,9 @@ BATCH_VALUE_PREFIX = "batch_"  # batch.jsonl: `batch_<metric>` is the batch's ow
 VAL_PREFIX = "val_"
 
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
-# Derived by readers, never written: a running run whose heartbeat is older than STALE_AFTER_S, or an unreadable run.
-STALE, BROKEN = "stale", "broken"
+# Derived by readers, never written: a running run whose heartbeat is older than STALE_AFTER_S, an unreadable run, and
+# a run that ended (finished or interrupted) after a metric became NaN or infinite.
+STALE, BROKEN, DIVERGED = "stale", "broken", "diverged"
 STATUSES = (RUNNING, FINISHED, FAILED, INTERRUPTED)
 
 HEARTBEAT_INTERVAL_S = 2.0

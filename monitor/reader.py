@@ -6,6 +6,7 @@ Run objects are cached by the store and are safe to share between threads (Strea
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ import pandas as pd
 
 from kerascope.monitor import format as fmt
 from kerascope.monitor.run_files import RunFiles, RunFormatError
-from kerascope.monitor.run_info import ModelInfo, RunProgress, as_time
+from kerascope.monitor.run_info import Divergence, ModelInfo, RunProgress, Stop, as_time
 from kerascope.monitor.table import NumericTable
 from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records
 
@@ -139,6 +140,8 @@ class Run:
             not isinstance(heartbeat, (int, float)) or time.time() - heartbeat > fmt.STALE_AFTER_S
         ):
             return fmt.STALE
+        if status in (fmt.FINISHED, fmt.INTERRUPTED) and self.divergence is not None:
+            return fmt.DIVERGED
         return status
 
     @property
@@ -149,6 +152,13 @@ class Run:
         status = self.status
         if status == fmt.STALE:
             return f"no heartbeat for over {fmt.STALE_AFTER_S:.0f} s: the training process probably died"
+        if status == fmt.DIVERGED:
+            divergence, stop = self.divergence, self.stop
+            where = f"step {divergence.step:,}" if divergence.step is not None else "an unknown step"
+            if divergence.epoch is not None:
+                where += f" (epoch {divergence.epoch + 1})"
+            guard = "; a NaN guard (TerminateOnNaN) stopped training" if stop and stop.by_nan_guard else ""
+            return f"{divergence.metric} became {divergence.value.replace('nan', 'NaN')} at {where}{guard}"
         reason = self.status_info.get("reason")
         if status == fmt.BROKEN and not reason:
             found = self.status_info.get("status")
@@ -298,6 +308,52 @@ class Run:
         """time, step, epoch, kind, message, data."""
         return self._recordframe_of("events")
 
+    @property
+    def divergence(self) -> Divergence | None:
+        """Where a metric first became NaN or infinite (from the events), or None."""
+        events = self.events()
+        nans = events[events["kind"] == fmt.EVENT_NAN]
+        if not len(nans):
+            return None
+        first = nans.iloc[0]
+        data = first["data"] if isinstance(first["data"], dict) else {}
+        value = data.get("value")
+        text = str(value).lower() if isinstance(value, (int, float)) else "nan"
+        return Divergence(str(data.get("metric") or "a metric"), text, _whole(first["step"]), _whole(first["epoch"]))
+
+    @property
+    def stop(self) -> Stop | None:
+        """The last time training stopped before its last epoch, or None (from the events)."""
+        events = self.events()
+        stops = events[events["kind"] == fmt.EVENT_EARLY_STOP]
+        if not len(stops):
+            return None
+        last = stops.iloc[-1]
+        data = last["data"] if isinstance(last["data"], dict) else {}
+        epoch = _whole(data.get("epoch"))
+        if epoch is None:
+            epoch = _whole(last["epoch"])
+        if epoch is None:
+            return None
+        nans = events[(events["kind"] == fmt.EVENT_NAN) & (pd.to_numeric(events["epoch"], errors="coerce") == epoch)]
+        return Stop(epoch, by_nan_guard=bool(len(nans)))
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The 0-based epoch with the best value of the metric the run monitors (`LiveMonitor(monitor=...)`, else
+        val_loss or loss), in its direction; None when no epoch logged it."""
+        frame = self.epoch_metrics()
+        monitored = (self.options or {}).get("monitor")
+        names = [monitored] if isinstance(monitored, str) else []
+        name = next((n for n in [*names, "val_loss", "loss"] if n in frame and frame[n].notna().any()), None)
+        if name is None:
+            return None
+        values = pd.to_numeric(frame[name], errors="coerce").where(lambda v: np.isfinite(v))
+        if values.isna().all():
+            return None
+        index = values.idxmin() if self.metric_direction(name) == fmt.MIN else values.idxmax()
+        return _whole(frame.loc[index, "epoch"])
+
     def phases(self) -> pd.DataFrame:
         """One row per fit() call: phase, step, epoch, trainable_params, non_trainable_params, epochs, lr, ..."""
         events = self.events()
@@ -378,3 +434,12 @@ def frame_of(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFra
             frame[column] = pd.Series(dtype=object)
     ordered = list(columns) + [c for c in frame.columns if c not in columns]
     return frame[ordered]
+
+
+def _whole(value: Any) -> int | None:
+    """A step or epoch from a frame cell (pandas turns integer columns with gaps into floats): int, or None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    if not math.isfinite(value):
+        return None
+    return int(value) if float(value).is_integer() else None

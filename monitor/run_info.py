@@ -53,6 +53,32 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class Divergence:
+    """Where a metric first became NaN or infinite: the run's first `nan` event.
+
+    Example:
+    ```python
+    if run.divergence:
+        print(f"{run.divergence.metric} became {run.divergence.value} at step {run.divergence.step}")
+    ```
+    """
+
+    metric: str
+    value: str  # "nan", "inf" or "-inf"
+    step: int | None
+    epoch: int | None  # 0-based, as stored
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Training stopped before its last epoch (`model.stop_training`): by EarlyStopping or any other callback, or by a
+    NaN guard (TerminateOnNaN) when a metric became NaN or infinite in that epoch."""
+
+    epoch: int  # 0-based, as stored
+    by_nan_guard: bool
+
+
+@dataclass(frozen=True)
 class RunProgress:
     """status.json's progress fields: where the current fit() call stands and when the run started and ended.
 

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pytest
 from run_factory import make_run
 
 from kerascope import RunStore
@@ -81,8 +82,27 @@ def test_csv_export_holds_every_recorded_value(runs_root):
     assert frame.groupby("run_name")["step"].max().to_dict() == {"a": 21, "b": 14}
 
 
-def test_events_at_the_same_step_share_one_label():
-    events = pd.DataFrame({"step": [10, 10, 10, 20], "kind": ["phase", "lr_change", "checkpoint", "nan"]})
-    figure = charts.metric_figure([charts.Series("loss", np.arange(30.0), np.ones(30))], title="loss", events=events)
-    assert len(figure.layout.shapes) == 4  # every event keeps its line
-    assert sorted((a.x, a.text) for a in figure.layout.annotations) == [(10.0, "phase · LR"), (20.0, "NaN")]
+def test_events_are_one_toggleable_trace_per_kind_with_labels_that_do_not_overlap():
+    events = pd.DataFrame({"step": [10, 10, 11, 20, 25], "epoch": [0, 0, 0, 1, 1],
+                           "kind": ["phase", "lr_change", "early_stop", "checkpoint", "nan"],
+                           "message": ["p", "lr", "stop", "saved best.keras (val_loss=0.3)", "nan"],
+                           "data": [{"phase": 2, "trainable_params": 1221}, {"new": 8.1e-05}, {}, {}, {}]})
+    figure = charts.metric_figure([charts.Series("loss", np.arange(100.0), np.ones(100))], title="loss",
+                                  events=events)
+    overlay = {trace.name: trace for trace in figure.data if trace.yaxis == "y2"}
+    assert set(overlay) == {"phases", "LR changes", "early stop", "NaN / Inf", "checkpoints"}
+    assert [t for t in overlay["phases"].text if t] == ["phase 2 · 1,221 trainable"]
+    assert [t for t in overlay["LR changes"].text if t] == ["LR 8.1e-05"]
+    # Lines at steps 10, 10 and 11 are close: their labels sit on three different rows (tops 1.0, 0.91, 0.82).
+    tops = sorted(max(y for y in trace.y if y is not None) for name, trace in overlay.items()
+                  if name in ("phases", "LR changes", "early stop"))
+    assert tops == pytest.approx([0.82, 0.91, 1.0])
+    assert overlay["checkpoints"].mode == "markers" and list(overlay["checkpoints"].x) == [20.0]
+    assert overlay["checkpoints"].hovertext == ("saved best.keras (val_loss=0.3)",)
+    assert figure.layout.legend.y < 0  # below the plot: the toolbar and the scale buttons never cover it
+
+
+def test_numbers_read_with_four_significant_digits_and_spelled_out_non_finite_values():
+    from kerascope.app.formatting import number_text
+    assert [number_text(v) for v in (8.1e-05, 0.005694743, 0.31234, 12345.0, float("nan"), float("-inf"))] == [
+        "8.1e-05", "0.005695", "0.3123", "1.234e+04", "NaN", "-Inf"]

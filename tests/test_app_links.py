@@ -37,12 +37,12 @@ def query(at: AppTest) -> dict[str, str]:
 
 def test_a_run_link_opens_that_run_with_its_controls(root):
     runs_root, ids = root
-    at = open_link(runs_root, "views/run.py", run=ids["wide"], x="epoch", smooth="0.8", log="1", follow="0")
+    at = open_link(runs_root, "views/run.py", run=ids["wide"], x="epoch", smooth="0.8", follow="0")
     assert at.title[0].value == "wide"  # not the newest run, which the page shows by default
     assert at.session_state["run_x"] == "epoch"
     assert at.session_state["run_smoothing"] == 0.8
-    assert at.session_state["run_log_y"] is True and at.session_state["run_follow"] is False
-    assert query(at) == {"run": ids["wide"], "x": "epoch", "smooth": "0.8", "log": "1", "follow": "0"}
+    assert at.session_state["run_follow"] is False
+    assert query(at) == {"run": ids["wide"], "x": "epoch", "smooth": "0.8", "follow": "0"}
 
 
 def test_the_url_follows_the_controls_and_leaves_defaults_out(root):
@@ -75,10 +75,10 @@ def test_a_link_to_a_run_that_is_not_here_says_so_and_shows_the_run_list(root):
 
 def test_bad_control_values_in_a_link_are_ignored(root):
     runs_root, ids = root
-    at = open_link(runs_root, "views/run.py", run=ids["baseline"], x="sideways", smooth="7", log="yes")
+    at = open_link(runs_root, "views/run.py", run=ids["baseline"], x="sideways", smooth="7", follow="yes")
     assert at.session_state["run_x"] == "step"
     assert at.session_state["run_smoothing"] == 0.6
-    assert at.session_state["run_log_y"] is False
+    assert at.session_state["run_follow"] is True
 
 
 def test_a_compare_link_opens_those_runs_at_that_level_and_metric(root):

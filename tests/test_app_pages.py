@@ -146,8 +146,11 @@ def test_run_page_shows_train_and_val_on_one_chart_batch_charts_lr_and_events(ro
     assert decode(loss["loss"]["x"]) == [20.0, 40.0, 60.0, 80.0]  # one point per epoch, at its step
     lr = traces(figures["learning rate per batch"])["lr"]
     assert sorted(set(decode(lr["y"]))) == [0.005, 0.01]  # halved by the lr_change event
-    labels = {a["text"] for a in figures["loss"]["layout"]["annotations"]}
-    assert {"phase", "LR"} <= labels  # events drawn as markers
+    events = {trace["name"]: trace for trace in figures["loss"]["data"] if trace.get("yaxis") == "y2"}
+    assert {"phases", "LR changes", "checkpoints"} <= set(events)  # one legend entry (a toggle) per kind
+    assert [text for text in events["phases"]["text"] if text] == ["phase 1 · 8,554 trainable"]
+    assert [text for text in events["LR changes"]["text"] if text] == ["LR 0.005"]
+    assert events["checkpoints"]["mode"] == "markers"  # ticks on the x axis, not lines across the chart
     events = at.dataframe[0].value
     assert {"phase", "lr_change", "checkpoint", "train_end"} <= set(events["kind"])
     assert "epoch 4/4 · step 80" in at.get("progress")[0].proto.text
@@ -160,9 +163,12 @@ def test_run_page_smoothing_and_x_axis_controls(root):
     at.slider(key="run_smoothing").set_value(0.0).run()
     assert "loss (raw)" not in traces(charts(at)["loss per batch"])
     at.button_group[0].set_value("epoch").run()
-    assert decode(traces(charts(at)["loss"])["loss"]["x"]) == [0.0, 1.0, 2.0, 3.0]
-    at.toggle(key="run_log_y").set_value(True).run()
-    assert charts(at)["loss"]["layout"]["yaxis"]["type"] == "log"
+    assert decode(traces(charts(at)["loss"])["loss"]["x"]) == [1.0, 2.0, 3.0, 4.0]  # epochs completed, as Keras counts
+    figures = charts(at)
+    assert figures["learning rate per batch"]["layout"]["yaxis"]["type"] == "log"  # LR schedules span decades
+    assert figures["loss"]["layout"]["yaxis"]["type"] == "linear"
+    scales = [button["label"] for button in figures["loss"]["layout"]["updatemenus"][0]["buttons"]]
+    assert scales == ["linear", "log", "cut top 1 %"]  # per chart, in the browser
     at.button_group[0].set_value("step").run()
     specs = {spec["figure"]["layout"]["title"]["text"]: spec for spec in chart_specs(at)}
     assert specs["loss"]["follow"] and specs["loss"]["x_last"] == 80.0  # a zoom slides to the newest step

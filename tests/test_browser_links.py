@@ -49,7 +49,7 @@ def active_segment(page) -> str:
 
 def test_a_deep_link_opens_that_run_and_a_reload_keeps_the_controls(app):
     page, base, ids = app
-    page.goto(f"{base}/run?run={ids['wide']}&x=epoch&log=1")
+    page.goto(f"{base}/run?run={ids['wide']}&x=epoch&smooth=0.8")
     heading(page, "wide")  # not the newest run, which the page shows by default
     assert active_segment(page) == "epoch"
     page.locator("button[aria-checked]", has_text="time").first.click()  # a changed control goes into the URL
@@ -57,7 +57,7 @@ def test_a_deep_link_opens_that_run_and_a_reload_keeps_the_controls(app):
     page.reload()
     heading(page, "wide")
     assert active_segment(page) == "time"
-    assert f"run={ids['wide']}" in page.url and "log=1" in page.url
+    assert f"run={ids['wide']}" in page.url and "smooth=0.8" in page.url
 
 
 def test_back_returns_to_the_previous_run(app):

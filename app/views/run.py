@@ -9,7 +9,7 @@ import streamlit as st
 from kerascope.app import alerts, state, widgets
 from kerascope.app.formatting import duration, format_seconds, md_escape, progress
 from kerascope.app.live_chart import live_chart
-from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures
+from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures, system_figures
 from kerascope.monitor import Run
 
 FORCE_REFRESH_S = 2.0  # re-read even without a file event, in case the watcher missed one (some mounts)
@@ -71,6 +71,7 @@ def events_table(run: Run) -> None:
         return
     frame = events[["time", "step", "epoch", "kind", "message"]].copy()
     frame["time"] = pd.to_datetime(pd.to_numeric(frame["time"], errors="coerce"), unit="s").dt.floor("s")
+    frame["epoch"] = pd.to_numeric(frame["epoch"], errors="coerce") + 1  # as Keras prints it: "Epoch 1/10"
     st.dataframe(frame.iloc[::-1], hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 320))
 
 
@@ -80,36 +81,49 @@ def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
     except KeyError:
         st.warning("This run's directory was removed.")
         return
-    show_progress(run)
     show_alerts(run)
     epoch_charts, batch_charts = figures_for(run, options)
     if not epoch_charts and not batch_charts:
         st.info("No metrics recorded yet: the first ones appear at the end of the first logged batch or epoch.")
     # A zoom belongs to one run on one axis and scale: another choice starts from the full view.
-    view = f"{run_id}|{options.x_axis}|{options.log_y}"
+    view = f"{run_id}|{options.x_axis}"
     if epoch_charts:
         st.subheader("Epoch metrics")
         show_charts(epoch_charts, "epoch", view, follow)
     if batch_charts:
         st.subheader("Batch metrics")
         show_charts(batch_charts, "batch", view, follow)
+    system = system_figures(run)
+    if system:
+        st.subheader("System")
+        show_charts(system, "system", run_id, follow=False)
     st.subheader("Events")
     events_table(run)
 
 
+def header_part(run_id: str) -> None:
+    """Title, status, notes and progress: a fragment of its own, so the badge follows status.json every tick."""
+    try:
+        run = state.store().run(run_id)
+    except KeyError:
+        return
+    widgets.run_header(run)
+    show_progress(run)
+
+
 def main() -> None:
-    run = widgets.readable_run("Run")
+    run = widgets.readable_run("Run", header=False)
     if run is None:
         return
-    controls = st.columns([3, 3, 3, 1])
+    st.fragment(header_part, run_every=state.live_interval())(run.id)
+    controls = st.columns(3)
     x_axis = controls[0].segmented_control("x axis", ["step", "epoch", "time"], default="step", key="run_x") or "step"
     smoothing = controls[1].slider("Smoothing of batch charts (EMA)", 0.0, 0.99, 0.6, 0.01, key="run_smoothing")
     follow = controls[2].toggle("Follow the newest step", value=True, key="run_follow",
                                 help="After you zoom in on a chart (drag across it), the zoomed window slides "
                                      "with the newest data while the run trains; off, it stays where you put it. "
                                      "Double-click a chart to see all of it again.")
-    log_y = controls[3].toggle("log y", key="run_log_y")
-    options = ChartOptions(x_axis, smoothing, log_y)
+    options = ChartOptions(x_axis, smoothing)
     st.fragment(live_part, run_every=state.live_interval())(run.id, options, follow)
 
 

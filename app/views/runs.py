@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from kerascope.app import state, tables, widgets
-from kerascope.app.formatting import STATUS_STYLE, md_escape, run_label
+from kerascope.app.formatting import STATUS_STYLE, md_escape, number_text, run_label
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
@@ -39,13 +39,11 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
 def column_config(frame: pd.DataFrame) -> dict[str, object]:
     config: dict[str, object] = {
         "status": st.column_config.TextColumn("status", width="small"),
-        "name": st.column_config.TextColumn("name", width="medium"),
+        "name": st.column_config.TextColumn("name", width="large"),
+        "params": st.column_config.NumberColumn("params", format="localized"),
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
         "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
     }
-    for column in frame.columns:
-        if column.endswith("(last)") or column.endswith("(best)"):
-            config[column] = st.column_config.NumberColumn(column, format="%.4g")
     return config
 
 
@@ -86,6 +84,9 @@ def show_table(text: str, statuses: list[str], sort: str) -> None:
                  for name, status, reason in zip(attention["name"], attention["status"], attention["reason"],
                                                  strict=True)]
         st.warning("Runs that need attention:\n" + "\n".join(lines[:10]), icon=":material/warning:")
+    # Metric values as text: 4 significant digits, "NaN"/"Inf" spelled out (a number column shows NaN as "None").
+    for column in [c for c in frame.columns if c.endswith("(last)") or c.endswith("(best)")]:
+        frame[column] = frame[column].map(number_text)
     counts = frame["status"].value_counts()
     st.caption(f"{len(frame)} of {len(runs)} runs · " + " · ".join(f"{n} {s}" for s, n in counts.items())
                + " · click a run to open it")

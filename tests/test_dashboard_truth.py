@@ -1,0 +1,120 @@
+"""The pages say what happened: diverged and early-stopped runs, the best epoch, the LR axis, phase labels, notes, tags
+and system metrics. On runs trained here with real Keras callbacks, and on the shipped sample runs."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from page_charts import chart_figures
+from streamlit.testing.v1 import AppTest
+from train_helpers import data, mlp
+
+from kerascope import LiveMonitor, RunStore
+from kerascope.monitor import format as fmt
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = os.path.join(REPO, "app", "streamlit_app.py")
+SAMPLES = os.path.join(REPO, "sample_runs")
+
+
+def open_page(logdir, page: str, **params: str) -> AppTest:
+    os.environ["KERASCOPE_LOGDIR"] = os.fspath(logdir)
+    at = AppTest.from_file(APP, default_timeout=60)
+    for name, value in params.items():
+        at.query_params[name] = value
+    if page != "views/runs.py":
+        at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+                    + [w.value for w in at.warning]).replace("\\", "")  # user text is markdown-escaped
+
+
+def overlay(figure: dict) -> dict[str, dict]:
+    return {trace["name"]: trace for trace in figure["data"] if trace.get("yaxis") == "y2"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two real trainings: one whose loss turns NaN under TerminateOnNaN, one stopped by EarlyStopping."""
+    logdir = tmp_path_factory.mktemp("truth")
+    x, y = data()
+    model = mlp(keras.optimizers.SGD(1e12))  # the loss overflows to NaN within the first epoch
+    model.fit(x, y, epochs=5, batch_size=32, verbose=0,
+              callbacks=[keras.callbacks.TerminateOnNaN(), LiveMonitor(logdir, name="nan run", system_freq=0.05)])
+    model = mlp()
+    stopper = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: setattr(model, "stop_training",
+                                                                                      epoch == 3))
+    history = model.fit(x, y, validation_split=0.25, epochs=20, batch_size=32, verbose=0,
+                        callbacks=[stopper, LiveMonitor(logdir, name="stopped run", notes="patience 1", tags=["es"],
+                                                        system_freq=0.05)])
+    best = int(np.argmin(history.history["val_loss"]))  # 0-based, the epoch whose weights are best
+    ids = {run.name: run.id for run in RunStore(logdir).runs()}
+    return logdir, ids, best
+
+
+def test_a_run_whose_loss_became_nan_reads_diverged_with_its_step(trained):
+    logdir, ids, best = trained
+    run = RunStore(logdir).run(ids["nan run"])
+    assert run.status == fmt.DIVERGED
+    assert run.divergence.metric == "loss" and run.divergence.epoch == 0
+    assert "NaN guard (TerminateOnNaN)" in run.reason and f"step {run.divergence.step}" in run.reason
+    at = open_page(logdir, "views/runs.py")
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc["nan run", "status"] == "↯ diverged"
+    assert table.loc["nan run", "loss (last)"] == "NaN"  # spelled out, never "None"
+    attention = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "nan run" in attention and "became NaN" in attention
+    at = open_page(logdir, "views/run.py", run=ids["nan run"])
+    assert "loss became NaN at step" in texts(at)
+    assert "diverged at epoch 1 of 5" in texts(at)
+
+
+def test_an_early_stopped_run_says_so_and_marks_its_best_epoch(trained):
+    logdir, ids, best = trained
+    at = open_page(logdir, "views/run.py", run=ids["stopped run"], x="epoch")
+    assert f"stopped early at epoch 4 of 20 (best epoch {best + 1})" in texts(at)
+    assert not at.get("progress")  # no bar at 20 %: the run ended on purpose
+    loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss")
+    marker = overlay(loss)["best epoch"]
+    assert [x for x in marker["x"] if x is not None] == [best + 1.0, best + 1.0]  # the end of the best epoch
+    assert [t for t in marker["text"] if t] == [f"best epoch {best + 1}"]
+    assert [t for t in overlay(loss)["early stop"]["text"] if t] == ["early stop"]
+
+
+def test_notes_tags_and_system_metrics_are_shown(trained):
+    logdir, ids, best = trained
+    at = open_page(logdir, "views/run.py", run=ids["stopped run"])
+    assert "patience 1" in texts(at) and "tags: es" in texts(at)
+    titles = [f["layout"]["title"]["text"] for f in chart_figures(at)]
+    assert "process CPU %" in titles and "memory (MB)" in titles
+    table = open_page(logdir, "views/runs.py").dataframe[0].value.set_index("name")
+    assert table.loc["stopped run", "notes"] == "patience 1" and table.loc["stopped run", "tags"] == "es"
+    assert table.loc["stopped run", "params"] == 90  # 8*8+8 + 8*2+2
+
+
+def test_the_sample_runs_read_as_they_ran():
+    runs = {run.name[:2]: run for run in RunStore(SAMPLES).runs()}
+    at = open_page(SAMPLES, "views/runs.py")
+    attention = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "08 learning rate too high" in attention and "diverged" in attention
+    at = open_page(SAMPLES, "views/run.py", run=runs["08"].id)
+    assert "loss became NaN at step 138 (epoch 4)" in texts(at)
+    at = open_page(SAMPLES, "views/run.py", run=runs["06"].id)
+    assert "stopped early at epoch 31 of 80 (best epoch 27)" in texts(at)
+    figures = {f["layout"]["title"]["text"]: f for f in chart_figures(at)}
+    assert figures["learning rate per batch"]["layout"]["yaxis"]["type"] == "log"
+    assert "best epoch" in overlay(figures["loss"])
+    at = open_page(SAMPLES, "views/run.py", run=runs["07"].id)
+    loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss")
+    phases = [t for t in overlay(loss)["phases"]["text"] if t]
+    assert len(phases) == 3 and all(label.endswith("trainable") for label in phases)
+    assert len({label.split(" · ")[1] for label in phases}) >= 2  # the trainable count changes between phases
+    assert np.all(np.isfinite([runs["06"].best_epoch]))
