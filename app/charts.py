@@ -50,6 +50,7 @@ class Series:
     x: np.ndarray
     y: np.ndarray
     key: str | None = None
+    color: str | None = None  # default: by position in the chart
 
 
 def plain(text: object) -> str:
@@ -137,7 +138,7 @@ def metric_figure(
     for index, item in enumerate(series):
         x, y = finite(item.x, item.y)
         values.append(y)
-        color = _color(index)
+        color = item.color or _color(index)
         mode = "lines+markers" if markers else "lines"
         if smoothing > 0 and len(y) > 1:
             xs, ys = downsample(x, y)
@@ -351,9 +352,10 @@ def parallel_figure(frame: pd.DataFrame, metric: str) -> go.Figure:
             dimensions.append({"label": plain(column), "values": labels.map(codes).to_numpy(float),
                                "tickvals": list(codes.values()), "ticktext": [plain(label) for label in codes]})
     color = pd.to_numeric(frame[metric], errors="coerce").to_numpy(float) if metric in frame else None
-    figure = go.Figure(go.Parcoords(dimensions=dimensions,
+    figure = go.Figure(go.Parcoords(dimensions=dimensions, labelangle=-12, labelside="top",
+                                    labelfont={"size": 12}, tickfont={"size": 10},
                                     line={"color": color, "colorscale": "Viridis", "showscale": True}))
-    figure.update_layout(height=360, margin={"l": 60, "r": 60, "t": 50, "b": 20})
+    figure.update_layout(height=380, margin={"l": 70, "r": 70, "t": 70, "b": 20})
     return figure
 
 

@@ -67,7 +67,7 @@ CONTROLS = {
     ),
     "compare": (
         Control("level", "compare_level", choice("epoch", "batch"), "epoch"),
-        Control("log", "compare_log_y", flag, False),
+        Control("group", "compare_group", str, "no groups"),
     ),
 }
 # The Compare page keeps one metric, alignment and smoothing per level (their keys end with the level), with the

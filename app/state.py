@@ -16,6 +16,7 @@ import streamlit as st
 
 from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
 from kerascope.monitor import Run, RunStore, RunWatcher
+from kerascope.monitor import format as fmt
 
 LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a few ms (docs/benchmarks.md)
 RUN_KEY = "run_id"  # the run the single-run pages show
@@ -96,8 +97,13 @@ def picked_run() -> Run | None:
         return None
 
 
+DEFAULT_COMPARED = 4
+
+
 def compare_ids(runs: list[Run]) -> list[str]:
-    """The runs picked for comparison that still exist; the two newest readable runs when none were picked."""
+    """The runs picked for comparison that still exist; when none were picked, the newest finished runs (failed,
+    interrupted or diverged ones are rarely what one compares first), else the newest readable ones."""
     ids = {run.id for run in runs}
     picked = [run_id for run_id in st.session_state.get(COMPARE_KEY, []) if run_id in ids]
-    return picked or [run.id for run in runs if run.error is None][:2]
+    finished = [run.id for run in runs if run.status == fmt.FINISHED]
+    return picked or finished[:DEFAULT_COMPARED] or [run.id for run in runs if run.error is None][:2]

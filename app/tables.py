@@ -105,12 +105,30 @@ def differing_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if frame[c].nunique(dropna=False) > 1]
 
 
+def differing_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """True where a value differs from its column's usual one: the most common value, or the first run's when no
+    value is more common than the others (then the first run is the reference and its row stays plain)."""
+    marks = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    for column in frame.columns:
+        values = frame[column]
+        counts = values.value_counts(dropna=False)
+        top = counts[counts == counts.max()]
+        reference = top.index[0] if len(top) == 1 else values.iloc[0]
+        marks[column] = values != reference
+    return marks
+
+
 def final_metrics_frame(runs: list[Run]) -> pd.DataFrame:
     """Runs as rows: the last epoch's value of every metric, plus the best of each (as its direction says)."""
     rows = {}
     for run in runs:
         epoch = run.epoch_metrics()
-        row: dict[str, float] = {"epochs": float(len(epoch))}
+        model = run.model_info
+        row: dict[str, object] = {
+            "epochs": float(len(epoch)),
+            "params": float(model.total_params) if model and model.total_params is not None else np.nan,
+            "size": size_text(model.size_bytes) if model and model.size_bytes is not None else "",
+        }
         for metric in metric_names(epoch):
             best, last = best_and_last(epoch[metric], run.metric_direction(metric))
             row[metric] = last

@@ -84,10 +84,11 @@ def test_bad_control_values_in_a_link_are_ignored(root):
 def test_a_compare_link_opens_those_runs_at_that_level_and_metric(root):
     runs_root, ids = root
     runs = f"{ids['baseline']},{ids['wide']}"
-    at = open_link(runs_root, "views/compare.py", runs=runs, level="batch", metric="lr", log="1")
+    at = open_link(runs_root, "views/compare.py", runs=runs, level="batch", metric="lr", group="hparam: lr")
     assert at.multiselect(key="compare_runs").value == [ids["baseline"], ids["wide"]]
     assert at.session_state["compare_level"] == "batch"
     assert at.selectbox(key="compare_metric_batch").value == "lr"
-    assert query(at) == {"runs": runs, "level": "batch", "metric": "lr", "log": "1"}
+    assert at.selectbox(key="compare_group").value == "hparam: lr"
+    assert query(at) == {"runs": runs, "level": "batch", "metric": "lr", "group": "hparam: lr"}
     at = open_link(runs_root, "views/compare.py", runs=runs, metric="no such metric")
     assert at.selectbox(key="compare_metric_epoch").value != "no such metric"

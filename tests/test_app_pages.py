@@ -92,7 +92,7 @@ def test_runs_page_lists_every_run_with_status_metrics_and_hparams(root):
     assert by_name.loc["wide", "hparams"] == "lr=0.001, units=128"
     assert by_name.loc["wide", "tags"] == "mlp, wide"
     assert by_name.loc["baseline", "where"] == "epoch 4/4 · step 80"
-    assert by_name.loc["baseline", "progress"] == 1.0
+    assert by_name.loc["baseline", "progress"] == 100.0
     assert {"loss (last)", "loss (best)", "val_loss (last)", "val_loss (best)"} <= set(frame.columns)
     assert by_name.loc["baseline", "loss (best)"] <= by_name.loc["baseline", "loss (last)"]
     assert "not valid JSON" in texts(at)  # the attention box names the broken run and why
@@ -281,10 +281,14 @@ def test_checkpoints_page_table_and_download(root):
 def test_compare_page_overlays_runs_and_tables_hparams_and_final_metrics(root):
     runs_root, ids = root
     at = open_page(runs_root, "views/compare.py", compare_ids=[ids["baseline"], ids["wide"]])
-    at.selectbox(key="compare_metric_epoch").select("val_loss").run()
-    figure = charts(at)["val_loss (epoch level)"]
-    names = set(traces(figure))
-    assert names == {f"baseline ({ids['baseline'][-4:]})", f"wide ({ids['wide'][-4:]})"}
+    figures = charts(at)
+    assert list(figures)[:4] == ["val_loss", "loss", "val_accuracy", "accuracy"]  # every metric, val_loss first
+    colours = {}
+    for metric in ("val_loss", "loss", "val_accuracy", "accuracy"):
+        names = {name: trace["line"]["color"] for name, trace in traces(figures[metric]).items()}
+        assert set(names) == {f"baseline ({ids['baseline'][-4:]})", f"wide ({ids['wide'][-4:]})"}
+        colours.setdefault("runs", names)
+        assert names == colours["runs"]  # one colour per run on every chart
     hparams = at.dataframe[0].value
     assert sorted(hparams["lr"]) == ["0.001", "0.01"]
     assert "2 of 2 hparams differ" in texts(at)
@@ -294,8 +298,8 @@ def test_compare_page_overlays_runs_and_tables_hparams_and_final_metrics(root):
     parallel = [f for f in chart_figures(at) if f["data"][0]["type"] == "parcoords"]
     assert parallel and "lr" in [dimension["label"] for dimension in parallel[0]["data"][0]["dimensions"]]
     at.button_group(key="compare_level").set_value("batch").run()
-    figure = next(f for title, f in charts(at).items() if "batch level" in title)
-    assert len(figure["data"]) >= 2
+    figures = charts(at)
+    assert {"loss", "accuracy", "lr"} <= set(figures) and len(traces(figures["loss"])) == 4  # smoothed + raw
 
 
 def test_runs_page_selection_reaches_compare(root):
@@ -319,8 +323,11 @@ def test_every_page_on_the_sample_runs(page):
     shown = texts(at)
     if page == "views/runs.py":
         assert set(at.dataframe[0].value["name"]) == {run.name for run in sample_runs}
-    elif page == "views/compare.py":
-        assert len(traces(next(iter(charts(at).values())))) == 2
+    elif page == "views/compare.py":  # the newest finished runs, val_loss first
+        finished = [run for run in sample_runs if run.status == "finished"][:4]
+        figure = next(iter(charts(at).values()))
+        assert figure["layout"]["title"]["text"] == "val_loss"
+        assert set(traces(figure)) == {f"{run.name} ({run.id[-4:]})" for run in finished}
     else:
         assert first.name in shown
     if page == "views/run.py":

@@ -118,3 +118,53 @@ def test_the_sample_runs_read_as_they_ran():
     assert len(phases) == 3 and all(label.endswith("trainable") for label in phases)
     assert len({label.split(" · ")[1] for label in phases}) >= 2  # the trainable count changes between phases
     assert np.all(np.isfinite([runs["06"].best_epoch]))
+
+
+def test_group_band_is_the_mean_min_and_max_of_the_runs_where_each_has_values():
+    from kerascope.app import charts
+    from kerascope.app.compare_charts import group_band
+    short = charts.Series("a", np.array([1.0, 2.0]), np.array([1.0, 3.0]))
+    long = charts.Series("b", np.array([1.0, 2.0, 3.0]), np.array([3.0, 5.0, 7.0]))
+    x, mean, low, high = group_band([short, long])
+    assert list(x) == [1.0, 2.0, 3.0]
+    assert list(mean) == [2.0, 4.0, 7.0]  # at x=3 only the longer run counts
+    assert list(low) == [1.0, 3.0, 7.0] and list(high) == [3.0, 5.0, 7.0]
+
+
+def test_compare_groups_runs_by_an_hparam_into_mean_and_band(runs_root):
+    from run_factory import make_run
+    paths = [make_run(runs_root, f"seed {seed}", hparams={"lr": lr}, seed=seed)
+             for seed, lr in ((1, 0.01), (2, 0.01), (3, 0.1))]
+    ids = [os.path.basename(path) for path in paths]
+    at = open_page(runs_root, "views/compare.py", runs=",".join(ids), group="hparam: lr")
+    val_loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"].startswith("val_loss"))
+    means = {trace["name"]: trace for trace in val_loss["data"] if trace.get("showlegend") is not False}
+    assert set(means) == {"lr=0.01 (2 runs)", "lr=0.1 (1 run)"}
+    store = RunStore(runs_root)
+    pair = np.vstack([store.run(run_id).epoch_metrics()["val_loss"].to_numpy() for run_id in ids[:2]])
+    from test_app_pages import decode
+    np.testing.assert_allclose(decode(means["lr=0.01 (2 runs)"]["y"]), pair.mean(axis=0))
+    bands = [trace for trace in val_loss["data"] if trace.get("fill") == "tonexty"]
+    assert len(bands) == 2
+    np.testing.assert_allclose(decode(bands[0]["y"]), pair.min(axis=0))
+
+
+def test_only_the_cells_that_differ_are_highlighted():
+    import pandas as pd
+
+    from kerascope.app import tables
+    frame = pd.DataFrame({"lr": ["0.1", "0.1", "0.01"], "seed": ["1", "2", "3"], "units": ["8", "8", "8"]},
+                         index=["a", "b", "c"])
+    marks = tables.differing_cells(frame)
+    assert marks["lr"].tolist() == [False, False, True]  # the odd one out
+    assert marks["seed"].tolist() == [False, True, True]  # all differ: the first run is the reference
+    assert not marks["units"].any()
+
+
+def test_compare_shows_model_size_against_the_final_metric_on_the_sample_runs():
+    runs = {run.name[:2]: run for run in RunStore(SAMPLES).runs()}
+    at = open_page(SAMPLES, "views/compare.py", runs=f"{runs['09'].id},{runs['01'].id}")
+    finals = at.dataframe[1].value
+    assert sorted(finals["params"]) == sorted(float(runs[code].model_info.total_params) for code in ("09", "01"))
+    titles = [f["layout"].get("title", {}).get("text", "") for f in chart_figures(at)]
+    assert any(title.endswith("against params") for title in titles)

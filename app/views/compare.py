@@ -1,67 +1,60 @@
-"""Compare: overlay a metric across runs, hparams that differ, hparams against a final metric, CSV export."""
+"""Compare: every metric of the picked runs (or their groups), hparams that differ, final metrics against hparams and
+model size, CSV export."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from kerascope.app import charts, state, tables, widgets
+from kerascope.app.compare_charts import (
+    NO_GROUPS,
+    Grid,
+    grid_figures,
+    grid_metrics,
+    group_figures,
+    group_options,
+    run_colors,
+    scatter_figure,
+)
 from kerascope.app.formatting import md_escape, run_label
 from kerascope.app.live_chart import live_chart
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
 
-def level_metrics(runs: list[Run], level: str) -> list[str]:
-    names: dict[str, None] = {}
-    for run in runs:
-        frame = run.epoch_metrics() if level == "epoch" else run.batch_metrics()
-        names.update(dict.fromkeys(tables.metric_names(frame)))
-        if level == "batch":
-            names.update(dict.fromkeys(c for c in frame.columns if c.startswith(fmt.BATCH_VALUE_PREFIX) or c == "lr"))
-    return list(names)
-
-
-def run_series(run: Run, metric: str, level: str, align: str) -> charts.Series | None:
-    if level == "epoch":
-        frame = run.epoch_metrics()
-        if metric not in frame or align not in frame:
-            return None
-        return charts.Series(tables.run_key(run), frame[align].to_numpy(float), frame[metric].to_numpy(float))
-    arrays = run.arrays("batch")
-    if metric not in arrays or "step" not in arrays:
-        return None
-    x = charts.batch_x(arrays, align, run.progress.steps_per_epoch)
-    return charts.Series(tables.run_key(run), x, arrays[metric], key=f"{run.path}/{metric}")
-
-
-def overlay(run_ids: list[str], metric: str, level: str, align: str, smoothing: float, log_y: bool) -> None:
-    present = {run.id: run for run in state.store().runs()}  # one scan of the root per tick
+def grid_part(run_ids: list[str], grid: Grid, group_by: str) -> None:
+    """Every metric's chart, live: rebuilt only when a run read new records or the choices changed."""
+    present = {run.id: run for run in state.store().runs()}  # one scan of the logdir per tick
     runs = [present[run_id] for run_id in run_ids if run_id in present]
     for run in runs:
         run.refresh()
-    # Rebuilt only when a run read new records or the choices changed: most live ticks reuse the figure.
-    key = (tuple((run.id, run.version) for run in runs), metric, level, align, smoothing, log_y)
+    key = (tuple((run.id, run.version) for run in runs), grid, group_by)
 
-    def build() -> object:
-        series = [s for s in (run_series(run, metric, level, align) for run in runs) if s is not None]
-        return None if not series else charts.metric_figure(
-            series, title=f"{metric} ({level} level)", x_axis=align, smoothing=smoothing, log_y=log_y,
-            markers=level == "epoch", height=420)
+    def build() -> dict[str, go.Figure]:
+        if group_by == NO_GROUPS:
+            return grid_figures(runs, grid)
+        return group_figures(runs, grid, group_by)
 
-    figure = state.session_cached("compare_figure", key, build)
-    if figure is None:
-        st.info(f"None of the selected runs recorded {md_escape(metric)} at {level} level.")
+    figures = state.session_cached("compare_figures", key, build)
+    if not figures:
+        st.info(f"The selected runs recorded no {grid.level}-level metrics.")
         return
-    live_chart(figure, key="compare_overlay", view=f"{metric}|{level}|{align}|{log_y}|{sorted(run_ids)}")
+    names = list(figures)
+    view = f"{grid}|{group_by}|{sorted(run_ids)}"
+    for start in range(0, len(names), 2):
+        for column, name in zip(st.columns(2), names[start : start + 2], strict=False):
+            with column:
+                live_chart(figures[name], key=f"compare_{name}", view=view)
 
 
 def highlight_differing(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
-    differing = set(tables.differing_columns(frame))
-    return frame.style.apply(
-        lambda column: ["background-color: #fff3cd" if column.name in differing else "" for _ in column], axis=0)
+    marks = tables.differing_cells(frame)
+    return frame.style.apply(lambda _: marks.map(lambda differs: "background-color: #fff3cd" if differs else ""),
+                             axis=None)
 
 
 def csv_reader(runs: list[Run], metric: str, level: str) -> Callable[[], bytes]:
@@ -82,25 +75,28 @@ def main() -> None:
     if not chosen:
         st.info("Pick one or more runs above (or select them on the Runs page) to compare them.")
         return
-    controls = st.columns([3, 3, 4, 4, 2])
+    controls = st.columns([2, 2, 3, 3])
     level = controls[0].segmented_control("Level", ["epoch", "batch"], default="epoch", key="compare_level") or "epoch"
-    align = controls[1].segmented_control("Align by", ["step", "epoch"], default="epoch" if level == "epoch" else
+    align = controls[1].segmented_control("x axis", ["step", "epoch"], default="epoch" if level == "epoch" else
                                           "step", key=f"compare_align_{level}") or "step"
-    metrics = level_metrics(chosen, level)
-    if not metrics:
-        st.info(f"The selected runs have no {level}-level metrics.")
-        return
-    if st.session_state.get(f"compare_metric_{level}", metrics[0]) not in metrics:  # e.g. from an old link
-        del st.session_state[f"compare_metric_{level}"]
-    metric = controls[2].selectbox("Metric", metrics, key=f"compare_metric_{level}")
-    smoothing = controls[3].slider("Smoothing (EMA)", 0.0, 0.99, 0.0 if level == "epoch" else 0.6, 0.01,
+    smoothing = controls[2].slider("Smoothing (EMA)", 0.0, 0.99, 0.0 if level == "epoch" else 0.6, 0.01,
                                    key=f"compare_smoothing_{level}")
-    log_y = controls[4].toggle("log y", key="compare_log_y")
-    st.fragment(overlay, run_every=state.live_interval())(picked, metric, level, align, smoothing, log_y)
-    st.download_button(f"Export {metric} ({level} level, every recorded value) as CSV",
-                       data=csv_reader(chosen, metric, level), file_name=f"kerascope-{level}-{metric}.csv",
-                       mime="text/csv", icon=":material/download:", on_click="ignore")
+    group_by = controls[3].selectbox("Group runs by", group_options(chosen), key="compare_group",
+                                     help="Repeated seeds or a sweep: each group's mean as a line and its min-max "
+                                          "range as a band.")
+    st.fragment(grid_part, run_every=state.live_interval())(picked, Grid(level, align, smoothing), group_by)
 
+    metrics = grid_metrics(chosen, level)
+    if metrics:
+        if st.session_state.get(f"compare_metric_{level}", metrics[0]) not in metrics:  # e.g. from an old link
+            del st.session_state[f"compare_metric_{level}"]
+        metric = st.selectbox("Export a metric", metrics, key=f"compare_metric_{level}")
+        column = metric if level == "epoch" or metric == "lr" else fmt.BATCH_VALUE_PREFIX + metric
+        st.download_button(f"Export {md_escape(metric)} ({level} level, every recorded value) as CSV",
+                           data=csv_reader(chosen, column, level), file_name=f"kerascope-{level}-{metric}.csv",
+                           mime="text/csv", icon=":material/download:", on_click="ignore")
+
+    colors = list(run_colors(chosen).values())
     st.subheader("Hyperparameters")
     hparams = tables.hparams_frame(chosen)
     if hparams.empty or not len(hparams.columns):
@@ -109,21 +105,36 @@ def main() -> None:
         only_diff = st.toggle("Only differing values", key="compare_only_diff")
         differing = tables.differing_columns(hparams)
         shown = hparams[differing] if only_diff and differing else hparams
-        st.caption(f"{len(differing)} of {len(hparams.columns)} hparams differ (highlighted).")
+        st.caption(f"{len(differing)} of {len(hparams.columns)} hparams differ; the values that differ from the "
+                   "usual one (the most common, else the first run's) are highlighted.")
         st.dataframe(highlight_differing(shown), width="stretch")
 
-    st.subheader("Final metrics")
+    st.subheader("Final metrics and model size")
     finals = tables.final_metrics_frame(chosen)
-    st.dataframe(finals, width="stretch", column_config={c: st.column_config.NumberColumn(c, format="%.5g")
-                                                         for c in finals.columns})
-
-    if len(chosen) >= 2 and len(hparams.columns):
-        st.subheader("Hyperparameters vs a final metric")
-        final_names = [c for c in finals.columns if c != "epochs"]
-        default = next((final_names.index(m) for m in ("val_loss", "loss") if m in final_names), 0)
-        target = st.selectbox("Final metric", final_names, index=default, key="compare_parallel_metric")
-        frame = hparams.join(finals[[target]])
-        live_chart(charts.parallel_figure(frame, target), key="compare_parallel", view=target)
+    st.dataframe(finals, width="stretch", column_config={c: st.column_config.NumberColumn(c, format="%.4g")
+                                                         for c in finals.columns if c not in ("params", "size")})
+    final_names = [c for c in finals.columns if c not in ("epochs", "params", "size")]
+    if len(chosen) < 2 or not final_names:
+        return
+    left, right = st.columns(2)
+    default = next((final_names.index(m) for m in ("best val_accuracy", "best val_loss", "val_loss")
+                    if m in final_names), 0)
+    target = left.selectbox("Final metric", final_names, index=default, key="compare_final_metric")
+    sized = finals.dropna(subset=["params"]) if "params" in finals else finals.iloc[0:0]
+    with left:
+        if len(sized) >= 2:
+            live_chart(scatter_figure(sized, "params", target, colors, log_x=True), key="compare_size",
+                       view=target)
+    with right:
+        numeric = [c for c in hparams.columns if pd.to_numeric(hparams[c], errors="coerce").notna().all()]
+        if numeric:
+            hparam = st.selectbox("Against hparam", numeric, key="compare_scatter_hparam")
+            frame = finals[[target]].join(pd.to_numeric(hparams[hparam], errors="coerce"))
+            live_chart(scatter_figure(frame, hparam, target, colors), key="compare_hparam", view=f"{target}|{hparam}")
+    if len(hparams.columns):
+        st.subheader("Hyperparameters against a final metric")
+        live_chart(charts.parallel_figure(hparams.join(finals[[target]]), target), key="compare_parallel",
+                   view=target)
 
 
 main()

@@ -38,10 +38,11 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
 
 def column_config(frame: pd.DataFrame) -> dict[str, object]:
     config: dict[str, object] = {
-        "status": st.column_config.TextColumn("status", width="small"),
-        "name": st.column_config.TextColumn("name", width="large"),
+        "status": st.column_config.TextColumn("status", width=110),
+        "name": st.column_config.TextColumn("name", width="medium"),
+        "where": st.column_config.TextColumn("where", width="large"),
         "params": st.column_config.NumberColumn("params", format="localized"),
-        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=100.0, format="%.0f%%"),
         "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
     }
     return config
@@ -84,9 +85,11 @@ def show_table(text: str, statuses: list[str], sort: str) -> None:
                  for name, status, reason in zip(attention["name"], attention["status"], attention["reason"],
                                                  strict=True)]
         st.warning("Runs that need attention:\n" + "\n".join(lines[:10]), icon=":material/warning:")
+    frame = frame.copy()  # the table is cached across ticks: shape the copy for display
     # Metric values as text: 4 significant digits, "NaN"/"Inf" spelled out (a number column shows NaN as "None").
     for column in [c for c in frame.columns if c.endswith("(last)") or c.endswith("(best)")]:
         frame[column] = frame[column].map(number_text)
+    frame["progress"] = frame["progress"] * 100  # whole percents: "17%", never "21.22%"
     counts = frame["status"].value_counts()
     st.caption(f"{len(frame)} of {len(runs)} runs · " + " · ".join(f"{n} {s}" for s, n in counts.items())
                + " · click a run to open it")
