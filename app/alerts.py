@@ -67,6 +67,32 @@ def _divergence(epoch: pd.DataFrame) -> list[Alert]:
     return alerts
 
 
+FLOAT_LIMIT = 1e38  # float32's largest finite value is 3.4e38: statistics at this size mean an overflow
+
+
+def overflowed_rows(frame: pd.DataFrame) -> list[str]:
+    """Rows (layers) whose latest statistics are non-finite or at the float limit: overflowed, not dead (their
+    spread can read 0 because every value is the same -3.4e38)."""
+    if not len(frame) or "row" not in frame:
+        return []
+    latest = frame[frame["step"] == frame["step"].max()]
+    rows = []
+    for _, record in latest.iterrows():
+        values = pd.to_numeric(pd.Series([record.get(k) for k in ("min", "max", "mean", "std")]), errors="coerce")
+        if (~np.isfinite(values.dropna())).any() or (values.abs() >= FLOAT_LIMIT).any():
+            rows.append(str(record["row"]))
+    return rows
+
+
+def dead_share(frame: pd.DataFrame) -> dict[str, float]:
+    """Each activation row's latest share of exact zeros (dead units), for rows where it is at least 50 %."""
+    if not len(frame) or "zero_frac" not in frame:
+        return {}
+    latest = frame[frame["step"] == frame["step"].max()]
+    shares = pd.to_numeric(latest["zero_frac"], errors="coerce")
+    return {str(row): float(share) for row, share in zip(latest["row"], shares, strict=True) if share >= 0.5}
+
+
 def _activation_alerts(activations: pd.DataFrame) -> list[Alert]:
     if not len(activations):
         return []

@@ -305,6 +305,12 @@ def heatmap_figure(frame: pd.DataFrame, *, row: str, value: str, title: str, col
                                   colorscale=colorscale, zmin=0 if zmax is not None else None, zmax=zmax,
                                   colorbar={"title": {"text": value}}, hovertemplate="%{y}<br>step %{x}<br>"
                                   f"{value} %{{z:.4g}}<extra></extra>"))
+    missing = np.argwhere(~np.isfinite(table.to_numpy(dtype=float)))
+    if len(missing):  # a blank cell would read "no data": non-finite values get an explicit mark
+        figure.add_trace(go.Scatter(x=table.columns.to_numpy()[missing[:, 1]], y=[labels[i] for i in missing[:, 0]],
+                                    mode="markers", name="NaN / Inf", marker={"symbol": "x", "size": 9,
+                                                                               "color": "#d62728"},
+                                    hovertemplate="%{y}<br>step %{x}<br>NaN / Inf<extra></extra>"))
     figure.update_layout(title={"text": plain(title), "font": {"size": 15}}, xaxis_title="step",
                          height=max(260, 60 + 28 * len(table.index)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                          yaxis={"autorange": "reversed", "type": "category"})

@@ -239,7 +239,7 @@ def test_model_page_summary_counts_graph_and_layers(root):
     assert at.get("image")  # the plot_model PNG
     layers = at.dataframe[0].value
     assert list(layers["name"]) == ["dense", "dense_1"]
-    assert list(layers["params"]) == [8224, 330]
+    assert list(layers["params"]) == ["8,224", "330"]
 
 
 def test_model_page_shows_trainable_flags_per_phase(root):
@@ -251,8 +251,8 @@ def test_model_page_shows_trainable_flags_per_phase(root):
     writer.close()
     at = open_page(runs_root, "views/model.py", run_id=ids["wide"])
     layers = at.dataframe[0].value.set_index("name")
-    assert list(layers.loc["dense", ["trainable (phase 1)", "trainable (phase 2)"]]) == [True, False]
-    assert list(layers.loc["dense_1", ["trainable (phase 1)", "trainable (phase 2)"]]) == [True, True]
+    assert list(layers.loc["dense", ["trainable (phase 1)", "trainable (phase 2)"]]) == ["yes", "no"]
+    assert list(layers.loc["dense_1", ["trainable (phase 1)", "trainable (phase 2)"]]) == ["yes", "yes"]
 
 
 def test_model_page_draws_the_dot_source_without_a_png(root):

@@ -168,3 +168,26 @@ def test_compare_shows_model_size_against_the_final_metric_on_the_sample_runs():
     assert sorted(finals["params"]) == sorted(float(runs[code].model_info.total_params) for code in ("09", "01"))
     titles = [f["layout"].get("title", {}).get("text", "") for f in chart_figures(at)]
     assert any(title.endswith("against params") for title in titles)
+
+
+def test_overflowed_layers_are_flagged_not_called_dead_on_the_diverged_sample():
+    run = next(run for run in RunStore(SAMPLES).runs() if run.name.startswith("08"))
+    at = open_page(SAMPLES, "views/activations.py", run=run.id)
+    overflow = [e.value for e in at.error if e.value.startswith("Overflow")]
+    assert overflow and "pool1" in overflow[0] and "flatten" in overflow[0]
+    heatmap = next(f for f in chart_figures(at) if f["data"][0]["type"] == "heatmap")
+    marks = [trace for trace in heatmap["data"] if trace.get("name") == "NaN / Inf"]
+    assert not marks or marks[0]["marker"]["symbol"] == "x"
+
+
+def test_the_model_page_shows_the_chosen_phase():
+    run = next(run for run in RunStore(SAMPLES).runs() if run.name.startswith("07"))
+    at = open_page(SAMPLES, "views/model.py", run=run.id)
+    assert [m.value for m in at.metric][:3] == ["6,021", "6,021", "0"]  # the last phase: all unfrozen
+    at.button_group(key="model_phase").set_value(2).run()
+    assert [m.value for m in at.metric][:3] == ["6,021", "1,221", "4,800"]  # the frozen base of phase 2
+    layers = at.dataframe[0].value
+    assert list(layers["name"])[:2] == ["digit_features", "conv1"]  # model order
+    assert layers.set_index("name").loc["conv1", "trainable (phase 2)"] == "no"
+    assert layers.set_index("name").loc["digit_features", "parent"] == "—"  # missing reads one way
+    assert "nan" not in layers.to_string()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from kerascope.app import charts, state, widgets
+from kerascope.app import alerts, charts, state, widgets
+from kerascope.app.formatting import md_escape
 from kerascope.app.live_chart import live_chart
 from kerascope.monitor import Run
 
@@ -24,6 +25,15 @@ def section(frame: pd.DataFrame, kind: str, stats: dict[str, str]) -> None:
     stat = left.selectbox(f"{kind.capitalize()} statistic", list(stats), format_func=stats.get, key=f"{kind}_stat")
     rows = list(dict.fromkeys(frame["row"]))
     row = right.selectbox("Layer" if kind == "activation" else "Weight", rows, key=f"{kind}_row")
+    overflowed = alerts.overflowed_rows(frame)
+    if overflowed:
+        st.error(f"Overflow: {', '.join(md_escape(row) for row in overflowed)} reached non-finite values or the float "
+                 "limit (about 3.4e38) at the latest step. A spread of 0 here means every value is the same huge "
+                 "number, not dead units.", icon=":material/error:")
+    dead = alerts.dead_share(frame) if kind == "activation" else {}
+    if dead:
+        st.warning("Dead units (share of exact zeros at the latest step): " + ", ".join(
+            f"{md_escape(row)} {share:.0%}" for row, share in dead.items()), icon=":material/warning:")
     zmax = 1.0 if stat == "zero_frac" else None
     heatmap = charts.heatmap_figure(frame, row="row", value=stat, zmax=zmax,
                                     title=f"{kind} {stats[stat]} per layer and step")
