@@ -1,0 +1,77 @@
+"""What the shipped sample runs say in a real headless Chromium: a diverged run reads diverged with its step, an
+early-stopped run says so, the LR axis is logarithmic, and a click on an event kind's legend entry hides that kind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from test_browser import CHROMIUM, PATIENCE_MS, REPO, free_port, start_app
+
+from kerascope import RunStore
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (make chromium)")
+SAMPLES = os.path.join(REPO, "sample_runs")
+FIND_CHART = """(title) => [...document.querySelectorAll('.kerascope-chart')]
+    .find(node => node.layout && node.layout.title && node.layout.title.text === title)"""
+
+
+@pytest.fixture(scope="module")
+def page():
+    port = free_port()
+    process = start_app(SAMPLES, port)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.base = f"http://127.0.0.1:{port}"
+        try:
+            yield page
+        finally:
+            browser.close()
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def sample(prefix: str) -> str:
+    return next(run.id for run in RunStore(SAMPLES).runs() if run.name.startswith(prefix))
+
+
+def wait_chart(page, title: str) -> None:
+    page.wait_for_function(f"(title) => {{ const n = ({FIND_CHART})(title); return n && n._fullLayout; }}",
+                           arg=title, timeout=PATIENCE_MS)
+
+
+def test_the_diverged_sample_reads_diverged_with_its_step(page):
+    page.goto(f"{page.base}/run?run={sample('08')}")
+    page.get_by_text("loss became NaN at step 138 (epoch 4)", exact=False).first.wait_for(timeout=PATIENCE_MS)
+    page.get_by_text("diverged", exact=True).first.wait_for(timeout=PATIENCE_MS)
+    page.goto(f"{page.base}/")
+    attention = page.get_by_text("Runs that need attention", exact=False).first
+    attention.wait_for(timeout=PATIENCE_MS)
+    page.get_by_text("08 learning rate too high", exact=True).first.wait_for(timeout=PATIENCE_MS)
+
+
+def test_the_early_stopped_sample_says_so_with_a_log_lr_axis_and_kind_toggles(page):
+    page.goto(f"{page.base}/run?run={sample('06')}")
+    page.get_by_text("stopped early at epoch 31 of 80 (best epoch 27)", exact=False).first.wait_for(
+        timeout=PATIENCE_MS)
+    wait_chart(page, "learning rate per batch")
+    assert page.evaluate(f"(t) => ({FIND_CHART})(t)._fullLayout.yaxis.type", "learning rate per batch") == "log"
+    wait_chart(page, "loss")
+    visible = f"""(title) => Object.fromEntries(({FIND_CHART})(title)._fullData
+        .filter(trace => trace.yaxis === 'y2').map(trace => [trace.name, trace.visible]))"""
+    assert page.evaluate(visible, "loss")["checkpoints"] is True
+    page.evaluate(f"(t) => ({FIND_CHART})(t).scrollIntoView()", "loss")
+    legend = page.evaluate_handle(f"(t) => [...({FIND_CHART})(t).querySelectorAll('.legendtext')]"
+                                  ".find(text => text.textContent === 'checkpoints').closest('.traces').querySelector('.legendtoggle')",
+                                  "loss")
+    legend.as_element().click()
+    page.wait_for_function(f"(t) => ({FIND_CHART})(t)._fullData.find(d => d.name === 'checkpoints').visible "
+                           "=== 'legendonly'", arg="loss", timeout=PATIENCE_MS)
+    assert page.evaluate(visible, "loss")["best epoch"] is True  # the other kinds stay
