@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from kerascope.app import widgets
-from kerascope.app.formatting import md_escape, size_text
+from kerascope.app.formatting import md_escape, number_text, size_text
 from kerascope.monitor import Run
 
 
@@ -18,6 +18,8 @@ def checkpoint_table(run: Run) -> pd.DataFrame:
     frame["size"] = frame["bytes"].map(size_text)
     frame["saved"] = pd.to_datetime(pd.to_numeric(frame["time"], errors="coerce"), unit="s").dt.floor("s")
     frame["best"] = frame["is_best"].map(lambda best: "★ best" if best is True else "")
+    frame["epoch"] = pd.to_numeric(frame["epoch"], errors="coerce") + 1  # as Keras prints it: "Epoch 1/10"
+    frame["value"] = frame["value"].map(number_text)
     return frame[["epoch", "step", "monitor", "value", "best", "size", "saved", "path"]]
 
 
