@@ -1,12 +1,28 @@
-"""The charts a page drew, as AppTest sees them: the data each live chart component was mounted with."""
+"""The dashboard through AppTest: open a page as a link would, and read the charts it drew (the data each live
+chart component was mounted with)."""
 
 from __future__ import annotations
 
 import json
+import os
 
 from streamlit.testing.v1 import AppTest
 
 COMPONENT = "kerascope_live_chart"
+APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app", "streamlit_app.py")
+
+
+def open_link(logdir, page: str, **params: str) -> AppTest:
+    """The app over `logdir` opened at `page` (e.g. "views/run.py") with these URL query parameters."""
+    os.environ["KERASCOPE_LOGDIR"] = os.fspath(logdir)
+    at = AppTest.from_file(APP, default_timeout=60)
+    for name, value in params.items():
+        at.query_params[name] = value
+    if page != "views/runs.py":
+        at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 def chart_specs(at: AppTest) -> list[dict]:

@@ -8,27 +8,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from page_charts import open_link
 from run_factory import make_root
 from streamlit.testing.v1 import AppTest
-
-APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app", "streamlit_app.py")
 
 
 @pytest.fixture
 def root(runs_root):
     return runs_root, {key: os.path.basename(path) for key, path in make_root(runs_root).items()}
-
-
-def open_link(runs_root, page: str, **params: str) -> AppTest:
-    os.environ["KERASCOPE_LOGDIR"] = os.fspath(runs_root)
-    at = AppTest.from_file(APP, default_timeout=60)
-    for name, value in params.items():
-        at.query_params[name] = value
-    if page != "views/runs.py":
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def query(at: AppTest) -> dict[str, str]:

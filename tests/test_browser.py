@@ -6,6 +6,7 @@ way LiveMonitor writes them during training. Screenshots go to test-artifacts/ (
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 from run_factory import make_root
@@ -62,6 +64,35 @@ def start_app(logdir: str, port: int) -> subprocess.Popen:
     return process
 
 
+def stop_app(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+
+@contextlib.contextmanager
+def dashboard_page(logdir: str, width: int = 1400, height: int = 1000) -> Iterator[tuple[object, str]]:
+    """The dashboard served over `logdir` as users start it, and a page of a fresh Chromium: (page, base URL)."""
+    port = free_port()
+    process = start_app(logdir, port)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            try:
+                yield browser.new_page(viewport={"width": width, "height": height}), f"http://127.0.0.1:{port}"
+            finally:
+                browser.close()
+    finally:
+        stop_app(process)
+
+
 def log_epoch(writer: RunWriter, epoch: int, epochs: int, steps: int = 10) -> None:
     """One epoch the way LiveMonitor records it: its batches, the epoch line, the status heartbeat."""
     now = time.time()
@@ -97,18 +128,13 @@ def served(runs_root):
     process = start_app(os.fspath(runs_root), port)
     yield writer, port
     writer.close()
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_app(process)
 
 
 @pytest.fixture
 def browser():
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 

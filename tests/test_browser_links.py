@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 
 import pytest
 from run_factory import make_root
-from test_browser import CHROMIUM, PATIENCE_MS, free_port, start_app
+from test_browser import CHROMIUM, PATIENCE_MS, dashboard_page
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (make chromium)")
@@ -19,21 +18,8 @@ ROW_PX = 35  # Streamlit's dataframe: header and rows are 35 px high
 @pytest.fixture
 def app(runs_root):
     ids = {key: os.path.basename(path) for key, path in make_root(runs_root).items()}
-    port = free_port()
-    process = start_app(os.fspath(runs_root), port)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            yield page, f"http://127.0.0.1:{port}", ids
-        finally:
-            browser.close()
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with dashboard_page(os.fspath(runs_root)) as (page, base):
+        yield page, base, ids
 
 
 def heading(page, text: str) -> None:

@@ -6,11 +6,10 @@ Records are appended with RunWriter while the Run page is open, the way LiveMoni
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 import pytest
-from test_browser import CHROMIUM, PATIENCE_MS, free_port, log_epoch, start_app
+from test_browser import CHROMIUM, PATIENCE_MS, dashboard_page, log_epoch
 
 from kerascope import RunWriter
 
@@ -25,23 +24,12 @@ FIND_CHART = """(title) => [...document.querySelectorAll('.kerascope-chart')]
 def live(runs_root):
     writer = RunWriter(runs_root, name="live charts", flush_interval=0.1)
     log_epoch(writer, 0, epochs=50, steps=STEPS)
-    port = free_port()
-    process = start_app(os.fspath(runs_root), port)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"http://127.0.0.1:{port}/run")
-        try:
+    try:
+        with dashboard_page(os.fspath(runs_root)) as (page, base):
+            page.goto(f"{base}/run")
             yield writer, page
-        finally:
-            browser.close()
-            writer.close()
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    finally:
+        writer.close()
 
 
 def points(page, title: str) -> int:

@@ -4,10 +4,9 @@ early-stopped run says so, the LR axis is logarithmic, and a click on an event k
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
-from test_browser import CHROMIUM, PATIENCE_MS, REPO, free_port, start_app
+from test_browser import CHROMIUM, PATIENCE_MS, REPO, dashboard_page
 
 from kerascope import RunStore
 
@@ -20,22 +19,9 @@ FIND_CHART = """(title) => [...document.querySelectorAll('.kerascope-chart')]
 
 @pytest.fixture(scope="module")
 def page():
-    port = free_port()
-    process = start_app(SAMPLES, port)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.base = f"http://127.0.0.1:{port}"
-        try:
-            yield page
-        finally:
-            browser.close()
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with dashboard_page(SAMPLES, width=1280, height=800) as (page, base):
+        page.base = base
+        yield page
 
 
 def sample(prefix: str) -> str:
@@ -68,9 +54,9 @@ def test_the_early_stopped_sample_says_so_with_a_log_lr_axis_and_kind_toggles(pa
         .filter(trace => trace.yaxis === 'y2').map(trace => [trace.name, trace.visible]))"""
     assert page.evaluate(visible, "loss")["checkpoints"] is True
     page.evaluate(f"(t) => ({FIND_CHART})(t).scrollIntoView()", "loss")
-    legend = page.evaluate_handle(f"(t) => [...({FIND_CHART})(t).querySelectorAll('.legendtext')]"
-                                  ".find(text => text.textContent === 'checkpoints').closest('.traces').querySelector('.legendtoggle')",
-                                  "loss")
+    toggle = """(title) => [...(%s)(title).querySelectorAll('.legendtext')]
+        .find(text => text.textContent === 'checkpoints').closest('.traces').querySelector('.legendtoggle')"""
+    legend = page.evaluate_handle(toggle % FIND_CHART, "loss")
     legend.as_element().click()
     page.wait_for_function(f"(t) => ({FIND_CHART})(t)._fullData.find(d => d.name === 'checkpoints').visible "
                            "=== 'legendonly'", arg="loss", timeout=PATIENCE_MS)

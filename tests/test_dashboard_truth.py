@@ -8,7 +8,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from page_charts import chart_figures
+from page_charts import chart_figures, open_link
 from streamlit.testing.v1 import AppTest
 from train_helpers import data, mlp
 
@@ -16,20 +16,7 @@ from kerascope import LiveMonitor, RunStore
 from kerascope.monitor import format as fmt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP = os.path.join(REPO, "app", "streamlit_app.py")
 SAMPLES = os.path.join(REPO, "sample_runs")
-
-
-def open_page(logdir, page: str, **params: str) -> AppTest:
-    os.environ["KERASCOPE_LOGDIR"] = os.fspath(logdir)
-    at = AppTest.from_file(APP, default_timeout=60)
-    for name, value in params.items():
-        at.query_params[name] = value
-    if page != "views/runs.py":
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def texts(at: AppTest) -> str:
@@ -66,20 +53,20 @@ def test_a_run_whose_loss_became_nan_reads_diverged_with_its_step(trained):
     assert run.status == fmt.DIVERGED
     assert run.divergence.metric == "loss" and run.divergence.epoch == 0
     assert "NaN guard (TerminateOnNaN)" in run.reason and f"step {run.divergence.step}" in run.reason
-    at = open_page(logdir, "views/runs.py")
+    at = open_link(logdir, "views/runs.py")
     table = at.dataframe[0].value.set_index("name")
     assert table.loc["nan run", "status"] == "↯ diverged"
     assert table.loc["nan run", "loss (last)"] == "NaN"  # spelled out, never "None"
     attention = " ".join(w.value for w in at.warning).replace("\\", "")
     assert "nan run" in attention and "became NaN" in attention
-    at = open_page(logdir, "views/run.py", run=ids["nan run"])
+    at = open_link(logdir, "views/run.py", run=ids["nan run"])
     assert "loss became NaN at step" in texts(at)
     assert "diverged at epoch 1 of 5" in texts(at)
 
 
 def test_an_early_stopped_run_says_so_and_marks_its_best_epoch(trained):
     logdir, ids, best = trained
-    at = open_page(logdir, "views/run.py", run=ids["stopped run"], x="epoch")
+    at = open_link(logdir, "views/run.py", run=ids["stopped run"], x="epoch")
     assert f"stopped early at epoch 4 of 20 (best epoch {best + 1})" in texts(at)
     assert not at.get("progress")  # no bar at 20 %: the run ended on purpose
     loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss")
@@ -91,28 +78,28 @@ def test_an_early_stopped_run_says_so_and_marks_its_best_epoch(trained):
 
 def test_notes_tags_and_system_metrics_are_shown(trained):
     logdir, ids, best = trained
-    at = open_page(logdir, "views/run.py", run=ids["stopped run"])
+    at = open_link(logdir, "views/run.py", run=ids["stopped run"])
     assert "patience 1" in texts(at) and "tags: es" in texts(at)
     titles = [f["layout"]["title"]["text"] for f in chart_figures(at)]
     assert "process CPU %" in titles and "memory (MB)" in titles
-    table = open_page(logdir, "views/runs.py").dataframe[0].value.set_index("name")
+    table = open_link(logdir, "views/runs.py").dataframe[0].value.set_index("name")
     assert table.loc["stopped run", "notes"] == "patience 1" and table.loc["stopped run", "tags"] == "es"
     assert table.loc["stopped run", "params"] == 90  # 8*8+8 + 8*2+2
 
 
 def test_the_sample_runs_read_as_they_ran():
     runs = {run.name[:2]: run for run in RunStore(SAMPLES).runs()}
-    at = open_page(SAMPLES, "views/runs.py")
+    at = open_link(SAMPLES, "views/runs.py")
     attention = " ".join(w.value for w in at.warning).replace("\\", "")
     assert "08 learning rate too high" in attention and "diverged" in attention
-    at = open_page(SAMPLES, "views/run.py", run=runs["08"].id)
+    at = open_link(SAMPLES, "views/run.py", run=runs["08"].id)
     assert "loss became NaN at step 138 (epoch 4)" in texts(at)
-    at = open_page(SAMPLES, "views/run.py", run=runs["06"].id)
+    at = open_link(SAMPLES, "views/run.py", run=runs["06"].id)
     assert "stopped early at epoch 31 of 80 (best epoch 27)" in texts(at)
     figures = {f["layout"]["title"]["text"]: f for f in chart_figures(at)}
     assert figures["learning rate per batch"]["layout"]["yaxis"]["type"] == "log"
     assert "best epoch" in overlay(figures["loss"])
-    at = open_page(SAMPLES, "views/run.py", run=runs["07"].id)
+    at = open_link(SAMPLES, "views/run.py", run=runs["07"].id)
     loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss")
     phases = [t for t in overlay(loss)["phases"]["text"] if t]
     assert len(phases) == 3 and all(label.endswith("trainable") for label in phases)
@@ -136,7 +123,7 @@ def test_compare_groups_runs_by_an_hparam_into_mean_and_band(runs_root):
     paths = [make_run(runs_root, f"seed {seed}", hparams={"lr": lr}, seed=seed)
              for seed, lr in ((1, 0.01), (2, 0.01), (3, 0.1))]
     ids = [os.path.basename(path) for path in paths]
-    at = open_page(runs_root, "views/compare.py", runs=",".join(ids), group="hparam: lr")
+    at = open_link(runs_root, "views/compare.py", runs=",".join(ids), group="hparam: lr")
     val_loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"].startswith("val_loss"))
     means = {trace["name"]: trace for trace in val_loss["data"] if trace.get("showlegend") is not False}
     assert set(means) == {"lr=0.01 (2 runs)", "lr=0.1 (1 run)"}
@@ -163,7 +150,7 @@ def test_only_the_cells_that_differ_are_highlighted():
 
 def test_compare_shows_model_size_against_the_final_metric_on_the_sample_runs():
     runs = {run.name[:2]: run for run in RunStore(SAMPLES).runs()}
-    at = open_page(SAMPLES, "views/compare.py", runs=f"{runs['09'].id},{runs['01'].id}")
+    at = open_link(SAMPLES, "views/compare.py", runs=f"{runs['09'].id},{runs['01'].id}")
     finals = at.dataframe[1].value
     assert sorted(finals["params"]) == sorted(float(runs[code].model_info.total_params) for code in ("09", "01"))
     titles = [f["layout"].get("title", {}).get("text", "") for f in chart_figures(at)]
@@ -172,7 +159,7 @@ def test_compare_shows_model_size_against_the_final_metric_on_the_sample_runs():
 
 def test_overflowed_layers_are_flagged_not_called_dead_on_the_diverged_sample():
     run = next(run for run in RunStore(SAMPLES).runs() if run.name.startswith("08"))
-    at = open_page(SAMPLES, "views/activations.py", run=run.id)
+    at = open_link(SAMPLES, "views/activations.py", run=run.id)
     overflow = [e.value for e in at.error if e.value.startswith("Overflow")]
     assert overflow and "pool1" in overflow[0] and "flatten" in overflow[0]
     heatmap = next(f for f in chart_figures(at) if f["data"][0]["type"] == "heatmap")
@@ -182,7 +169,7 @@ def test_overflowed_layers_are_flagged_not_called_dead_on_the_diverged_sample():
 
 def test_the_model_page_shows_the_chosen_phase():
     run = next(run for run in RunStore(SAMPLES).runs() if run.name.startswith("07"))
-    at = open_page(SAMPLES, "views/model.py", run=run.id)
+    at = open_link(SAMPLES, "views/model.py", run=run.id)
     assert [m.value for m in at.metric][:3] == ["6,021", "6,021", "0"]  # the last phase: all unfrozen
     at.button_group(key="model_phase").set_value(2).run()
     assert [m.value for m in at.metric][:3] == ["6,021", "1,221", "4,800"]  # the frozen base of phase 2
