@@ -10,6 +10,7 @@ from typing import Any
 
 import keras
 
+from callbacks._metrics import better_mode
 from monitor import format as fmt
 from monitor.writer import RunWriter
 
@@ -31,7 +32,7 @@ class CheckpointKeeper:
         writer: the run's writer (index.json goes through `write_json`, atomically).
         policy: "best" (best.keras when `monitor` improved), "last" (last.keras every epoch), "all" (one per epoch).
         monitor: the log key compared for "best" and `is_best`.
-        mode: "min" or "max".
+        mode: "min", "max" or "auto" (resolved at the first save from the model's metrics, like ModelCheckpoint).
     """
 
     def __init__(self, writer: RunWriter, policy: str, monitor: str, mode: str) -> None:
@@ -57,6 +58,8 @@ class CheckpointKeeper:
 
     def save(self, model: keras.Model, epoch: int, step: int, logs: dict[str, Any]) -> dict[str, Any] | None:
         """Save if the policy says so; returns the index entry written, or None when nothing was saved."""
+        if self.mode not in ("min", "max"):  # the compiled metrics (and their direction) exist only after a step
+            self.mode = better_mode(self.monitor, self.mode, model.metrics)
         value = fmt.as_float(logs.get(self.monitor))
         is_best = self._improved(value)
         if self.policy == "best" and not is_best:

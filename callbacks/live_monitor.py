@@ -14,7 +14,6 @@ from callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options
 from callbacks._distributed import is_chief
 from callbacks._epoch_extras import EpochExtras
 from callbacks._learning_rate import LearningRateTracker
-from callbacks._metrics import better_mode
 from callbacks._phase_end import PhaseEnd
 from callbacks._reporting import RunReporting
 from callbacks._run_meta import model_info, optimizer_info
@@ -185,8 +184,8 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         self._lr_changed(self._lr.check(), f"fit() call {self._phase} begins")
         if self.checkpoint:
             if self._checkpoints is None:
-                mode = better_mode(self.monitor, self.mode, self._metric_objects)
-                self._checkpoints = CheckpointKeeper(writer, self.checkpoint, self.monitor, mode)
+                # mode="auto" is resolved at the first save: Keras builds the compiled metrics in the first step.
+                self._checkpoints = CheckpointKeeper(writer, self.checkpoint, self.monitor, self.mode)
             self._checkpoints.attach(writer)
         if self.activation_data is None and self.activation_freq:
             self._skip("activations", "no activation statistics: pass LiveMonitor(activation_data=x_val[:256])")

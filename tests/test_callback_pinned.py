@@ -120,21 +120,28 @@ def test_activation_statistics_are_taken_in_inference_mode_and_match_numpy(known
     assert activations["hidden"]["histogram"]["counts"] == counts.tolist()
 
 
-def test_best_checkpoint_of_an_accuracy_keeps_the_highest_accuracy(runs_root):
+@pytest.mark.parametrize("metric, monitored", [("accuracy", "val_accuracy"),
+                                               (keras.metrics.CosineSimilarity(), "val_cosine_similarity")])
+def test_best_checkpoint_of_a_higher_is_better_metric_keeps_its_highest_epoch(runs_root, metric, monitored):
+    # mode="auto": accuracy is known by its name, cosine similarity only by the metric's direction ("up").
     x, y = data()
     x_val, y_val = data(64, seed=1)
-    model = mlp(keras.optimizers.Adam(0.03))
-    monitor = LiveMonitor(str(runs_root), checkpoint="best", monitor="val_accuracy", weight_freq=0, system_freq=0)
-    model.fit(x, y, validation_data=(x_val, y_val), epochs=5, batch_size=BATCH, verbose=0, callbacks=[monitor])
-    accuracies = [e["val_accuracy"] for e in records(monitor.run_dir, "epoch.jsonl")]
-    assert max(accuracies) > min(accuracies)  # the data makes the choice matter
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.Adam(0.03), "categorical_crossentropy", metrics=[metric])
+    monitor = LiveMonitor(str(runs_root), checkpoint="best", monitor=monitored, weight_freq=0, system_freq=0)
+    model.fit(x, np.eye(2)[y], validation_data=(x_val, np.eye(2)[y_val]), epochs=5, batch_size=BATCH, verbose=0,
+              callbacks=[monitor])
+    values = [e[monitored] for e in records(monitor.run_dir, "epoch.jsonl")]
+    assert max(values) > min(values)  # the data makes the choice matter
     index = read_json(monitor.run_dir, "checkpoints/index.json")
-    best = int(np.argmax(accuracies))  # the first epoch that reached the highest accuracy
+    best = int(np.argmax(values))  # the first epoch that reached the highest value
     assert [(e["path"], e["epoch"], e["is_best"]) for e in index] == [("checkpoints/best.keras", best, True)]
-    assert index[0]["value"] == pytest.approx(max(accuracies))
+    assert index[0]["value"] == pytest.approx(max(values))
     saved = [e["data"]["value"] for e in events(monitor.run_dir, "checkpoint")]
-    assert saved == sorted(set(saved)) and saved[0] == pytest.approx(accuracies[0])
-    assert open_run(monitor.run_dir).checkpoints()["value"].tolist() == pytest.approx([max(accuracies)])
+    assert saved == sorted(set(saved)) and saved[0] == pytest.approx(values[0])
+    assert open_run(monitor.run_dir).checkpoints()["value"].tolist() == pytest.approx([max(values)])
 
 
 class HoldCheckpoints(keras.callbacks.Callback):
