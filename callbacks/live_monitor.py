@@ -178,7 +178,11 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
         self._metric_objects = list(model.metrics)
         self._batches.begin_phase(self._metric_objects)
         writer.update_status(
-            phase=self._phase, step=self._step, epochs=params.get("epochs"), steps_per_epoch=params.get("steps")
+            phase=self._phase,
+            epoch=self._epoch,
+            step=self._step,
+            epochs=params.get("epochs"),
+            steps_per_epoch=params.get("steps"),
         )
         self._event("train_begin", f"fit() call {self._phase} began", phase=self._phase)
         self._lr_changed(self._lr.check(), f"fit() call {self._phase} begins")
@@ -218,6 +222,9 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
 
     def _epoch_begin(self, epoch: int) -> None:
         self._epoch = epoch
+        # The epoch in progress, as the dashboard's progress and ETA read it (an existing key: safe while the writer
+        # thread serializes the dict).
+        self._writer.status["epoch"] = epoch
         self._epoch_start_step = self._step
         self._lr_pending = True
         self._order.reset()

@@ -179,16 +179,20 @@ def test_a_checkpoint_someone_has_open_is_never_rewritten_in_place(runs_root):
 
 
 class WaitForHeartbeat(keras.callbacks.Callback):
-    """In the middle of the first epoch, waits (up to a generous limit) for status.json's heartbeat to move."""
+    """In the middle of the second epoch, waits (up to a generous limit) for status.json's heartbeat to move."""
 
     def __init__(self, monitor: LiveMonitor, patience_s: float = 30.0) -> None:
         super().__init__()
         self.monitor, self.patience_s = monitor, patience_s
+        self.epoch = 0
         self.before: dict | None = None
         self.after: dict | None = None
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
     def on_train_batch_end(self, batch, logs=None):
-        if batch != 1 or self.before is not None:
+        if (self.epoch, batch) != (1, 1):
             return
         self.before = read_json(self.monitor.run_dir, "status.json")
         deadline = time.monotonic() + self.patience_s
@@ -199,14 +203,17 @@ class WaitForHeartbeat(keras.callbacks.Callback):
                 return
 
 
-def test_the_heartbeat_advances_during_a_long_epoch(runs_root):
+def test_the_heartbeat_advances_during_a_long_epoch_and_says_where_training_is(runs_root):
     x, y = data()
     monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0, flush_interval=0.1)
     waiter = WaitForHeartbeat(monitor)
-    mlp().fit(x, y, epochs=1, batch_size=BATCH, verbose=0, callbacks=[monitor, waiter])
+    mlp().fit(x, y, epochs=3, batch_size=BATCH, verbose=0, callbacks=[monitor, waiter])
     # Nothing but the writer's background loop writes status.json inside an epoch.
     assert waiter.after["heartbeat"] > waiter.before["heartbeat"]
-    assert waiter.after["status"] == "running" and waiter.after["step"] == 2
+    # The epoch in progress (the second) and the batches done in the run (4 + 2): what the dashboard's progress and
+    # ETA are computed from.
+    assert (waiter.after["status"], waiter.after["epoch"], waiter.after["step"]) == ("running", 1, 6)
+    assert (waiter.after["epochs"], waiter.after["steps_per_epoch"]) == (3, 4)
 
 
 class CountFlushedBatches(keras.callbacks.Callback):
