@@ -18,7 +18,8 @@ from monitor import RunStore
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
-pytestmark = pytest.mark.skipif(BACKEND not in ("jax", "torch"), reason="runs under jax (make test-distributed, part of make test) and torch (make test-backends)")
+pytestmark = pytest.mark.skipif(BACKEND not in ("jax", "torch"),
+                                reason="jax and torch only: make test-distributed, make test-backends")
 
 WORKER = """
 import os, sys
