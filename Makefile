@@ -42,6 +42,11 @@ test-backends: setup
 	KERAS_BACKEND=jax $(PYTHON) -m pytest -q tests/test_callback_*.py
 	KERAS_BACKEND=torch $(PYTHON) -m pytest -q tests/test_callback_*.py
 
+# Mutation testing of callbacks/, monitor/ and the Streamlit-free app modules (tests/mutation.py says which files and
+# tests): about 30 minutes; writes the scores into docs/testing.md. Not part of `make test`.
+mutation: setup
+	$(PYTHON) tests/mutation.py
+
 samples: setup
 	$(PYTHON) -m sample_runs.generate
 
