@@ -124,12 +124,26 @@ def statuses(group: str) -> dict[str, dict[str, str]]:
     return found
 
 
-def diff(group: str, name: str) -> str:
-    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=os.path.join(WORK, group),
-                           capture_output=True, text=True, timeout=120)
-    lines = [line for line in shown.stdout.splitlines() if line.startswith(("+", "-")) and
-             not line.startswith(("+++", "---"))]
-    return "\n".join(lines)
+def diffs(group: str, names: list[tuple[str, str]]) -> dict[str, str]:
+    """The changed lines of each mutant (mutant name, file), read in-process from mutmut's index."""
+    from mutmut.configuration import reset_config
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    found, cwd = {}, os.getcwd()
+    os.chdir(os.path.join(WORK, group))  # mutmut reads its config and mutants/ from the current directory
+    reset_config()
+    try:
+        for name, path in names:
+            try:
+                text = get_diff_for_mutant(name, path=path)
+            except Exception as exc:  # a mutant the index lost: say so rather than stop the report
+                text = f"(no diff: {exc!r})"
+            found[name] = "\n".join(line for line in text.splitlines()
+                                    if line.startswith(("+", "-")) and not line.startswith(("+++", "---")))
+    finally:
+        os.chdir(cwd)
+        reset_config()
+    return found
 
 
 def report() -> None:
@@ -149,9 +163,10 @@ def report() -> None:
             score = f"{100 * killed / checked:.1f} %" if checked else "—"
             rows.append(f"| `{path}` | {checked} | {killed} | {counts.get('survived', 0)} | "
                         f"{counts.get('no tests', 0)} | {counts.get('not checked', 0)} | {score} |")
-            for name, status in sorted(found.items()):
-                if status in ("survived", "no tests", "suspicious"):
-                    survivors.append((path, name, status, diff(group, name)))
+            alive = [(name, status) for name, status in sorted(found.items())
+                     if status in ("survived", "no tests", "suspicious")]
+            changes = diffs(group, [(name, path) for name, _ in alive])
+            survivors.extend((path, name, status, changes[name]) for name, status in alive)
         if info:
             rows.append(f"| *{group}: {info['seconds']} s on {info['time']}"
                         f"{', stopped at its time limit' if info['timed_out'] else ''}* | | | | | | |")
@@ -178,10 +193,13 @@ def report() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("groups", nargs="*", choices=sorted(GROUPS), help="groups to run (default: all)")
+    parser.add_argument("groups", nargs="*", help=f"groups to run: {', '.join(GROUPS)} (default: all)")
     parser.add_argument("--report", action="store_true", help="only rewrite docs/testing.md from the last runs")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants tested in parallel")
     args = parser.parse_args()
+    unknown = set(args.groups) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
     if not args.report:
         for group in args.groups or GROUPS:
             run_group(group, args.children)
