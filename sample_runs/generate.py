@@ -165,6 +165,8 @@ class InterruptAt(keras.callbacks.Callback):
 
 
 def interrupted(root: str) -> None:
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # started as a background job: let the Ctrl-C land
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     model = compile_for_classification(small_cnn(), keras.optimizers.Adam(1e-3))
     try:
         fit(model, monitor(root, "10 interrupted with Ctrl-C", {"lr": 1e-3, "batch_norm": False,

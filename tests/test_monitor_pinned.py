@@ -82,3 +82,14 @@ def test_a_sibling_directory_sharing_the_roots_prefix_stays_outside(tmp_path):
         run.file_path("model/summary.txt")
     assert run.file_path("model/old-summary.txt").endswith("old-summary.txt")
     assert store.run(os.path.basename(kept)).model_summary().startswith('Model: "mlp"')
+
+
+def test_a_long_backlog_read_at_once_keeps_every_row(runs_root):
+    # More rows in one read than the table's first allocation (and than twice it): a run opened late.
+    writer = RunWriter(runs_root, "backlog", flush_interval=3600.0)
+    for step in range(1, 3001):
+        writer.log("batch", {"step": step, "epoch": 0, "batch": step - 1, "time": float(step), "loss": 1.0 / step})
+    writer.close()
+    frame = RunStore(runs_root).run(writer.run_id).batch_metrics()
+    assert frame["step"].tolist() == list(range(1, 3001))
+    assert frame["loss"].tolist() == [1.0 / step for step in range(1, 3001)]
