@@ -1,1 +1,1 @@
-"""Kerascope's dashboard: a Streamlit app over a runs directory (`python -m app --logdir runs`)."""
+"""Kerascope's dashboard: a Streamlit app over a runs directory (`python -m kerascope --logdir runs`)."""

@@ -1,6 +1,6 @@
-"""`python -m app --logdir runs`: serve the dashboard."""
+"""`python -m kerascope --logdir runs`: serve the dashboard."""
 
-from app.cli import main
+from kerascope.app.cli import main
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from monitor.reader import Run
+from kerascope.monitor.reader import Run
 
 DEAD_ZERO_FRAC = 0.99  # a ReLU layer whose outputs are (almost) all exactly zero has stopped learning
 EXPLODING_STD = 1e3  # activation spread far beyond what initializations produce

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from tsdownsample import MinMaxLTTBDownsampler
 
-from app.smoothing import EmaCache, ema
+from kerascope.app.smoothing import EmaCache, ema
 
 MAX_POINTS = 2000  # per trace: what the browser receives, whatever the run's length
 # WebGL pays off only for long traces; short ones stay SVG, which redraws faster on a remount and does not use up

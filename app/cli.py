@@ -1,4 +1,4 @@
-"""Command line: `python -m app --logdir DIR [--port N] [--host H] [--poll]` (also installed as `kerascope`)."""
+"""Command line: `python -m kerascope --logdir DIR [--port N] [--host H] [--poll]` (also installed as `kerascope`)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
 
     Example:
     ```python
-    from app.cli import main
+    from kerascope.app.cli import main
     main(["--logdir", "runs", "--port", "8502"])  # serves http://127.0.0.1:8502 until interrupted
     ```
     """

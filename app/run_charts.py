@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from app import charts, tables
-from monitor.reader import Run
+from kerascope.app import charts, tables
+from kerascope.monitor.reader import Run
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import os
 
 import streamlit as st
 
-from app.cli import LOGDIR_ENV, POLL_ENV
-from monitor import RunStore, RunWatcher
-from monitor.reader import Run
+from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
+from kerascope.monitor import RunStore, RunWatcher
+from kerascope.monitor.reader import Run
 
 LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a few ms (docs/benchmarks.md)
 RUN_KEY = "run_id"  # the run the single-run pages show

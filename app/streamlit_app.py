@@ -1,4 +1,4 @@
-"""The dashboard's entry point (`streamlit run app/streamlit_app.py`, started by `python -m app`)."""
+"""The dashboard's entry point (`streamlit run app/streamlit_app.py`, started by `python -m kerascope`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import state, widgets  # noqa: E402
+from kerascope.app import state, widgets  # noqa: E402
 
 st.set_page_config(page_title="Kerascope", page_icon=":material/monitoring:", layout="wide")
 # Not "pages/": Streamlit treats a pages/ folder next to the entry script as the legacy multipage layout, which

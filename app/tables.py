@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from app import widgets
-from monitor.reader import Run
+from kerascope.app import widgets
+from kerascope.monitor.reader import Run
 
 NOT_METRICS = {"epoch", "step", "time", "phase", "batch", "lr", "learning_rate"}
 LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "hinge", "crossentropy", "divergence")

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app import state
-from monitor import format as fmt
-from monitor.reader import Run
+from kerascope.app import state
+from kerascope.monitor import format as fmt
+from kerascope.monitor.reader import Run
 
 STATUS_STYLE = {  # status -> (badge colour, icon, words)
     fmt.RUNNING: ("blue", "▶", "running"),
@@ -157,7 +157,7 @@ def live_toggle() -> None:
 def no_runs_message() -> None:
     st.info(f"No runs under `{md_escape(state.logdir())}` yet. Start a training with "
             "`LiveMonitor(\"" + md_escape(state.logdir()) + "\")` in its callbacks, or point the dashboard at "
-            "another directory with `python -m app --logdir DIR`; new runs appear here on their own.")
+            "another directory with `python -m kerascope --logdir DIR`; new runs appear here on their own.")
 
 
 def run_header(run: Run) -> None:

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from callbacks import LiveMonitor  # noqa: E402
+from kerascope import LiveMonitor  # noqa: E402
 
 SAMPLES, BATCH = 20_000, 64
 

@@ -32,9 +32,9 @@ sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 from run_factory import make_run  # noqa: E402
 
-from app import tables  # noqa: E402
-from app.run_charts import ChartOptions, batch_figures, epoch_figures  # noqa: E402
-from monitor import RunStore, RunWriter  # noqa: E402
+from kerascope import RunStore, RunWriter  # noqa: E402
+from kerascope.app import tables  # noqa: E402
+from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SECTION = "## Dashboard"
@@ -143,7 +143,7 @@ def bench_browser(root: str, trials: int) -> dict[str, float]:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         start = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "app", "--logdir", root, "--port", str(port)], cwd=REPO,
+        process = subprocess.Popen([sys.executable, "-m", "kerascope", "--logdir", root, "--port", str(port)], cwd=REPO,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_health(port, process)

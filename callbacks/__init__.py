@@ -1,5 +1,5 @@
 """The training side of Kerascope: `LiveMonitor`, a Keras 3 callback that writes a run directory."""
 
-from callbacks.live_monitor import LiveMonitor
+from kerascope.callbacks.live_monitor import LiveMonitor
 
 __all__ = ["LiveMonitor"]

@@ -6,7 +6,7 @@ import time
 from collections import deque
 from typing import Any
 
-from callbacks._metrics import mean_metric_keys
+from kerascope.callbacks._metrics import mean_metric_keys
 
 
 def batch_interval(update_freq: str | int) -> int:

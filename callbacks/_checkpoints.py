@@ -10,9 +10,9 @@ from typing import Any
 
 import keras
 
-from callbacks._metrics import better_mode
-from monitor import format as fmt
-from monitor.writer import RunWriter
+from kerascope.callbacks._metrics import better_mode
+from kerascope.monitor import format as fmt
+from kerascope.monitor.writer import RunWriter
 
 POLICIES = ("best", "last", "all")
 

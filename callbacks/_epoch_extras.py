@@ -6,9 +6,9 @@ from typing import Any
 
 import keras
 
-from callbacks._checkpoints import CheckpointKeeper
-from callbacks._statistics import ActivationProbe, weight_records
-from monitor.writer import RunWriter
+from kerascope.callbacks._checkpoints import CheckpointKeeper
+from kerascope.callbacks._statistics import ActivationProbe, weight_records
+from kerascope.monitor.writer import RunWriter
 
 
 class EpochExtras:

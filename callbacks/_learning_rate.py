@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras.optimizers.schedules import LearningRateSchedule
 
-from monitor.format import as_float
+from kerascope.monitor.format import as_float
 
 # At most this many steps are evaluated ahead in one call (an unsized dataset has no known epoch length).
 _CHUNK = 4096

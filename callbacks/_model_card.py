@@ -13,9 +13,9 @@ from typing import Any
 
 import keras
 
-from callbacks._statistics import nested_layers
-from monitor import format as fmt
-from monitor.writer import RunWriter
+from kerascope.callbacks._statistics import nested_layers
+from kerascope.monitor import format as fmt
+from kerascope.monitor.writer import RunWriter
 
 SUMMARY_WIDTH = 120
 _columns_lock = threading.Lock()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from callbacks import _lifecycle as lifecycle
-from callbacks._system import SystemSampler
-from monitor import format as fmt
-from monitor.writer import RunWriter
+from kerascope.callbacks import _lifecycle as lifecycle
+from kerascope.callbacks._system import SystemSampler
+from kerascope.monitor import format as fmt
+from kerascope.monitor.writer import RunWriter
 
 
 class PhaseEnd:

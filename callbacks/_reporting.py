@@ -8,8 +8,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from callbacks._lifecycle import describe
-from monitor.writer import RunWriter
+from kerascope.callbacks._lifecycle import describe
+from kerascope.monitor.writer import RunWriter
 
 MAX_WARNING_EVENTS = 20
 

@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from monitor.format import to_jsonable
+from kerascope.monitor.format import to_jsonable
 
 
 def environment() -> dict[str, Any]:

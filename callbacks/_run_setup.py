@@ -8,11 +8,11 @@ from typing import Any
 
 import keras
 
-from callbacks import _lifecycle as lifecycle
-from callbacks import _model_card as card
-from callbacks._run_meta import environment, monitor_options, parameter_counts
-from monitor import format as fmt
-from monitor.writer import RunWriter
+from kerascope.callbacks import _lifecycle as lifecycle
+from kerascope.callbacks import _model_card as card
+from kerascope.callbacks._run_meta import environment, monitor_options, parameter_counts
+from kerascope.monitor import format as fmt
+from kerascope.monitor.writer import RunWriter
 
 
 class RunSetup:

@@ -8,20 +8,20 @@ from typing import Any
 
 import keras
 
-from callbacks import _lifecycle as lifecycle
-from callbacks._batches import BatchOrder, BatchRecords, batch_interval
-from callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options
-from callbacks._distributed import is_chief
-from callbacks._epoch_extras import EpochExtras
-from callbacks._learning_rate import LearningRateTracker
-from callbacks._phase_end import PhaseEnd
-from callbacks._reporting import RunReporting
-from callbacks._run_meta import model_info, optimizer_info
-from callbacks._run_setup import RunSetup
-from callbacks._statistics import ActivationProbe
-from callbacks._system import SystemSampler
-from monitor import format as fmt
-from monitor.writer import RunWriter
+from kerascope.callbacks import _lifecycle as lifecycle
+from kerascope.callbacks._batches import BatchOrder, BatchRecords, batch_interval
+from kerascope.callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options
+from kerascope.callbacks._distributed import is_chief
+from kerascope.callbacks._epoch_extras import EpochExtras
+from kerascope.callbacks._learning_rate import LearningRateTracker
+from kerascope.callbacks._phase_end import PhaseEnd
+from kerascope.callbacks._reporting import RunReporting
+from kerascope.callbacks._run_meta import model_info, optimizer_info
+from kerascope.callbacks._run_setup import RunSetup
+from kerascope.callbacks._statistics import ActivationProbe
+from kerascope.callbacks._system import SystemSampler
+from kerascope.monitor import format as fmt
+from kerascope.monitor.writer import RunWriter
 
 
 class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks.Callback):
@@ -61,13 +61,13 @@ class LiveMonitor(RunSetup, PhaseEnd, EpochExtras, RunReporting, keras.callbacks
     Example:
 
     ```python
-    from callbacks import LiveMonitor
+    from kerascope import LiveMonitor
 
     monitor = LiveMonitor("runs", name="baseline", hparams={"dropout": 0.2}, activation_data=x_val[:256],
                           checkpoint="best")
     model.fit(x, y, validation_data=(x_val, y_val), epochs=10, callbacks=[monitor])
     print(monitor.run_dir)
-    # then: python -m app --logdir runs
+    # then: python -m kerascope --logdir runs
     ```
     """
 

@@ -7,14 +7,14 @@ RunWriter) does not pay for pandas and watchdog.
 from importlib import import_module
 from typing import Any
 
-from monitor.format import FORMAT_VERSION
+from kerascope.monitor.format import FORMAT_VERSION
 
 _LAZY = {
-    "Run": "monitor.reader",
-    "RunFormatError": "monitor.run_files",
-    "RunStore": "monitor.store",
-    "RunWatcher": "monitor.watcher",
-    "RunWriter": "monitor.writer",
+    "Run": "kerascope.monitor.reader",
+    "RunFormatError": "kerascope.monitor.run_files",
+    "RunStore": "kerascope.monitor.store",
+    "RunWatcher": "kerascope.monitor.watcher",
+    "RunWriter": "kerascope.monitor.writer",
 }
 
 __all__ = ["FORMAT_VERSION", *_LAZY]

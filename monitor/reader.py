@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor import format as fmt
-from monitor.run_files import RunFiles, RunFormatError, frame_of
-from monitor.table import NumericTable
-from monitor.tail import JsonlTail, parse_numeric_columns, parse_records
+from kerascope.monitor import format as fmt
+from kerascope.monitor.run_files import RunFiles, RunFormatError, frame_of
+from kerascope.monitor.table import NumericTable
+from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records
 
 REFRESH_SLICE_BYTES = 32 * 1024 * 1024
 NUMERIC_STREAMS = ("batch", "epoch", "system")

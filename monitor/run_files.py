@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from monitor import format as fmt
-from monitor.format import inside
+from kerascope.monitor import format as fmt
+from kerascope.monitor.format import inside
 
 MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
 MAX_TEXT_FILE_BYTES = 4 * 1024 * 1024

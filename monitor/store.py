@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import threading
 
-from monitor import format as fmt
-from monitor.format import inside
-from monitor.reader import Run
+from kerascope.monitor import format as fmt
+from kerascope.monitor.format import inside
+from kerascope.monitor.reader import Run
 
 
 class RunStore:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.format import inside
+from kerascope.monitor.format import inside
 
 # A single line longer than this is not a record any writer of ours produces: it is dropped, not buffered forever.
 MAX_LINE_BYTES = 4 * 1024 * 1024

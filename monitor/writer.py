@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from monitor import format as fmt
+from kerascope.monitor import format as fmt
 
 
 class RunWriter:

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from callbacks import LiveMonitor  # noqa: E402
+from kerascope import LiveMonitor  # noqa: E402
 from sample_runs.digits import compile_for_classification, digits_split, small_cnn  # noqa: E402
 
 LEARNING_RATES = (3e-3, 1e-3, 3e-4)
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args(argv)
     os.makedirs(args.root, exist_ok=True)
-    dashboard = subprocess.Popen([sys.executable, "-m", "app", "--logdir", args.root, "--port", str(args.port)])
+    dashboard = subprocess.Popen([sys.executable, "-m", "kerascope", "--logdir", args.root, "--port", str(args.port)])
     print(f"Kerascope demo: open http://127.0.0.1:{args.port} — training into {args.root}/ (Ctrl-C to stop)", flush=True)
     x_train, y_train, x_val, y_val = digits_split()
     try:

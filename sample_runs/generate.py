@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from callbacks import LiveMonitor  # noqa: E402
+from kerascope import LiveMonitor  # noqa: E402
 from sample_runs.digits import compile_for_classification, digits_split, feature_base, small_cnn, with_head  # noqa: E402
 
 EPOCHS = 20

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from train_helpers import BATCH, data, mlp
 
-from callbacks import LiveMonitor
+from kerascope import LiveMonitor
 
 SAMPLES = 256  # 8 steps per epoch at batch 32
 
@@ -238,7 +238,7 @@ def train(job: dict[str, Any]) -> None:
 
 def write(job: dict[str, Any]) -> None:
     """RunWriter by hand at a high rate, with records from a few bytes to 30 kB so appends straddle reads."""
-    from monitor import RunWriter
+    from kerascope import RunWriter
 
     rng = np.random.default_rng(abs(hash(job["id"])) % 2**32)
     writer = RunWriter(job["root"], name=job["id"], flush_interval=0.005)

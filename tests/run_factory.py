@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from monitor import RunWriter
-from monitor import format as fmt
+from kerascope import RunWriter
+from kerascope.monitor import format as fmt
 
 LAYERS = (("dense", "Dense", [None, 32], 8224), ("dense_1", "Dense", [None, 10], 330))
 SUMMARY = """Model: "mlp"

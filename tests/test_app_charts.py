@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from run_factory import make_run
 
-from app import alerts, charts, smoothing, tables
-from monitor import RunStore
+from kerascope import RunStore
+from kerascope.app import alerts, charts, smoothing, tables
 
 
 def test_downsample_bounds_points_and_keeps_extremes():

@@ -1,4 +1,4 @@
-"""`python -m app`: the Streamlit command line it builds (binding, port, watcher) and the environment it passes."""
+"""`python -m kerascope`: the Streamlit command line it builds (binding, port, watcher) and the environment it passes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from app import cli
+from kerascope.app import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,8 +15,8 @@ import pytest
 from run_factory import make_root, make_run
 from streamlit.testing.v1 import AppTest
 
-from monitor import RunStore, RunWriter
-from monitor import format as fmt
+from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app", "streamlit_app.py")
 SAMPLE_ROOT = os.path.join(os.path.dirname(APP), "..", "sample_runs")

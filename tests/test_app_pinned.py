@@ -18,8 +18,8 @@ from markdown_it import MarkdownIt
 from run_factory import make_run
 from streamlit.testing.v1 import AppTest
 
-from app import tables  # the CSV export behind the Compare page's download button (Streamlit-free)
-from monitor import RunStore, RunWriter
+from kerascope import RunStore, RunWriter
+from kerascope.app import tables  # the CSV export behind the Compare page's download button (Streamlit-free)
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app", "streamlit_app.py")
 # Markdown, Streamlit directives (:red[...], :emoji:, $math$) and HTML, all in text a user wrote.

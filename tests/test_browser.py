@@ -1,6 +1,6 @@
 """The dashboard in a real headless Chromium: live updates without reloading, and every page renders.
 
-The app runs as users start it (`python -m app --logdir ... --port ...`); records are appended with RunWriter, the
+The app runs as users start it (`python -m kerascope --logdir ... --port ...`); records are appended with RunWriter, the
 way LiveMonitor writes them during training. Screenshots go to test-artifacts/ (not committed).
 """
 
@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 from run_factory import make_root
 
-from monitor import RunStore, RunWriter
+from kerascope import RunStore, RunWriter
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -56,7 +56,7 @@ def wait_healthy(port: int, process: subprocess.Popen, patience_s: float = 60.0)
 
 
 def start_app(logdir: str, port: int) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "app", "--logdir", logdir, "--port", str(port)], cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-m", "kerascope", "--logdir", logdir, "--port", str(port)], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_healthy(port, process)
     return process

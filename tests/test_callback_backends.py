@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from train_helpers import BATCH, LearningRateRecorder, data, events, mlp, open_run, read_json, records
 
-from callbacks import LiveMonitor
+from kerascope import LiveMonitor
 
 
 def test_schedule_two_fit_calls_statistics_and_checkpoint(runs_root):

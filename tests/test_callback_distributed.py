@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from monitor import RunStore
+from kerascope import RunStore
 
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -31,7 +31,7 @@ else:
     import jax
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=rank)
 from train_helpers import BATCH, data, mlp
-from callbacks import LiveMonitor
+from kerascope import LiveMonitor
 x, y = data()
 monitor = LiveMonitor(root, name=f"rank {rank}", system_freq=0)
 mlp().fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from train_helpers import BATCH, data, events, mlp, open_run, read_json, records
 
-from callbacks import LiveMonitor
+from kerascope import LiveMonitor
 
 
 def test_early_stopping_is_an_event(runs_root):

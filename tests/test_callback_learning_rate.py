@@ -10,7 +10,7 @@ import keras
 import pytest
 from train_helpers import BATCH, LearningRateRecorder, data, events, mlp, records
 
-from callbacks import LiveMonitor
+from kerascope import LiveMonitor
 
 EPOCHS = 4
 STEPS = EPOCHS * 4

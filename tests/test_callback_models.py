@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from train_helpers import BATCH, FEATURES, data, events, open_run, read_json, records
 
-from callbacks import LiveMonitor
-from monitor import RunStore
+from kerascope import LiveMonitor, RunStore
 
 
 def test_functional_model_with_two_inputs(runs_root):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from train_helpers import BATCH, data, events, mlp, open_run, read_json, records
 
-from callbacks import LiveMonitor
+from kerascope import LiveMonitor
 
 BN_EPSILON = 1e-3
 KERNEL = np.array([[1.0, 0.0, -1.0], [0.5, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")

@@ -13,7 +13,7 @@ import time
 import pytest
 from train_helpers import open_run, records
 
-from monitor import RunStore
+from kerascope import RunStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,7 +21,7 @@ CHILD = """
 import sys
 import keras
 from train_helpers import BATCH, data, mlp
-from callbacks import LiveMonitor
+from kerascope import LiveMonitor
 
 mode, root = sys.argv[1], sys.argv[2]
 

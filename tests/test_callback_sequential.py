@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from train_helpers import BATCH, data, events, mlp, open_run, read_json, records
 
-from callbacks import LiveMonitor
+from kerascope import LiveMonitor
 
 
 @pytest.fixture(scope="module")

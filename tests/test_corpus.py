@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor import RunStore, RunWriter
-from monitor import format as fmt
+from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(REPO, "tests", "corpus", "runs")
@@ -180,7 +180,7 @@ def test_other_runs_are_unaffected_by_their_malformed_neighbours(tmp_path):
 BIG_STREAM = r"""
 import json, os, resource, sys
 run_dir = sys.argv[1]
-from monitor import RunStore
+from kerascope import RunStore
 import pandas, pyarrow.json  # imported before the baseline is taken
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 run = RunStore(os.path.dirname(run_dir)).run(os.path.basename(run_dir))
@@ -274,8 +274,8 @@ def test_files_and_runs_that_vanish_while_read_never_raise(runs_root):
 
 UNPRIVILEGED_READ = r"""
 import json, os, sys
-from monitor import RunStore
-import monitor.reader, pandas, pyarrow.json  # the interpreter lives under /root: import before dropping privileges
+from kerascope import RunStore
+import kerascope.monitor.reader, pandas, pyarrow.json  # the interpreter lives under /root: import before dropping privileges
 os.setgid(65534)
 os.setuid(65534)
 out = {}

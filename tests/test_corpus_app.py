@@ -16,7 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_corpus import CORPUS, EXPECTED
 
-from monitor import RunStore
+from kerascope import RunStore
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app", "streamlit_app.py")
 RUN_PAGES = ("views/run.py", "views/activations.py", "views/model.py", "views/checkpoints.py")

@@ -12,8 +12,8 @@ import time
 import pytest
 from run_factory import make_run
 
-from monitor import RunStore, RunWriter
-from monitor.format import inside  # the confinement check itself: every reader path goes through it
+from kerascope import RunStore, RunWriter
+from kerascope.monitor.format import inside  # the confinement check itself: every reader path goes through it
 
 
 def age_heartbeat(run_dir: str, age_s: float) -> None:

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from monitor import RunStore, RunWriter
-from monitor import format as fmt
+from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from monitor import tail as tail_module
-from monitor.table import NumericTable
-from monitor.tail import JsonlTail, parse_numeric_columns, parse_records, records_to_columns
+from kerascope.monitor import tail as tail_module
+from kerascope.monitor.table import NumericTable
+from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records, records_to_columns
 
 
 def append(path, data: bytes) -> None:

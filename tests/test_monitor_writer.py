@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from monitor import RunStore, RunWriter
-from monitor import format as fmt
+from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -207,7 +207,7 @@ def test_resume_after_a_torn_line_starts_with_a_line_break(runs_root):
 
 PARTIAL_WRITE = r"""
 import json, os, resource, signal, sys
-from monitor import RunWriter
+from kerascope import RunWriter
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write returns EFBIG instead of killing the process
 writer = RunWriter(sys.argv[1], name="fsize", flush_interval=3600)
 soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)

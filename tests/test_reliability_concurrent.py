@@ -11,7 +11,7 @@ import time
 
 from zygote import Zygote
 
-from monitor import RunStore
+from kerascope import RunStore
 
 TRAININGS, WRITERS = 4, 4
 EPOCHS, STEPS_PER_EPOCH = 6, 8

@@ -14,7 +14,7 @@ import os
 import pytest
 from zygote import Zygote
 
-from monitor import RunStore
+from kerascope import RunStore
 
 FSIZE = 12_000  # bytes: run.json and status.json fit, batch.jsonl and the checkpoint hit the limit mid-run
 

@@ -19,8 +19,8 @@ import time
 import pytest
 from zygote import Zygote
 
-from monitor import RunStore, RunWriter
-from monitor import format as fmt
+from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 
 BATCH_COLUMNS = ("step", "epoch", "batch", "time", "loss", "accuracy", "batch_loss", "batch_accuracy", "lr")
 

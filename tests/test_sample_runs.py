@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from monitor import RunStore
+from kerascope import RunStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_ROOT = os.path.join(REPO, "sample_runs")

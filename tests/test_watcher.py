@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from monitor import RunStore, RunWatcher, RunWriter
-from monitor import format as fmt
-from monitor.watcher import ROOT_KEY
+from kerascope import RunStore, RunWatcher, RunWriter
+from kerascope.monitor import format as fmt
+from kerascope.monitor.watcher import ROOT_KEY
 
 PATIENCE_S = 20.0
 

@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from monitor import RunStore
+from kerascope import RunStore
 
 FEATURES = 8
 SAMPLES = 128

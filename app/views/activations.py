@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts, state, widgets
-from monitor.reader import Run
+from kerascope.app import charts, state, widgets
+from kerascope.monitor.reader import Run
 
 ACTIVATION_STATS = {"std": "spread (std)", "zero_frac": "zero fraction (dead units near 1)", "mean": "mean",
                     "max": "max"}

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from app import widgets
-from monitor.reader import Run
+from kerascope.app import widgets
+from kerascope.monitor.reader import Run
 
 
 def checkpoint_table(run: Run) -> pd.DataFrame:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from app import charts, state, tables, widgets
-from monitor.reader import Run
+from kerascope.app import charts, state, tables, widgets
+from kerascope.monitor.reader import Run
 
 
 def level_metrics(runs: list[Run], level: str) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import widgets
-from monitor.reader import Run
+from kerascope.app import widgets
+from kerascope.monitor.reader import Run
 
 
 def show_counts(run: Run) -> None:

@@ -8,9 +8,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import alerts, state, widgets
-from app.run_charts import ChartOptions, batch_figures, epoch_figures
-from monitor.reader import Run
+from kerascope.app import alerts, state, widgets
+from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures
+from kerascope.monitor.reader import Run
 
 FORCE_REFRESH_S = 2.0  # re-read even without a file event, in case the watcher missed one (some mounts)
 

@@ -7,8 +7,8 @@ import time
 import pandas as pd
 import streamlit as st
 
-from app import state, tables, widgets
-from monitor.reader import Run
+from kerascope.app import state, tables, widgets
+from kerascope.monitor.reader import Run
 
 SORTS = {
     "newest first": ("started", False),
