@@ -3,8 +3,10 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
 PORT ?= 8501
 LOGDIR ?= sample_runs
+# CPU builds of the other backends: JAX runs the two-process "only the chief writes" test on every `make test`.
+JAX_CPU := jax==0.10.2 jaxlib==0.10.2
 
-.PHONY: setup graphviz chromium dashboard demo test test-backends lint bench samples
+.PHONY: setup graphviz chromium dashboard demo test test-distributed test-backends lint bench samples mutation
 
 # The checkout is installed in editable mode as the one package `kerascope` (app/, callbacks/, monitor/ inside it).
 setup: graphviz
@@ -27,13 +29,25 @@ demo: setup
 
 test: setup chromium
 	$(PYTHON) -m ruff check .
+	$(MAKE) --no-print-directory test-distributed
 	$(PYTHON) -m pytest -q
+
+# Distributed training: two real JAX processes joined by jax.distributed; only process 0 may write a run. TensorFlow
+# (the suite's backend) would need a TF_CONFIG cluster; JAX's CPU wheels are a plain pip install (~15 s of test).
+test-distributed: setup
+	$(PIP) $(JAX_CPU)
+	KERAS_BACKEND=jax $(PYTHON) -m pytest -q tests/test_callback_distributed.py
 
 # The callback tests (tests/test_callback_*.py) under the JAX and PyTorch backends (CPU builds).
 test-backends: setup
-	$(PIP) jax jaxlib torch==2.13.0
+	$(PIP) $(JAX_CPU) torch==2.13.0
 	KERAS_BACKEND=jax $(PYTHON) -m pytest -q tests/test_callback_*.py
 	KERAS_BACKEND=torch $(PYTHON) -m pytest -q tests/test_callback_*.py
+
+# Mutation testing of callbacks/, monitor/ and the Streamlit-free app modules (tests/mutation.py says which files and
+# tests): about 30 minutes; writes the scores into docs/testing.md. Not part of `make test`.
+mutation: setup
+	$(PYTHON) tests/mutation.py
 
 samples: setup
 	$(PYTHON) -m sample_runs.generate

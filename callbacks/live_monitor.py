@@ -180,7 +180,8 @@ class LiveMonitor(keras.callbacks.Callback):
             fit.lr_at_begin = self._lr.current()
             self._batches.begin_phase(list(model.metrics))
             self._writer.update_status(
-                phase=fit.phase, step=self._step, epochs=fit.epochs, steps_per_epoch=params.get("steps")
+                phase=fit.phase, epoch=self._epoch, step=self._step, epochs=fit.epochs,
+                steps_per_epoch=params.get("steps"),
             )
             self._reporter.event(fmt.EVENT_TRAIN_BEGIN, f"fit() call {fit.phase} began", phase=fit.phase)
             self._reporter.lr_change(self._lr.check(), f"fit() call {fit.phase} begins")
@@ -221,6 +222,9 @@ class LiveMonitor(keras.callbacks.Callback):
             return
         fit = self._fit
         self._epoch = epoch
+        # The epoch in progress, as the dashboard's progress and ETA read it (an existing key: safe while the writer
+        # thread serializes the dict).
+        self._writer.status["epoch"] = epoch
         fit.epoch_start_step = self._step
         fit.lr_pending = True
         self._order.reset()

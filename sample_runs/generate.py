@@ -29,9 +29,24 @@ EPOCHS = 20
 BATCH = 32
 SEED = 7
 SAMPLES_DIR = os.path.dirname(os.path.abspath(__file__))
+# `--fast` (inherited by the child process of the failing run): the same recipes on a slice of the data, so that the
+# tests can check what LiveMonitor writes today rather than the committed files.
+FAST_ENV = "KERASCOPE_SAMPLES_FAST"
+FAST_TRAIN, FAST_VAL = 320, 96
+
+FAST = os.environ.get(FAST_ENV) == "1"
+FINE_TUNING_PHASE_ENDS = (2, 4, 6) if FAST else (8, 14, 20)  # the epochs each fit() of the fine-tuning run ends at
+if FAST:
+    EPOCHS = 6  # still past the step decay's first step (epoch 5) and the interrupt (epoch 4)
 
 x_train, y_train, x_val, y_val = digits_split(seed=0)
+if FAST:
+    x_train, y_train, x_val, y_val = x_train[:FAST_TRAIN], y_train[:FAST_TRAIN], x_val[:FAST_VAL], y_val[:FAST_VAL]
 probe = x_val[:256]
+
+
+def steps_per_epoch() -> int:
+    return -(-len(x_train) // BATCH)
 
 
 def live_monitor(logdir: str, name: str, hparams: dict, tags: list[str], notes: str, **options) -> LiveMonitor:
@@ -99,18 +114,19 @@ def fine_tuning(logdir: str) -> None:
                   ["fine-tuning"], "Pretrain on digits 0-4; new head on 5-9 with the base frozen; unfreeze at 1e-4.")
     first, second = y_train < 5, y_train >= 5
     val_first, val_second = y_val < 5, y_val >= 5
+    pretrained, transferred, tuned = FINE_TUNING_PHASE_ENDS
     base = feature_base()
     pretrain = compile_for_classification(with_head(base, 5, "pretrain"), keras.optimizers.Adam(3e-3))
-    pretrain.fit(x_train[first], y_train[first], validation_data=(x_val[val_first], y_val[val_first]), epochs=8,
-                 batch_size=BATCH, callbacks=[live], verbose=0)
+    pretrain.fit(x_train[first], y_train[first], validation_data=(x_val[val_first], y_val[val_first]),
+                 epochs=pretrained, batch_size=BATCH, callbacks=[live], verbose=0)
     base.trainable = False
     transfer = compile_for_classification(with_head(base, 5, "transfer"), keras.optimizers.Adam(3e-3))
     transfer.fit(x_train[second], y_train[second] - 5, validation_data=(x_val[val_second], y_val[val_second] - 5),
-                 epochs=14, initial_epoch=8, batch_size=BATCH, callbacks=[live], verbose=0)
+                 epochs=transferred, initial_epoch=pretrained, batch_size=BATCH, callbacks=[live], verbose=0)
     base.trainable = True
     compile_for_classification(transfer, keras.optimizers.Adam(1e-4))
     transfer.fit(x_train[second], y_train[second] - 5, validation_data=(x_val[val_second], y_val[val_second] - 5),
-                 epochs=20, initial_epoch=14, batch_size=BATCH, callbacks=[live], verbose=0)
+                 epochs=tuned, initial_epoch=transferred, batch_size=BATCH, callbacks=[live], verbose=0)
 
 
 def divergent(logdir: str) -> None:
@@ -149,12 +165,14 @@ class InterruptAt(keras.callbacks.Callback):
 
 
 def interrupted(logdir: str) -> None:
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # started as a background job: let the Ctrl-C land
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     model = compile_for_classification(small_cnn(), keras.optimizers.Adam(1e-3))
     try:
         fit(model, live_monitor(logdir, "10 interrupted with Ctrl-C", {"lr": 1e-3, "batch_norm": False,
                                                                 "schedule": "constant"},
                            ["interrupted"], "A real SIGINT in epoch 4, as when you press Ctrl-C."),
-            callbacks=(InterruptAt(epoch=4, batch=10),))
+            callbacks=(InterruptAt(epoch=4, batch=min(10, steps_per_epoch() - 2)),))
     except KeyboardInterrupt:
         pass
 
@@ -167,7 +185,7 @@ class FlakyDigits(keras.utils.PyDataset):
         self.fail_at, self.served = fail_at, 0
 
     def __len__(self) -> int:
-        return int(np.ceil(len(x_train) / BATCH))
+        return steps_per_epoch()
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         self.served += 1
@@ -182,8 +200,8 @@ def crash_in_the_pipeline(logdir: str) -> None:
     model = compile_for_classification(small_cnn(), keras.optimizers.Adam(1e-3))
     live = live_monitor(logdir, "11 failed: data pipeline error", {"lr": 1e-3, "batch_norm": False, "schedule": "constant"},
                   ["failed"], "The input pipeline raises in epoch 3; the run records why it failed.")
-    model.fit(FlakyDigits(fail_at=3 * 45 + 20), validation_data=(x_val, y_val), epochs=EPOCHS, callbacks=[live],
-              verbose=0)
+    fail_at = 3 * steps_per_epoch() + min(20, steps_per_epoch() // 2)  # in epoch 3
+    model.fit(FlakyDigits(fail_at=fail_at), validation_data=(x_val, y_val), epochs=EPOCHS, callbacks=[live], verbose=0)
 
 
 def failed(logdir: str) -> None:
@@ -220,7 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logdir", default=SAMPLES_DIR, help="runs folder to write into (default: this folder)")
     parser.add_argument("--only", nargs="*", choices=sorted(RECIPES), help="generate only these runs")
+    parser.add_argument("--fast", action="store_true",
+                        help=f"a slice of the data ({FAST_TRAIN} training images): the tests' fresh runs, in seconds")
     args = parser.parse_args(argv)
+    if args.fast and os.environ.get(FAST_ENV) != "1":  # the data is sliced at import: start over with the switch on
+        os.environ[FAST_ENV] = "1"
+        arguments = sys.argv[1:] if argv is None else argv
+        os.execv(sys.executable, [sys.executable, "-m", "sample_runs.generate", *arguments])
     os.makedirs(args.logdir, exist_ok=True)
     if not args.only:
         clear_runs(args.logdir)

@@ -1,7 +1,7 @@
 """Only process 0 writes in distributed training: two real processes joined in one process group train together.
 
-TensorFlow's multi-worker training needs a TF_CONFIG cluster of its own; `make test-backends` runs this file under
-KERAS_BACKEND=jax (jax.distributed) and torch (torch.distributed with gloo).
+TensorFlow's multi-worker training needs a TF_CONFIG cluster of its own; `make test` (so CI) runs this file under
+KERAS_BACKEND=jax (jax.distributed, CPU wheels), `make test-backends` also under torch (torch.distributed with gloo).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from kerascope import RunStore
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
-pytestmark = pytest.mark.skipif(BACKEND not in ("jax", "torch"), reason="runs under jax and torch: make test-backends")
+pytestmark = pytest.mark.skipif(BACKEND not in ("jax", "torch"),
+                                reason="jax and torch only: make test-distributed, make test-backends")
 
 WORKER = """
 import os, sys

@@ -1,20 +1,34 @@
-"""The shipped sample runs each show what they are meant to teach (they are opened with RunStore, as the app does)."""
+"""The sample runs each show what they are meant to teach (they are opened with RunStore, as the app does).
+
+Every check runs twice: on the committed runs (what `make dashboard` shows) and on runs generated now by
+`python -m sample_runs.generate --fast` (a slice of the data, 6 epochs), so that a regression in LiveMonitor fails
+here rather than hiding behind files written by an older version.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from kerascope import RunStore
 
-SAMPLE_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_runs")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE_ROOT = os.path.join(REPO, "sample_runs")
 
 
-@pytest.fixture(scope="module")
-def runs():
-    store = RunStore(SAMPLE_ROOT)
+@pytest.fixture(scope="module", params=["committed", "fresh"])
+def runs(request, tmp_path_factory):
+    root = SAMPLE_ROOT
+    if request.param == "fresh":
+        root = str(tmp_path_factory.mktemp("fresh_samples"))
+        generated = subprocess.run([sys.executable, "-m", "sample_runs.generate", "--logdir", root, "--fast"], cwd=REPO,
+                                   capture_output=True, text=True, timeout=900)
+        assert generated.returncode == 0, generated.stderr[-3000:]
+    store = RunStore(root)
     by_prefix = {run.name[:2]: run for run in store.runs()}
     assert len(by_prefix) == 11, sorted(run.name for run in store.runs())
     return by_prefix
@@ -54,7 +68,7 @@ def test_step_decay_lr_steps_down_every_five_epochs(runs):
     expected = 3e-3 * 0.5 ** (epochs["epoch"] // 5)
     np.testing.assert_allclose(epochs["lr"], expected, rtol=1e-5)
     batch_lr = runs["03"].batch_metrics()["lr"]
-    assert batch_lr.nunique() == 4 and batch_lr.is_monotonic_decreasing
+    assert batch_lr.nunique() == epochs["epoch"].max() // 5 + 1 >= 2 and batch_lr.is_monotonic_decreasing
 
 
 def test_exponential_decay_lr_falls_at_every_batch(runs):
@@ -62,7 +76,7 @@ def test_exponential_decay_lr_falls_at_every_batch(runs):
     # A batch's lr is the one its update used: the schedule at the optimizer's iteration count before it, step - 1.
     expected = 3e-3 * 0.8 ** ((batch["step"] - 1) / 100)
     np.testing.assert_allclose(batch["lr"], expected, rtol=1e-3)
-    assert batch["lr"].nunique() > 100
+    assert batch["lr"].nunique() == len(batch) > 50
 
 
 def test_augmentation_run_has_preprocessing_layers(runs):

@@ -1,0 +1,213 @@
+"""`make mutation`: mutation testing of the core modules with mutmut, a score per module into docs/testing.md.
+
+The one place that says what is mutated and which tests may kill it (module paths change with refactors: edit GROUPS).
+Each group runs in its own copy of the repository under .mutation/<group>/ (mutmut writes mutants/ there), with a
+[tool.mutmut] section naming the group's files and tests; mutmut then runs, for each mutant, only the selected tests
+that execute the mutated function. Not part of `make test`: about 30 minutes on 2 cores.
+
+    python tests/mutation.py                 # every group, then rewrite the scores in docs/testing.md
+    python tests/mutation.py monitor app     # some groups (the scores of the others are kept)
+    python tests/mutation.py --report        # only rewrite docs/testing.md from the last runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(REPO, ".mutation")
+DOC = os.path.join(REPO, "docs", "testing.md")
+SURVIVORS_DOC = os.path.join(REPO, "docs", "mutation-survivors.md")
+BEGIN, END = "<!-- mutation-scores:begin -->", "<!-- mutation-scores:end -->"
+
+# group -> (files to mutate, tests that may kill them, minutes allowed). Tests that only pass through a module (the
+# browser, the malformed-run corpus, killed processes) are left out: they are slow and pin other promises.
+GROUPS: dict[str, tuple[list[str], list[str], float]] = {
+    "monitor": (
+        ["monitor/format.py", "monitor/reader.py", "monitor/run_files.py", "monitor/run_info.py", "monitor/store.py",
+         "monitor/table.py", "monitor/tail.py", "monitor/watcher.py", "monitor/writer.py"],
+        ["tests/test_monitor_pinned.py", "tests/test_monitor_store.py", "tests/test_monitor_tail.py",
+         "tests/test_monitor_writer.py", "tests/test_watcher.py"],
+        10.0,
+    ),
+    "app": (
+        ["app/alerts.py", "app/charts.py", "app/compare_charts.py", "app/formatting.py", "app/run_charts.py",
+         "app/smoothing.py", "app/tables.py", "app/cli.py"],
+        ["tests/test_app_charts.py", "tests/test_app_pinned.py", "tests/test_app_cli.py"],
+        8.0,
+    ),
+    "callbacks": (
+        ["callbacks/_statistics.py", "callbacks/_metrics.py", "callbacks/_checkpoints.py", "callbacks/_batches.py",
+         "callbacks/_learning_rate.py", "callbacks/_reporter.py"],
+        ["tests/test_callback_pinned.py", "tests/test_callback_sequential.py", "tests/test_callback_events.py"],
+        12.0,
+    ),
+}
+# kerascope/: the package the tests import, which maps onto the (mutated) folders beside it in the copy.
+COPIED = ["kerascope", "callbacks", "monitor", "app", "tests", "sample_runs"]  # sample_runs: its code, not the runs
+
+
+def mutmut_section(files: list[str], tests: list[str]) -> str:
+    def toml_list(items: list[str]) -> str:
+        return "[" + ", ".join(json.dumps(item) for item in items) + "]"
+
+    packages = sorted({path.split("/")[0] for path in files})
+    others = [path for path in COPIED if path.split("/")[0] not in packages]
+    return (
+        "\n[tool.mutmut]\n"
+        f"source_paths = {toml_list(packages)}\n"
+        f"only_mutate = {toml_list(files)}\n"
+        f"also_copy = {toml_list(others)}\n"
+        f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
+    )
+
+
+def prepare(group: str) -> str:
+    files, tests, _ = GROUPS[group]
+    work = os.path.join(WORK, group)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    for path in COPIED:
+        source, target = os.path.join(REPO, path), os.path.join(work, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if path == "sample_runs":
+            os.makedirs(target)
+            for name in os.listdir(source):
+                if name.endswith(".py"):
+                    shutil.copy2(os.path.join(source, name), target)
+        else:
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "corpus"))
+    with open(os.path.join(REPO, "pyproject.toml"), encoding="utf-8") as f:
+        pyproject = f.read()
+    # mutmut puts the mutated copy first on sys.path; pytest's `pythonpath = ["."]` would put the original back.
+    pyproject = re.sub(r'^pythonpath = .*\n', "", pyproject, flags=re.M)
+    with open(os.path.join(work, "pyproject.toml"), "w", encoding="utf-8") as f:
+        f.write(pyproject + mutmut_section(files, tests))
+    return work
+
+
+def run_group(group: str, children: int) -> None:
+    work = prepare(group)
+    limit_s = GROUPS[group][2] * 60
+    started = time.monotonic()
+    with open(os.path.join(work, "mutmut.log"), "w", encoding="utf-8") as log:
+        try:
+            subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work,
+                           stdout=log, stderr=subprocess.STDOUT, timeout=limit_s, check=False,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    with open(os.path.join(work, "run-info.json"), "w", encoding="utf-8") as f:
+        json.dump({"seconds": round(time.monotonic() - started), "timed_out": timed_out,
+                   "time": time.strftime("%Y-%m-%d %H:%M")}, f)
+    print(f"{group}: {time.monotonic() - started:.0f} s{' (time limit reached)' if timed_out else ''}", flush=True)
+
+
+def statuses(group: str) -> dict[str, dict[str, str]]:
+    """file -> {mutant name: status} from mutmut's .meta files (exit codes as mutmut reads them)."""
+    from mutmut.stats import status_by_exit_code
+
+    found = {}
+    for path in GROUPS[group][0]:
+        meta = os.path.join(WORK, group, "mutants", path + ".meta")
+        if not os.path.exists(meta):
+            continue
+        with open(meta, encoding="utf-8") as f:
+            codes = json.load(f).get("exit_code_by_key", {})
+        found[path] = {name: status_by_exit_code[code] for name, code in codes.items()}
+    return found
+
+
+def diffs(group: str, names: list[tuple[str, str]]) -> dict[str, str]:
+    """The changed lines of each mutant (mutant name, file), read in-process from mutmut's index."""
+    from mutmut.configuration import reset_config
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    found, cwd = {}, os.getcwd()
+    os.chdir(os.path.join(WORK, group))  # mutmut reads its config and mutants/ from the current directory
+    reset_config()
+    try:
+        for name, path in names:
+            try:
+                text = get_diff_for_mutant(name, path=path)
+            except Exception as exc:  # a mutant the index lost: say so rather than stop the report
+                text = f"(no diff: {exc!r})"
+            found[name] = "\n".join(line for line in text.splitlines()
+                                    if line.startswith(("+", "-")) and not line.startswith(("+++", "---")))
+    finally:
+        os.chdir(cwd)
+        reset_config()
+    return found
+
+
+def report() -> None:
+    rows, survivors = [], []
+    totals = {"killed": 0, "all": 0}
+    for group in GROUPS:
+        info_path = os.path.join(WORK, group, "run-info.json")
+        info = json.load(open(info_path, encoding="utf-8")) if os.path.exists(info_path) else {}
+        for path, found in statuses(group).items():
+            counts: dict[str, int] = {}
+            for status in found.values():
+                counts[status] = counts.get(status, 0) + 1
+            killed = counts.get("killed", 0) + counts.get("timeout", 0)
+            checked = sum(n for s, n in counts.items() if s != "not checked")
+            totals["killed"] += killed
+            totals["all"] += checked
+            score = f"{100 * killed / checked:.1f} %" if checked else "—"
+            rows.append(f"| `{path}` | {checked} | {killed} | {counts.get('survived', 0)} | "
+                        f"{counts.get('no tests', 0)} | {counts.get('not checked', 0)} | {score} |")
+            alive = [(name, status) for name, status in sorted(found.items())
+                     if status in ("survived", "no tests", "suspicious")]
+            changes = diffs(group, [(name, path) for name, _ in alive])
+            survivors.extend((path, name, status, changes[name]) for name, status in alive)
+        if info:
+            rows.append(f"| *{group}: {info['seconds']} s on {info['time']}"
+                        f"{', stopped at its time limit' if info['timed_out'] else ''}* | | | | | | |")
+    overall = f"{100 * totals['killed'] / totals['all']:.1f} %" if totals["all"] else "—"
+    table = "\n".join([
+        BEGIN,
+        "| module | mutants checked | killed (incl. timeouts) | survived | no test ran it | not checked | score |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        f"| **all** | {totals['all']} | {totals['killed']} | | | | **{overall}** |",
+        END,
+    ])
+    with open(DOC, encoding="utf-8") as f:
+        doc = f.read()
+    doc = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: table, doc, flags=re.S)
+    with open(DOC, "w", encoding="utf-8") as f:
+        f.write(doc)
+    with open(SURVIVORS_DOC, "w", encoding="utf-8") as f:
+        f.write("# Mutants that survived (generated by `make mutation`; judged in docs/testing.md)\n\n")
+        for _path, name, status, change in survivors:
+            f.write(f"## `{name}` ({status})\n\n```diff\n{change}\n```\n\n")
+    print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", help=f"groups to run: {', '.join(GROUPS)} (default: all)")
+    parser.add_argument("--report", action="store_true", help="only rewrite docs/testing.md from the last runs")
+    parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants tested in parallel")
+    args = parser.parse_args()
+    unknown = set(args.groups) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
+    if not args.report:
+        for group in args.groups or GROUPS:
+            run_group(group, args.children)
+    report()
+
+
+if __name__ == "__main__":
+    main()
