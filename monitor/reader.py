@@ -310,12 +310,19 @@ class Run:
 
     @property
     def divergence(self) -> Divergence | None:
-        """Where a metric first became NaN or infinite (from the events), or None."""
+        """Where the loss (any metric named like one) first became NaN or infinite, or the NaN a NaN guard
+        (TerminateOnNaN) stopped on; None otherwise (a custom metric that is NaN does not mean the training broke)."""
         events = self.events()
         nans = events[events["kind"] == fmt.EVENT_NAN]
-        if not len(nans):
+        names = nans["data"].map(lambda data: str(data.get("metric", "")) if isinstance(data, dict) else "")
+        losses = nans[names.str.contains("loss")]
+        stop = self.stop
+        if len(losses):
+            first = losses.iloc[0]
+        elif stop is not None and stop.by_nan_guard:
+            first = nans.iloc[0]
+        else:
             return None
-        first = nans.iloc[0]
         data = first["data"] if isinstance(first["data"], dict) else {}
         value = data.get("value")
         text = str(value).lower() if isinstance(value, (int, float)) else "nan"

@@ -47,7 +47,8 @@ def test_every_run_is_complete_and_readable(runs):
         assert run.model_graph_dot().startswith("digraph"), run.name
         assert run.model_graph_png() is not None, run.name
         if prefix not in {"10", "11"}:
-            assert run.status == "finished", (run.name, run.status)
+            # 08's loss turns NaN and TerminateOnNaN stops it: it reads diverged, the others finished.
+            assert run.status == ("diverged" if prefix == "08" else "finished"), (run.name, run.status)
             assert len(run.activations()) > 0, run.name
             assert len(run.weights()) > 0, run.name
             assert len(run.checkpoints()) >= 1, run.name

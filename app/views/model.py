@@ -63,13 +63,14 @@ def show_layers(run: Run, phase: int | None) -> None:
     if not len(layers):
         st.info("No layer table recorded.")
         return
-    phases = sorted(p for p in layers["phase"].dropna().unique())
+    phases = sorted(int(p) for p in pd.to_numeric(layers["phase"], errors="coerce").dropna().unique())
     chosen = phase if phase in phases else (phases[-1] if phases else None)
-    frame = layers[layers["phase"] == chosen] if chosen is not None else layers
+    numeric = pd.to_numeric(layers["phase"], errors="coerce")
+    frame = layers[numeric == chosen] if chosen is not None else layers
     frame = frame.drop(columns=["phase", "trainable"]).reset_index(drop=True)
     for each in phases:
-        trainable = layers[layers["phase"] == each].drop_duplicates("name").set_index("name")["trainable"]
-        frame[f"trainable (phase {int(each)})" if len(phases) > 1 else "trainable"] = frame["name"].map(
+        trainable = layers[numeric == each].drop_duplicates("name").set_index("name")["trainable"]
+        frame[f"trainable (phase {each})" if len(phases) > 1 else "trainable"] = frame["name"].map(
             trainable).map(lambda value: MISSING if pd.isna(value) else ("yes" if value else "no"))
     frame["params"] = frame["params"].map(lambda count: MISSING if pd.isna(count) else f"{int(count):,}")
     frame = frame.map(lambda value: MISSING if value is None or (isinstance(value, float) and pd.isna(value))
@@ -82,7 +83,7 @@ def main() -> None:
     if run is None:
         return
     phases = run.phases()
-    numbers = [int(p) for p in phases["phase"].dropna()] if "phase" in phases else []
+    numbers = [int(p) for p in pd.to_numeric(phases["phase"], errors="coerce").dropna()] if "phase" in phases else []
     phase = numbers[-1] if numbers else None
     if len(numbers) > 1:  # fine-tuning: each fit() call has its own trainable set
         phase = st.segmented_control("Phase (fit() call)", numbers, default=numbers[-1], key="model_phase",
