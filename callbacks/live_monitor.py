@@ -36,6 +36,7 @@ class _Fit:
     started: float  # time.monotonic(): a SIGINT after this one interrupted this fit()
     shell_error: BaseException | None  # the shell's last error before: a newer one is what ended this fit()
     epochs: int | None  # fit(epochs=...), the exclusive end
+    steps_per_epoch: int | None  # Keras's params["steps"]; None for a dataset of unknown length
     epoch_start_step: int = 0
     initial_epoch: int | None = None
     epochs_done: int = 0
@@ -304,8 +305,12 @@ class LiveMonitor(keras.callbacks.Callback):
             self._reporter.failed("on_train_batch_end", exc)
 
     def _record_batch(self, batch: int, logs: dict[str, Any]) -> None:
+        fit = self._fit
         self._start_epoch_lr()  # hooks called without on_train_batch_begin
-        step = self._fit.epoch_start_step + batch + 1
+        # With steps_per_execution=k Keras reports the nominal end (begin + k - 1) of an epoch's last, partial group.
+        if fit.steps_per_epoch and batch >= fit.steps_per_epoch:
+            batch = fit.steps_per_epoch - 1
+        step = fit.epoch_start_step + batch + 1
         if step > self._step:
             self._step = step
         record = self._batches.record(step, self._epoch, batch, logs)
@@ -385,6 +390,7 @@ class LiveMonitor(keras.callbacks.Callback):
             started=time.monotonic(),
             shell_error=lifecycle.last_shell_error(),
             epochs=params.get("epochs"),
+            steps_per_epoch=params.get("steps"),
             epoch_start_step=self._step,
         )
         self._reporter.begin_phase(self._writer)

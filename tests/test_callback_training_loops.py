@@ -1,0 +1,62 @@
+"""Training loops that change what a "step" or "the learning rate" is: LiveMonitor records what Keras really trained.
+
+The oracles are Keras's own: the optimizer's iteration counter, `history.history`, and the optimizer state read by a
+probe callback at the moment the update used it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+from train_helpers import data, mlp, open_run, read_json, records
+
+from kerascope import LiveMonitor
+
+
+class IterationProbe(keras.callbacks.Callback):
+    """The (inner) optimizer's iteration counter at every batch begin and end Keras reports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.begins: list[int] = []
+        self.ends: list[int] = []
+
+    def _iterations(self) -> int:
+        optimizer = self.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.begins.append(self._iterations())
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.ends.append(self._iterations())
+
+
+def test_steps_per_execution_with_a_partial_last_group(runs_root):
+    """21 steps per epoch in groups of 4: hooks see ends 3, 7, ..., 19 and a nominal 23 for the 1-step last group."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=5, decay_rate=0.5)
+    x, y = data(samples=21 * 8)
+    model = mlp(keras.optimizers.SGD(schedule))
+    model.compile(model.optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=4)
+    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    probe = IterationProbe()
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[monitor, probe])
+
+    iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    assert iterations == 42
+    run = open_run(monitor.run_dir)
+    batches = run.batch_metrics()
+    # One record per group of 4 steps, at the optimizer's real iteration count after the group.
+    assert [int(s) for s in batches["step"]] == probe.ends == [4, 8, 12, 16, 20, 21, 25, 29, 33, 37, 41, 42]
+    assert [int(b) for b in batches["batch"]] == [3, 7, 11, 15, 19, 20] * 2
+    # The LR of the step recorded: the schedule at that step's update (iteration step - 1).
+    assert list(batches["lr"]) == pytest.approx([float(schedule(s - 1)) for s in probe.ends], rel=1e-5)
+    epochs = run.epoch_metrics()
+    assert [int(s) for s in epochs["step"]] == [21, 42]
+    assert list(epochs["loss"]) == pytest.approx(history.history["loss"], rel=1e-6)
+    assert read_json(monitor.run_dir, "status.json")["step"] == iterations
+    assert run.status == "finished"
