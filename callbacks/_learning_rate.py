@@ -5,6 +5,11 @@ ReduceLROnPlateau at epoch end), so it is read at epoch boundaries and cached. A
 the optimizer's iteration counter: it is evaluated once per epoch for all of the epoch's steps at once (one vectorized
 call instead of a few backend ops per batch) and looked up per batch; schedules that cannot take a vector of steps
 (those built on `ops.cond`, such as CosineDecay with warmup) are evaluated per batch.
+
+A LossScaleOptimizer skips the update of a step whose gradients overflow, and its inner optimizer's counter (where the
+schedule is evaluated) does not advance: with such an optimizer and a schedule the counter is read at every reported
+batch end (one scalar read, after the step's logs were already fetched from the device) and each step gets the
+iteration its update really used.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ class LearningRateReader:
 
     def __init__(self, optimizer: Any) -> None:
         self.optimizer = base_optimizer(optimizer)
+        # Only a loss-scaling wrapper skips updates; on JAX the counter is not synced during fit() and cannot be read.
+        self.skips_updates = (
+            isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and keras.backend.backend() != "jax"
+        )
         raw = getattr(self.optimizer, "_learning_rate", None)
         self.schedule: LearningRateSchedule | None = raw if isinstance(raw, LearningRateSchedule) else None
         self._vectorized = self.schedule is not None
@@ -114,6 +123,10 @@ class LearningRateTracker:
         self.reader: LearningRateReader | None = None
         self._iteration0 = 0
         self._phase_start_step = 0
+        self._counted = False  # read the counter at batch ends (updates can be skipped)
+        # The latest group of steps whose updates were counted: (last step before it, its last step, the counter
+        # before it, the counter after it).
+        self._group = (0, 0, 0, 0)
 
     def begin_phase(self, optimizer: Any, step: int) -> None:
         self.reader = None  # no LR is recorded for this fit() if the optimizer cannot be read
@@ -121,7 +134,28 @@ class LearningRateTracker:
         # The optimizer's counter need not match the run's step (a recompile brings a new optimizer at 0).
         self._iteration0 = self.reader.iterations() or 0
         self._phase_start_step = step
+        self._counted = self.reader.skips_updates and self.reader.schedule is not None
+        self._group = (step, step, self._iteration0, self._iteration0)
         self.epoch_lr = None
+
+    def steps_done(self, step: int) -> None:
+        """The training thread reported the steps up to global `step` (each batch end, in order)."""
+        if not self._counted or step <= self._group[1]:
+            return
+        after = self.reader.iterations()
+        if after is not None:
+            last_iteration = self._group[3]
+            self._group = (self._group[1], step, last_iteration, after)
+
+    def _iteration_of(self, step: int) -> int:
+        """The counter the update of global `step` ran at."""
+        before_step, last_step, before, after = self._group
+        if self._counted and before_step < step <= last_step:
+            # Which steps of a group of k were skipped is not reported: the skipped ones are taken to come first
+            # (the loss scale halves until the gradients are finite), the applied ones use the next counters.
+            skipped = (last_step - before_step) - (after - before)
+            return before + max(0, step - before_step - 1 - skipped)
+        return self._iteration0 + step - self._phase_start_step - 1
 
     @property
     def scheduled(self) -> bool:
@@ -134,7 +168,7 @@ class LearningRateTracker:
         """The LR of the update that produced global `step` (for a schedule: at the optimizer iteration before it)."""
         if self.reader is None or self.reader.schedule is None:
             return self.epoch_lr
-        return self.reader.at_iteration(self._iteration0 + step - self._phase_start_step - 1)
+        return self.reader.at_iteration(self._iteration_of(step))
 
     def check(self) -> tuple[float, float] | None:
         """Read a float LR now; return (old, new) when it differs from the last one seen."""

@@ -313,6 +313,7 @@ class LiveMonitor(keras.callbacks.Callback):
         step = fit.epoch_start_step + batch + 1
         if step > self._step:
             self._step = step
+        self._lr.steps_done(step)
         record = self._batches.record(step, self._epoch, batch, logs)
         if record is None:
             return

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 import pytest
 from train_helpers import data, mlp, open_run, read_json, records
 
@@ -60,3 +59,28 @@ def test_steps_per_execution_with_a_partial_last_group(runs_root):
     assert list(epochs["loss"]) == pytest.approx(history.history["loss"], rel=1e-6)
     assert read_json(monitor.run_dir, "status.json")["step"] == iterations
     assert run.status == "finished"
+
+
+def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
+    """float16 with a huge initial loss scale: the first updates overflow and are skipped; the schedule waits."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule), initial_scale=2.0**40)
+    x, y = data()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = mlp(optimizer)
+        monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+        probe = IterationProbe()
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[monitor, probe])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+    steps = 3 * 16
+    assert probe.ends[-1] < steps  # some updates were skipped: the test is about something
+    batches = records(monitor.run_dir, "batch.jsonl")
+    assert [b["step"] for b in batches] == list(range(1, steps + 1))
+    # Each update used the schedule at the inner optimizer's iteration counter when it ran.
+    expected = [float(schedule(iteration)) for iteration in probe.begins]
+    assert [b["lr"] for b in batches] == pytest.approx(expected, rel=1e-5)
+    epochs = records(monitor.run_dir, "epoch.jsonl")
+    assert [e["lr"] for e in epochs] == pytest.approx([expected[15], expected[31], expected[47]], rel=1e-5)
