@@ -292,6 +292,7 @@ class LiveMonitor(keras.callbacks.Callback):
         # every callback's on_epoch_begin (LearningRateScheduler may come after this one) and while JAX still has
         # the variables attached.
         self._start_epoch_lr()
+        self._lr.batch_begin()
         self._order.begin(batch)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -507,6 +508,7 @@ class LiveMonitor(keras.callbacks.Callback):
             fit = self._fit
             fit.frame = None  # the frame holds fit()'s locals (the data): let them go
             lifecycle.unregister(self)
+        self._lr.end_phase()
         if fit.sampler is not None:
             fit.sampler.stop()
         if fit.card_thread is not None and fit.card_thread is not threading.current_thread():

@@ -84,3 +84,43 @@ def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
     assert [b["lr"] for b in batches] == pytest.approx(expected, rel=1e-5)
     epochs = records(monitor.run_dir, "epoch.jsonl")
     assert [e["lr"] for e in epochs] == pytest.approx([expected[15], expected[31], expected[47]], rel=1e-5)
+
+
+class CyclicLearningRate(keras.callbacks.Callback):
+    """A triangular cyclic LR set as a float before every step (`at="begin"`) or after it for the next (`"end"`)."""
+
+    def __init__(self, at: str) -> None:
+        super().__init__()
+        self.at = at
+        self.step = 0
+        self.applied: list[float] = []  # the LR each update ran with, as this callback set it
+
+    def _value(self) -> float:
+        phase = self.step % 6
+        return 0.01 * (1 + (phase if phase <= 3 else 6 - phase))
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.at == "begin":
+            self.model.optimizer.learning_rate = self._value()
+        self.applied.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.step += 1
+        if self.at == "end":
+            self.model.optimizer.learning_rate = self._value()
+
+
+@pytest.mark.parametrize(("at", "monitor_first"), [("begin", True), ("begin", False), ("end", True), ("end", False)])
+def test_float_lr_set_by_a_callback_at_every_batch(runs_root, at, monitor_first):
+    x, y = data()
+    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    cyclic = CyclicLearningRate(at)
+    callbacks = [monitor, cyclic] if monitor_first else [cyclic, monitor]
+    mlp(keras.optimizers.SGD(0.005)).fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=callbacks)
+
+    assert len(set(cyclic.applied)) > 2
+    batches = records(monitor.run_dir, "batch.jsonl")
+    assert [b["step"] for b in batches] == list(range(1, 13))
+    assert [b["lr"] for b in batches] == pytest.approx(cyclic.applied, rel=1e-6)
+    epochs = records(monitor.run_dir, "epoch.jsonl")
+    assert [e["lr"] for e in epochs] == pytest.approx(cyclic.applied[3::4], rel=1e-6)
