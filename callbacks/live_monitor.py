@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import warnings
@@ -21,6 +22,7 @@ from kerascope.callbacks._reporter import RunReporter
 from kerascope.callbacks._run_meta import environment, model_info, optimizer_info, parameter_counts, recorded_options
 from kerascope.callbacks._statistics import ActivationProbe, weight_records
 from kerascope.callbacks._system import SystemSampler
+from kerascope.callbacks._tuner import current_trial, new_group_id
 from kerascope.monitor import RunWriter
 from kerascope.monitor import format as fmt
 
@@ -59,7 +61,9 @@ class LiveMonitor(keras.callbacks.Callback):
     LR changes, NaNs), which way each metric is better, and a status with a heartbeat. Repeated `fit()` calls with the
     same instance continue the same run as phases 2, 3, ... (e.g. fine-tuning after unfreezing). Monitoring never
     stops training: an error inside the callback becomes one warning (and a `warning` event) unless `strict=True`. In
-    distributed training only the chief process writes.
+    distributed training only the chief process writes. Under a KerasTuner search (which deep-copies callbacks: each
+    copy records its own run) every trial becomes a run named by its trial id, with the trial's hyperparameters added
+    to `hparams`, and the runs of one search share a run.json `group`.
 
     Keras calls no hook when an exception leaves `fit()`, so the status is kept honest another way: an uncaught
     exception (`sys.excepthook`, `threading.excepthook`) marks the run `failed` with its reason, or `interrupted` for
@@ -121,7 +125,7 @@ class LiveMonitor(keras.callbacks.Callback):
         strict: bool = False,
     ) -> None:
         super().__init__()
-        log_every = batch_interval(update_freq)
+        self._log_every = batch_interval(update_freq)
         check_checkpoint_options(checkpoint, mode)
         # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
         self.async_safe = True
@@ -141,10 +145,14 @@ class LiveMonitor(keras.callbacks.Callback):
         self.system_freq = system_freq
         self.flush_interval = flush_interval
         self.strict = strict
-        self.run_dir: str | None = None
+        # One group id per KerasTuner search, shared by this instance and all its deep copies (one per trial).
+        self._search_groups: dict[int, str] = {}
+        self._new_run()
 
-        # What lasts for the whole run, across fit() calls.
-        self._reporter = RunReporter(strict, self._position)
+    def _new_run(self) -> None:
+        """The state of one run (none yet): what lasts across the run's fit() calls."""
+        self.run_dir: str | None = None
+        self._reporter = RunReporter(self.strict, self._position)
         self._writer: RunWriter | None = None
         self._disabled = False  # not the chief process, or the run directory could not be written
         self._active = False  # inside a fit() call that is being recorded
@@ -153,11 +161,24 @@ class LiveMonitor(keras.callbacks.Callback):
         self._epoch = 0
         self._directions: dict[str, dict[str, str]] = {}  # run.json `metrics`
         self._lr = LearningRateTracker()
-        self._batches = BatchRecords(log_every)
+        self._batches = BatchRecords(self._log_every)
         self._order = BatchOrder()
         self._checkpoints: CheckpointKeeper | None = None
         self._lifecycle_lock = threading.RLock()  # the fit() ends exactly once, whoever notices first
         self._batch_lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LiveMonitor:
+        """A fresh monitor with the same options, recording its own run (KerasTuner copies callbacks per trial).
+
+        `activation_data` is shared, not copied: it is only read, and may be large.
+        """
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        clone.hparams = copy.deepcopy(self.hparams, memo)
+        clone.tags = list(self.tags)
+        clone.metric_directions = dict(self.metric_directions)
+        clone._new_run()
+        return clone
 
     # -- fit() boundaries --------------------------------------------------------------------------------------
 
@@ -351,10 +372,17 @@ class LiveMonitor(keras.callbacks.Callback):
                 )
                 writer.update_meta(**fit_meta)
                 return writer
+            name, hparams = self.name or model.name, self.hparams
+            trial = current_trial()
+            if trial is not None:  # a KerasTuner search: the trial is the run, the search its group
+                name = trial.trial_id if self.name is None else f"{self.name} {trial.trial_id}"
+                hparams = {**hparams, **trial.hparams}
+                group = self._search_groups.setdefault(id(trial.tuner), new_group_id(trial.tuner))
+                fit_meta[fmt.RUN_GROUP] = group
             meta = {
                 "process_index": 0,
                 **environment(),
-                "hparams": fmt.to_jsonable(self.hparams),
+                "hparams": fmt.to_jsonable(hparams),
                 "tags": self.tags,
                 "notes": self.notes,
                 "options": recorded_options(self),
@@ -362,7 +390,7 @@ class LiveMonitor(keras.callbacks.Callback):
             }
             writer = RunWriter(
                 self.logdir,
-                self.name or model.name,
+                name,
                 meta=meta,
                 flush_interval=self.flush_interval,
                 on_error=self._reporter.warn_once,

@@ -124,3 +124,40 @@ def test_float_lr_set_by_a_callback_at_every_batch(runs_root, at, monitor_first)
     assert [b["lr"] for b in batches] == pytest.approx(cyclic.applied, rel=1e-6)
     epochs = records(monitor.run_dir, "epoch.jsonl")
     assert [e["lr"] for e in epochs] == pytest.approx(cyclic.applied[3::4], rel=1e-6)
+
+
+def test_keras_tuner_search_records_each_trial_as_a_grouped_run(runs_root, tmp_path):
+    keras_tuner = pytest.importorskip("keras_tuner")
+    x, y = data()
+
+    def build(hp: Any) -> keras.Model:
+        model = keras.Sequential(
+            [
+                keras.Input((x.shape[1],)),
+                keras.layers.Dense(hp.Int("units", 2, 16, step=2), activation="relu"),
+                keras.layers.Dense(2, activation="softmax"),
+            ]
+        )
+        learning_rate = hp.Choice("learning_rate", [0.1, 0.01, 0.001])
+        model.compile(keras.optimizers.SGD(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    tuner = keras_tuner.RandomSearch(
+        build, objective="val_loss", max_trials=3, seed=1, directory=str(tmp_path / "tuner"), project_name="sweep"
+    )
+    monitor = LiveMonitor(str(runs_root), hparams={"dataset": "toy"}, weight_freq=0, system_freq=0)
+    tuner.search(x, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0, callbacks=[monitor])
+
+    from kerascope import RunStore
+
+    runs = RunStore(str(runs_root)).runs()
+    trials = {trial.trial_id: trial for trial in tuner.oracle.trials.values()}
+    assert len(trials) == 3
+    assert sorted(run.name for run in runs) == sorted(trials)
+    for run in runs:
+        assert run.status == "finished"
+        assert run.hparams == {"dataset": "toy", **trials[run.name].hyperparameters.values}
+        assert len(run.epoch_metrics()) == 2
+    groups = {run.group for run in runs}
+    assert len(groups) == 1 and None not in groups
+    assert monitor.run_dir is None  # the original only handed out copies
