@@ -486,6 +486,8 @@ class LiveMonitor(keras.callbacks.Callback):
             except ValueError as exc:
                 self._reporter.skip("activations", str(exc))
                 return
+            for name, reason in fit.probe.skipped:
+                self._reporter.skip(f"activations of {name}", f"no activation statistics for {name}: {reason}")
         self._log_statistics("activations", fit.probe.records, self.activation_data)
 
     def _save_checkpoint(self, model: keras.Model, epoch: int, logs: dict[str, Any]) -> None:
