@@ -48,6 +48,8 @@ class _Fit:
     trainable_counts: tuple[int, int] = (0, 0)
     phase_event_pending: bool = True
     stop_reported: bool = False
+    monitor_logged: bool = False  # the checkpoint monitor was in some epoch's logs
+    unmonitored_logs: list[str] | None = None  # an epoch's log names without it (a val_ metric may come later)
     probe: ActivationProbe | None = None
     sampler: SystemSampler | None = None
     card_thread: threading.Thread | None = None
@@ -225,6 +227,7 @@ class LiveMonitor(keras.callbacks.Callback):
         try:
             self._emit_phase_event()
             self._reporter.lr_change(self._lr.check(), "after training")
+            self._report_unmonitored()
             self._check_early_stop(self.model)
             self._reporter.event(
                 fmt.EVENT_TRAIN_END,
@@ -496,13 +499,15 @@ class LiveMonitor(keras.callbacks.Callback):
             mode = self.mode if self.mode != "auto" else metric_direction(self.monitor, model.metrics,
                                                                           self.metric_directions)
             self._checkpoints = CheckpointKeeper(self._writer, self.checkpoint, self.monitor, mode)
-        keeper = self._checkpoints
-        if keeper.monitor not in logs:
-            self._reporter.skip(
-                "checkpoint",
-                f"checkpoint={keeper.policy!r} monitors {keeper.monitor!r}, which is not in the epoch logs "
-                f"({', '.join(sorted(logs)) or 'none'}): pass monitor=... to LiveMonitor",
-            )
+        keeper, fit = self._checkpoints, self._fit
+        if keeper.monitor in logs:
+            fit.monitor_logged = True
+        else:
+            # With validation_freq > 1 a val_ metric is missing from the epochs without validation: said only if it
+            # is never logged in this fit() (at its end).
+            fit.unmonitored_logs = sorted(logs)
+            if not keeper.monitor.startswith(fmt.VAL_PREFIX):
+                self._report_unmonitored()
             if keeper.policy == "best":
                 return
         entry = keeper.save(model, epoch, self._step, logs)
@@ -516,6 +521,17 @@ class LiveMonitor(keras.callbacks.Callback):
                 value=value,
                 is_best=entry["is_best"],
             )
+
+    def _report_unmonitored(self) -> None:
+        """The skip event for a checkpoint monitor that this fit() never logged."""
+        fit, keeper = self._fit, self._checkpoints
+        if keeper is None or fit.monitor_logged or fit.unmonitored_logs is None:
+            return
+        self._reporter.skip(
+            "checkpoint",
+            f"checkpoint={keeper.policy!r} monitors {keeper.monitor!r}, which is not in the epoch logs "
+            f"({', '.join(fit.unmonitored_logs) or 'none'}): pass monitor=... to LiveMonitor",
+        )
 
     def _check_early_stop(self, model: keras.Model) -> None:
         fit = self._fit
