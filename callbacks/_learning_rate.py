@@ -6,7 +6,9 @@ backend op (about 0.1 ms on TensorFlow, more than the whole per-batch budget), s
 and every write in between is seen as it happens: `AssignmentWatch` wraps the variable's `assign` (the optimizer's
 `learning_rate` setter calls it) and takes the value written, with whether it was written before a step (a batch or
 epoch begin hook) or after one (a batch or epoch end hook) — so the LR of each step is exact whichever position the
-writing callback has in the callback list. A LearningRateSchedule is a function of
+writing callback has in the callback list. Where Keras runs batch ends in a worker thread (JAX and torch, for this
+async-safe callback), a batch end that runs after the next step's begin hooks gets the next step's float LR when a
+callback changes it at every batch. A LearningRateSchedule is a function of
 the optimizer's iteration counter: it is evaluated once per epoch for all of the epoch's steps at once (one vectorized
 call instead of a few backend ops per batch) and looked up per batch; schedules that cannot take a vector of steps
 (those built on `ops.cond`, such as CosineDecay with warmup) are evaluated per batch.
