@@ -1,15 +1,29 @@
 """Read the learning rate an optimizer applies, cheaply enough to record it at every batch.
 
-A float learning rate lives in a variable that only callbacks change (LearningRateScheduler at epoch begin,
-ReduceLROnPlateau at epoch end), so it is read at epoch boundaries and cached. A LearningRateSchedule is a function of
+A float learning rate lives in a variable that only callbacks change, at any hook (LearningRateScheduler at epoch
+begin, ReduceLROnPlateau at epoch end, cyclic and warm-up callbacks at every batch). Reading the variable costs a
+backend op (about 0.1 ms on TensorFlow, more than the whole per-batch budget), so it is read only at epoch begin,
+and every write in between is seen as it happens: `AssignmentWatch` wraps the variable's `assign` (the optimizer's
+`learning_rate` setter calls it) and takes the value written, with whether it was written before a step (a batch or
+epoch begin hook) or after one (a batch or epoch end hook) — so the LR of each step is exact whichever position the
+writing callback has in the callback list. Where Keras runs batch ends in a worker thread (JAX and torch, for this
+async-safe callback), a batch end that runs after the next step's begin hooks gets the next step's float LR when a
+callback changes it at every batch. A LearningRateSchedule is a function of
 the optimizer's iteration counter: it is evaluated once per epoch for all of the epoch's steps at once (one vectorized
 call instead of a few backend ops per batch) and looked up per batch; schedules that cannot take a vector of steps
 (those built on `ops.cond`, such as CosineDecay with warmup) are evaluated per batch.
+
+A LossScaleOptimizer skips the update of a step whose gradients overflow, and its inner optimizer's counter (where the
+schedule is evaluated) does not advance: with such an optimizer and a schedule the counter is read at every reported
+batch end (one scalar read, after the step's logs were already fetched from the device) and each step gets the
+iteration its update really used.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -56,6 +70,10 @@ class LearningRateReader:
 
     def __init__(self, optimizer: Any) -> None:
         self.optimizer = base_optimizer(optimizer)
+        # Only a loss-scaling wrapper skips updates; on JAX the counter is not synced during fit() and cannot be read.
+        self.skips_updates = (
+            isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and keras.backend.backend() != "jax"
+        )
         raw = getattr(self.optimizer, "_learning_rate", None)
         self.schedule: LearningRateSchedule | None = raw if isinstance(raw, LearningRateSchedule) else None
         self._vectorized = self.schedule is not None
@@ -96,6 +114,63 @@ class LearningRateReader:
         return True
 
 
+# Hook names (Keras's CallbackList and every Callback use them) that run before a training step, and after one.
+_BEFORE_STEP = frozenset({"on_train_batch_begin", "on_batch_begin", "on_epoch_begin", "on_train_begin"})
+_AFTER_STEP = frozenset({"on_train_batch_end", "on_batch_end", "on_epoch_end"})
+
+
+def _written_after_step() -> bool:
+    """Whether the assignment in progress comes from a batch or epoch end hook (it applies from the next step)."""
+    frame = sys._getframe(2)  # the caller of the wrapped assign
+    for _ in range(40):
+        if frame is None:
+            break
+        name = frame.f_code.co_name
+        if name in _AFTER_STEP:
+            return True
+        if name in _BEFORE_STEP:
+            return False
+        frame = frame.f_back
+    return False  # outside callbacks (between fit() calls, a custom loop): before the next step
+
+
+class AssignmentWatch:
+    """Sees every write to a float LR variable without reading it per batch: wraps the variable's `assign`.
+
+    The wrapper calls the original first and never raises on its own account; `detach()` restores the variable.
+
+    Args:
+        variable: the optimizer's LR variable (`optimizer._learning_rate` for a float LR).
+        on_write: called with (the value written, or None when it is not a plain number, and whether it was written
+            after a step).
+    """
+
+    def __init__(self, variable: Any, on_write: Callable[[float | None, bool], None]) -> None:
+        self.variable = variable
+        self._own = variable.__dict__.get("assign")  # another monitor's wrapper, restored by detach()
+        original = variable.assign
+
+        def assign(value: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(value, *args, **kwargs)
+            try:
+                number = float(value) if isinstance(value, (int, float, np.floating, np.integer)) else None
+                on_write(number, _written_after_step())
+            except Exception:  # noqa: BLE001 - a monitor must never break the user's assignment
+                pass
+            return result
+
+        self._wrapper = assign
+        variable.assign = assign
+
+    def detach(self) -> None:
+        if self.variable.__dict__.get("assign") is not self._wrapper:
+            return  # replaced since (another monitor attached after this one): leave theirs in place
+        if self._own is None:
+            del self.variable.assign
+        else:
+            self.variable.assign = self._own
+
+
 class LearningRateTracker:
     """The LR applied at each global step of a run, and the changes of a float LR, across fit() calls.
 
@@ -111,17 +186,67 @@ class LearningRateTracker:
     def __init__(self) -> None:
         self.recorded: float | None = None  # the last float LR seen, kept across fit() calls
         self.epoch_lr: float | None = None
+        self._watch: AssignmentWatch | None = None
+        self._latest: float | None = None  # a float LR as last written (None: unknown until read)
+        self._step_lr: float | None = None  # the float LR of the step under way / just run
         self.reader: LearningRateReader | None = None
         self._iteration0 = 0
         self._phase_start_step = 0
+        self._counted = False  # read the counter at batch ends (updates can be skipped)
+        # The latest group of steps whose updates were counted: (last step before it, its last step, the counter
+        # before it, the counter after it).
+        self._group = (0, 0, 0, 0)
 
     def begin_phase(self, optimizer: Any, step: int) -> None:
+        self.end_phase()
         self.reader = None  # no LR is recorded for this fit() if the optimizer cannot be read
         self.reader = LearningRateReader(optimizer)
+        variable = getattr(self.reader.optimizer, "_learning_rate", None)
+        if isinstance(variable, keras.Variable):
+            self._watch = AssignmentWatch(variable, self._written)
         # The optimizer's counter need not match the run's step (a recompile brings a new optimizer at 0).
         self._iteration0 = self.reader.iterations() or 0
         self._phase_start_step = step
+        self._counted = self.reader.skips_updates and self.reader.schedule is not None
+        self._group = (step, step, self._iteration0, self._iteration0)
         self.epoch_lr = None
+
+    def end_phase(self) -> None:
+        """Give the LR variable its own `assign` back (fit() ended)."""
+        if self._watch is not None:
+            self._watch.detach()
+            self._watch = None
+
+    def _written(self, value: float | None, after_step: bool) -> None:
+        if value is None:  # a tensor: read it once now (a write is rare next to the steps it applies to)
+            value = self.reader.current()
+        self._latest = value
+        if not after_step:
+            self._step_lr = value
+
+    def batch_begin(self) -> None:
+        """Our batch begin hook: the step about to run uses the latest written value (writes after this one, by
+        callbacks later in the list, are taken as they happen)."""
+        self._step_lr = self._latest
+
+    def steps_done(self, step: int) -> None:
+        """The training thread reported the steps up to global `step` (each batch end, in order)."""
+        if not self._counted or step <= self._group[1]:
+            return
+        after = self.reader.iterations()
+        if after is not None:
+            last_iteration = self._group[3]
+            self._group = (self._group[1], step, last_iteration, after)
+
+    def _iteration_of(self, step: int) -> int:
+        """The counter the update of global `step` ran at."""
+        before_step, last_step, before, after = self._group
+        if self._counted and before_step < step <= last_step:
+            # Which steps of a group of k were skipped is not reported: the skipped ones are taken to come first
+            # (the loss scale halves until the gradients are finite), the applied ones use the next counters.
+            skipped = (last_step - before_step) - (after - before)
+            return before + max(0, step - before_step - 1 - skipped)
+        return self._iteration0 + step - self._phase_start_step - 1
 
     @property
     def scheduled(self) -> bool:
@@ -133,8 +258,8 @@ class LearningRateTracker:
     def at_step(self, step: int) -> float | None:
         """The LR of the update that produced global `step` (for a schedule: at the optimizer iteration before it)."""
         if self.reader is None or self.reader.schedule is None:
-            return self.epoch_lr
-        return self.reader.at_iteration(self._iteration0 + step - self._phase_start_step - 1)
+            return self._step_lr if self._watch is not None else self.epoch_lr
+        return self.reader.at_iteration(self._iteration_of(step))
 
     def check(self) -> tuple[float, float] | None:
         """Read a float LR now; return (old, new) when it differs from the last one seen."""
@@ -149,5 +274,5 @@ class LearningRateTracker:
     def start_epoch(self) -> tuple[float, float] | None:
         """Read the LR the epoch's updates use (after every callback's on_epoch_begin)."""
         change = self.check()
-        self.epoch_lr = self.recorded
+        self.epoch_lr = self._latest = self._step_lr = self.recorded
         return change

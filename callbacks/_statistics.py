@@ -77,32 +77,32 @@ def weight_records(model: keras.Model) -> list[dict[str, Any]]:
     return records
 
 
-def _outer_call(nested: keras.Model, outer: keras.Model) -> Any:
-    """The Keras node of a nested model's call in the enclosing graph.
+def _calls(layer: keras.layers.Layer, outer: keras.Model) -> list[Any]:
+    """The Keras nodes of a layer's calls in `outer`'s graph, in call order.
 
-    A base model reused in several models (pretrained in one, fine-tuned in another) has one node per call: the
-    one that belongs to `outer`'s graph is the one to probe.
+    A shared layer or tower (siamese networks, weight tying) has one node per call; a base model reused in several
+    models (pretrained in one, fine-tuned in another) also has nodes in the other graphs, which are left out.
     """
-    nodes = getattr(nested, "_inbound_nodes", [])
+    nodes = list(getattr(layer, "_inbound_nodes", []))
     graph = getattr(outer, "_functional", None) or outer  # a Sequential model keeps its graph in `_functional`
     owned = {id(node) for depth in getattr(graph, "_nodes_by_depth", {}).values() for node in depth}
-    calls = [node for node in nodes if id(node) in owned] or nodes
-    if len(calls) != 1:
-        raise ValueError(f"nested model {nested.name!r} is called {len(calls)} times; cannot tell which call to probe")
-    return calls[0]
+    calls = [node for node in nodes if id(node) in owned]
+    return calls if calls or len(nodes) != 1 else nodes
 
 
-def _outer_input(nested: keras.Model, outer: keras.Model) -> Any:
-    """The tensor a nested model receives in the enclosing graph (its own `input` is its inner Input)."""
-    tensors = _outer_call(nested, outer).input_tensors
-    return tensors[0] if len(tensors) == 1 else list(tensors)
+def _single(tensors: Any) -> Any:
+    tensors = list(tensors)
+    return tensors[0] if len(tensors) == 1 else tensors
 
 
 class ActivationProbe:
     """A model from the inputs to every layer's output, run in inference mode on the user's activation data.
 
-    Nested models are probed on their own input (the outer model's intermediate output) because their layers'
-    outputs are not connected to the outer inputs. Raises ValueError, with how to fix it, for subclassed models.
+    A layer called several times in the graph (a shared layer or tower) gets one entry per call, `name@1`, `name@2`,
+    ... in call order. Nested models are probed on their own input (the outer model's intermediate output, once per
+    call) because their layers' outputs are not connected to the outer inputs. What cannot be probed is listed in
+    `skipped` with the reason (the inside of a nested subclassed model, a layer the graph never calls); a model that
+    has no graph at all (subclassed) raises ValueError, with how to fix it.
 
     Args:
         model: a built Sequential or functional model.
@@ -114,33 +114,50 @@ class ActivationProbe:
         self.slots: list[str | None] = []
         outputs: list[Any] = []
         self.nested: list[tuple[int, ActivationProbe]] = []  # (index of the nested model's input, its probe)
+        self.skipped: list[tuple[str, str]] = []  # (display name, why it has no activation statistics)
+        reason = "its layers are called by its own Python code"
         try:
             # A functional model's `input` keeps the structure it is called with (a tensor, a list, a dict), as the
-            # data will come; a Sequential model has one input (and no `input` before it is called).
+            # data will come; a Sequential model has one input (and no `input` before it is called). A subclassed
+            # model called inside a functional one has an `input` too, but no graph of its own layers.
+            graph = getattr(model, "_functional", None) or model
+            has_graph = hasattr(graph, "_nodes_by_depth")
             inputs = model.inputs[0] if isinstance(model, keras.Sequential) else model.input
-            for name, layer in ((prefix + layer.name, layer) for layer in model.layers):
-                if isinstance(layer, keras.layers.InputLayer):
-                    continue
-                nested = isinstance(layer, keras.Model)
-                # A nested model's own `output` lives in its inner graph; the enclosing graph holds its call.
-                layer_output = _outer_call(layer, model).output_tensors if nested else layer.output
-                for index, output in enumerate(keras.tree.flatten(layer_output)):
+        except (ValueError, AttributeError, TypeError) as exc:
+            inputs, reason = None, str(exc)[:160]
+        if inputs is None or not has_graph:
+            raise ValueError(
+                f"per-layer activations need a Sequential or functional model: {type(model).__name__} "
+                f"{model.name!r} is a subclassed model, whose layers have no symbolic outputs ({reason}). Build it "
+                "with keras.Sequential or the functional API (keras.Model(inputs, outputs)) to record them; weight "
+                "statistics are recorded anyway"
+            )
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            calls = _calls(layer, model)
+            if not calls:
+                self.skipped.append((prefix + layer.name, "the model's graph never calls this layer"))
+            for number, node in enumerate(calls, start=1):
+                name = prefix + layer.name + (f"@{number}" if len(calls) > 1 else "")
+                for index, output in enumerate(keras.tree.flatten(node.output_tensors)):
                     self.slots.append(name if index == 0 else f"{name}:{index}")
                     outputs.append(output)
-                if nested:
-                    self.nested.append((len(outputs), ActivationProbe(layer, name + "/")))
-                    self.slots.append(None)
-                    outputs.append(_outer_input(layer, model))
-            if inputs is None:
-                raise ValueError("the model has no symbolic inputs")
-            self.model = keras.Model(inputs, outputs)
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise ValueError(
-                f"per-layer activations need a Sequential or functional model: the layers of {type(model).__name__} "
-                f"{model.name!r} have no symbolic outputs, as in a subclassed model ({str(exc)[:160]}). Build the "
-                "model with keras.Sequential or the functional API (keras.Model(inputs, outputs)) to record them; "
-                "weight statistics are recorded anyway"
-            ) from None
+                if isinstance(layer, keras.Model):
+                    self._add_nested(layer, name, node, outputs)
+        self.model = keras.Model(inputs, outputs)
+
+    def _add_nested(self, nested: keras.Model, name: str, node: Any, outputs: list[Any]) -> None:
+        """Probe a nested model's layers on the input this call gives it; a subclassed one is skipped, with why."""
+        try:
+            probe = ActivationProbe(nested, name + "/")
+        except ValueError as exc:
+            self.skipped.append((name + "/*", str(exc)))
+            return
+        self.skipped.extend(probe.skipped)
+        self.nested.append((len(outputs), probe))
+        self.slots.append(None)
+        outputs.append(_single(node.input_tensors))
 
     def records(self, data: Any) -> list[dict[str, Any]]:
         """Statistics of every layer's output on `data` (inputs as the model takes them)."""

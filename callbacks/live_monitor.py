@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import warnings
@@ -21,6 +22,7 @@ from kerascope.callbacks._reporter import RunReporter
 from kerascope.callbacks._run_meta import environment, model_info, optimizer_info, parameter_counts, recorded_options
 from kerascope.callbacks._statistics import ActivationProbe, weight_records
 from kerascope.callbacks._system import SystemSampler
+from kerascope.callbacks._tuner import current_trial, new_group_id
 from kerascope.monitor import RunWriter
 from kerascope.monitor import format as fmt
 
@@ -36,6 +38,7 @@ class _Fit:
     started: float  # time.monotonic(): a SIGINT after this one interrupted this fit()
     shell_error: BaseException | None  # the shell's last error before: a newer one is what ended this fit()
     epochs: int | None  # fit(epochs=...), the exclusive end
+    steps_per_epoch: int | None  # Keras's params["steps"]; None for a dataset of unknown length
     epoch_start_step: int = 0
     initial_epoch: int | None = None
     epochs_done: int = 0
@@ -45,6 +48,8 @@ class _Fit:
     trainable_counts: tuple[int, int] = (0, 0)
     phase_event_pending: bool = True
     stop_reported: bool = False
+    monitor_logged: bool = False  # the checkpoint monitor was in some epoch's logs
+    unmonitored_logs: list[str] | None = None  # an epoch's log names without it (a val_ metric may come later)
     probe: ActivationProbe | None = None
     sampler: SystemSampler | None = None
     card_thread: threading.Thread | None = None
@@ -58,7 +63,9 @@ class LiveMonitor(keras.callbacks.Callback):
     LR changes, NaNs), which way each metric is better, and a status with a heartbeat. Repeated `fit()` calls with the
     same instance continue the same run as phases 2, 3, ... (e.g. fine-tuning after unfreezing). Monitoring never
     stops training: an error inside the callback becomes one warning (and a `warning` event) unless `strict=True`. In
-    distributed training only the chief process writes.
+    distributed training only the chief process writes. Under a KerasTuner search (which deep-copies callbacks: each
+    copy records its own run) every trial becomes a run named by its trial id, with the trial's hyperparameters added
+    to `hparams`, and the runs of one search share a run.json `group`.
 
     Keras calls no hook when an exception leaves `fit()`, so the status is kept honest another way: an uncaught
     exception (`sys.excepthook`, `threading.excepthook`) marks the run `failed` with its reason, or `interrupted` for
@@ -120,7 +127,7 @@ class LiveMonitor(keras.callbacks.Callback):
         strict: bool = False,
     ) -> None:
         super().__init__()
-        log_every = batch_interval(update_freq)
+        self._log_every = batch_interval(update_freq)
         check_checkpoint_options(checkpoint, mode)
         # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
         self.async_safe = True
@@ -140,10 +147,14 @@ class LiveMonitor(keras.callbacks.Callback):
         self.system_freq = system_freq
         self.flush_interval = flush_interval
         self.strict = strict
-        self.run_dir: str | None = None
+        # One group id per KerasTuner search, shared by this instance and all its deep copies (one per trial).
+        self._search_groups: dict[int, str] = {}
+        self._new_run()
 
-        # What lasts for the whole run, across fit() calls.
-        self._reporter = RunReporter(strict, self._position)
+    def _new_run(self) -> None:
+        """The state of one run (none yet): what lasts across the run's fit() calls."""
+        self.run_dir: str | None = None
+        self._reporter = RunReporter(self.strict, self._position)
         self._writer: RunWriter | None = None
         self._disabled = False  # not the chief process, or the run directory could not be written
         self._active = False  # inside a fit() call that is being recorded
@@ -152,11 +163,24 @@ class LiveMonitor(keras.callbacks.Callback):
         self._epoch = 0
         self._directions: dict[str, dict[str, str]] = {}  # run.json `metrics`
         self._lr = LearningRateTracker()
-        self._batches = BatchRecords(log_every)
+        self._batches = BatchRecords(self._log_every)
         self._order = BatchOrder()
         self._checkpoints: CheckpointKeeper | None = None
         self._lifecycle_lock = threading.RLock()  # the fit() ends exactly once, whoever notices first
         self._batch_lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LiveMonitor:
+        """A fresh monitor with the same options, recording its own run (KerasTuner copies callbacks per trial).
+
+        `activation_data` is shared, not copied: it is only read, and may be large.
+        """
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        clone.hparams = copy.deepcopy(self.hparams, memo)
+        clone.tags = list(self.tags)
+        clone.metric_directions = dict(self.metric_directions)
+        clone._new_run()
+        return clone
 
     # -- fit() boundaries --------------------------------------------------------------------------------------
 
@@ -204,6 +228,7 @@ class LiveMonitor(keras.callbacks.Callback):
         try:
             self._emit_phase_event()
             self._reporter.lr_change(self._lr.check(), "after training")
+            self._report_unmonitored()
             self._check_early_stop(self.model)
             self._reporter.event(
                 fmt.EVENT_TRAIN_END,
@@ -295,6 +320,7 @@ class LiveMonitor(keras.callbacks.Callback):
         # every callback's on_epoch_begin (LearningRateScheduler may come after this one) and while JAX still has
         # the variables attached.
         self._start_epoch_lr()
+        self._lr.batch_begin()
         self._order.begin(batch)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -308,10 +334,15 @@ class LiveMonitor(keras.callbacks.Callback):
             self._reporter.failed("on_train_batch_end", exc)
 
     def _record_batch(self, batch: int, logs: dict[str, Any]) -> None:
+        fit = self._fit
         self._start_epoch_lr()  # hooks called without on_train_batch_begin
-        step = self._fit.epoch_start_step + batch + 1
+        # With steps_per_execution=k Keras reports the nominal end (begin + k - 1) of an epoch's last, partial group.
+        if fit.steps_per_epoch and batch >= fit.steps_per_epoch:
+            batch = fit.steps_per_epoch - 1
+        step = fit.epoch_start_step + batch + 1
         if step > self._step:
             self._step = step
+        self._lr.steps_done(step)
         record = self._batches.record(step, self._epoch, batch, logs)
         if record is None:
             return
@@ -348,10 +379,17 @@ class LiveMonitor(keras.callbacks.Callback):
                 )
                 writer.update_meta(**fit_meta)
                 return writer
+            name, hparams = self.name or model.name, self.hparams
+            trial = current_trial()
+            if trial is not None:  # a KerasTuner search: the trial is the run, the search its group
+                name = trial.trial_id if self.name is None else f"{self.name} {trial.trial_id}"
+                hparams = {**hparams, **trial.hparams}
+                group = self._search_groups.setdefault(id(trial.tuner), new_group_id(trial.tuner))
+                fit_meta[fmt.RUN_GROUP] = group
             meta = {
                 "process_index": 0,
                 **environment(),
-                "hparams": fmt.to_jsonable(self.hparams),
+                "hparams": fmt.to_jsonable(hparams),
                 "tags": self.tags,
                 "notes": self.notes,
                 "options": recorded_options(self),
@@ -359,7 +397,7 @@ class LiveMonitor(keras.callbacks.Callback):
             }
             writer = RunWriter(
                 self.logdir,
-                self.name or model.name,
+                name,
                 meta=meta,
                 flush_interval=self.flush_interval,
                 on_error=self._reporter.warn_once,
@@ -389,6 +427,7 @@ class LiveMonitor(keras.callbacks.Callback):
             started=time.monotonic(),
             shell_error=lifecycle.last_shell_error(),
             epochs=params.get("epochs"),
+            steps_per_epoch=params.get("steps"),
             epoch_start_step=self._step,
         )
         self._reporter.begin_phase(self._writer)
@@ -454,6 +493,8 @@ class LiveMonitor(keras.callbacks.Callback):
             except ValueError as exc:
                 self._reporter.skip("activations", str(exc))
                 return
+            for name, reason in fit.probe.skipped:
+                self._reporter.skip(f"activations of {name}", f"no activation statistics for {name}: {reason}")
         self._log_statistics("activations", fit.probe.records, self.activation_data)
 
     def _save_checkpoint(self, model: keras.Model, epoch: int, logs: dict[str, Any]) -> None:
@@ -462,13 +503,15 @@ class LiveMonitor(keras.callbacks.Callback):
             mode = self.mode if self.mode != "auto" else metric_direction(self.monitor, model.metrics,
                                                                           self.metric_directions)
             self._checkpoints = CheckpointKeeper(self._writer, self.checkpoint, self.monitor, mode)
-        keeper = self._checkpoints
-        if keeper.monitor not in logs:
-            self._reporter.skip(
-                "checkpoint",
-                f"checkpoint={keeper.policy!r} monitors {keeper.monitor!r}, which is not in the epoch logs "
-                f"({', '.join(sorted(logs)) or 'none'}): pass monitor=... to LiveMonitor",
-            )
+        keeper, fit = self._checkpoints, self._fit
+        if keeper.monitor in logs:
+            fit.monitor_logged = True
+        else:
+            # With validation_freq > 1 a val_ metric is missing from the epochs without validation: said only if it
+            # is never logged in this fit() (at its end).
+            fit.unmonitored_logs = sorted(logs)
+            if not keeper.monitor.startswith(fmt.VAL_PREFIX):
+                self._report_unmonitored()
             if keeper.policy == "best":
                 return
         entry = keeper.save(model, epoch, self._step, logs)
@@ -482,6 +525,17 @@ class LiveMonitor(keras.callbacks.Callback):
                 value=value,
                 is_best=entry["is_best"],
             )
+
+    def _report_unmonitored(self) -> None:
+        """The skip event for a checkpoint monitor that this fit() never logged."""
+        fit, keeper = self._fit, self._checkpoints
+        if keeper is None or fit.monitor_logged or fit.unmonitored_logs is None:
+            return
+        self._reporter.skip(
+            "checkpoint",
+            f"checkpoint={keeper.policy!r} monitors {keeper.monitor!r}, which is not in the epoch logs "
+            f"({', '.join(fit.unmonitored_logs) or 'none'}): pass monitor=... to LiveMonitor",
+        )
 
     def _check_early_stop(self, model: keras.Model) -> None:
         fit = self._fit
@@ -504,6 +558,7 @@ class LiveMonitor(keras.callbacks.Callback):
             fit = self._fit
             fit.frame = None  # the frame holds fit()'s locals (the data): let them go
             lifecycle.unregister(self)
+        self._lr.end_phase()
         if fit.sampler is not None:
             fit.sampler.stop()
         if fit.card_thread is not None and fit.card_thread is not threading.current_thread():

@@ -31,6 +31,9 @@ GRAPH_PNG_FILE = "model/graph.png"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_INDEX_FILE = "checkpoints/index.json"
 
+# run.json `group`: runs recorded together as one sweep (the trials of one KerasTuner search). An added field.
+RUN_GROUP = "group"
+
 # Append-only streams (the names `RunWriter.log` takes), in the order the writer flushes them.
 STREAM_FILES = {
     "batch": BATCH_FILE,

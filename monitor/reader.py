@@ -174,6 +174,12 @@ class Run:
         return hparams if isinstance(hparams, dict) else None
 
     @property
+    def group(self) -> str | None:
+        """The sweep this run belongs to (run.json `group`: the trials of one KerasTuner search share it)."""
+        group = self.meta.get(fmt.RUN_GROUP)
+        return group if isinstance(group, str) else None
+
+    @property
     def tags(self) -> list[str] | None:
         tags = self.meta.get("tags")
         return [str(tag) for tag in tags] if isinstance(tags, list) else None

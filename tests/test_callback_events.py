@@ -158,3 +158,24 @@ def test_fit_raising_to_a_caller_that_catches_it_marks_the_run_failed(runs_root)
     info = read_json(monitor.run_dir, "status.json")
     assert info["status"] == "finished" and info["phase"] == 2 and "reason" not in info
     assert [b["step"] for b in records(monitor.run_dir, "batch.jsonl")] == list(range(1, 13))
+
+
+def test_best_checkpoint_on_a_val_metric_with_validation_freq(runs_root):
+    """validation_freq=2: epochs without validation are no reason for a "not in the epoch logs" event."""
+    x, y = data()
+    monitor = LiveMonitor(str(runs_root), checkpoint="best", monitor="val_loss", weight_freq=0, system_freq=0)
+    history = mlp().fit(
+        x, y, validation_split=0.25, validation_freq=2, epochs=4, batch_size=BATCH, verbose=0, callbacks=[monitor]
+    )
+    assert len(history.history["val_loss"]) == 2
+    assert [e for e in events(monitor.run_dir, "skipped") if e["data"]["what"] == "checkpoint"] == []
+    saved = read_json(monitor.run_dir, "checkpoints/index.json")
+    assert saved and {c["epoch"] for c in saved} <= {1, 3}
+
+
+def test_best_checkpoint_on_a_val_metric_never_logged_says_so(runs_root):
+    x, y = data()
+    monitor = LiveMonitor(str(runs_root), checkpoint="best", monitor="val_loss", weight_freq=0, system_freq=0)
+    mlp().fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
+    skipped = [e for e in events(monitor.run_dir, "skipped") if e["data"]["what"] == "checkpoint"]
+    assert len(skipped) == 1 and "pass monitor=" in skipped[0]["message"]

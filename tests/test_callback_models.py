@@ -143,3 +143,50 @@ def test_subclassed_model_skips_activations_with_an_explanation(runs_root):
     assert run.status == "finished" and "hidden (Dense)" in run.model_summary()
     assert run.model_graph_dot().startswith("digraph")
     assert len(run.checkpoints()) >= 1
+
+
+class Block(keras.Model):
+    """A subclassed block inside a functional model: its output is probed, its inner layers cannot be."""
+
+    def __init__(self) -> None:
+        super().__init__(name="block")
+        self.inner = keras.layers.Dense(3, name="inner")
+
+    def call(self, inputs):
+        return self.inner(inputs)
+
+
+def test_siamese_model_with_shared_layers_and_a_lambda(runs_root):
+    """A shared tower and Dense, a Lambda distance: one entry per call; only the subclassed block's inside skipped."""
+    keras.utils.set_random_seed(0)
+    left, right = keras.Input((FEATURES,), name="left"), keras.Input((FEATURES,), name="right")
+    layers = [keras.layers.Dense(6, activation="relu", name="t1"), keras.layers.Dense(4, name="t2")]
+    tower = keras.Sequential([keras.Input((FEATURES,)), *layers], name="tower")
+    shared = keras.layers.Dense(4, name="shared_proj")
+    distance = keras.layers.Lambda(lambda t: keras.ops.abs(t[0] - t[1]), name="l1_distance")(
+        [shared(tower(left)), shared(tower(right))]
+    )
+    out = keras.layers.Dense(1, activation="sigmoid", name="out")(Block()(distance))
+    model = keras.Model([left, right], out, name="siamese")
+    model.compile("adam", "binary_crossentropy")
+    x, _ = data()
+    x2 = data(seed=1)[0]
+    y = (np.abs(x[:, 0] - x2[:, 0]) > 1).astype("float32")
+    monitor = LiveMonitor(str(runs_root), activation_data=[x[:32], x2[:32]], weight_freq=0, system_freq=0)
+    model.fit([x, x2], y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
+
+    found = records(monitor.run_dir, "activations.jsonl")
+    assert {a["layer"] for a in found} == {
+        "tower@1", "tower@2", "tower@1/t1", "tower@1/t2", "tower@2/t1", "tower@2/t2",
+        "shared_proj@1", "shared_proj@2", "l1_distance", "block", "out",
+    }
+    last = {a["layer"]: a for a in found if a["epoch"] == 1}
+    # Each call on its own input: the tower's last layer is the tower's output, the two calls differ.
+    assert last["tower@1/t2"]["mean"] == pytest.approx(last["tower@1"]["mean"])
+    assert last["tower@2/t2"]["mean"] == pytest.approx(last["tower@2"]["mean"])
+    assert last["tower@1"]["mean"] != pytest.approx(last["tower@2"]["mean"])
+    expected = keras.ops.convert_to_numpy(tower(x2[:32], training=False))
+    assert last["tower@2"]["mean"] == pytest.approx(float(expected.mean()), rel=1e-5)
+    skipped = [e for e in events(monitor.run_dir, "skipped") if e["data"]["what"].startswith("activations")]
+    assert len(skipped) == 1  # the block's inner layers, and nothing else
+    assert "block" in skipped[0]["message"] and "subclassed" in skipped[0]["message"]

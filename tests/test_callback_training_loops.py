@@ -1,0 +1,163 @@
+"""Training loops that change what a "step" or "the learning rate" is: LiveMonitor records what Keras really trained.
+
+The oracles are Keras's own: the optimizer's iteration counter, `history.history`, and the optimizer state read by a
+probe callback at the moment the update used it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import pytest
+from train_helpers import data, mlp, open_run, read_json, records
+
+from kerascope import LiveMonitor
+
+
+class IterationProbe(keras.callbacks.Callback):
+    """The (inner) optimizer's iteration counter at every batch begin and end Keras reports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.begins: list[int] = []
+        self.ends: list[int] = []
+
+    def _iterations(self) -> int:
+        optimizer = self.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.begins.append(self._iterations())
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.ends.append(self._iterations())
+
+
+def test_steps_per_execution_with_a_partial_last_group(runs_root):
+    """21 steps per epoch in groups of 4: hooks see ends 3, 7, ..., 19 and a nominal 23 for the 1-step last group."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=5, decay_rate=0.5)
+    x, y = data(samples=21 * 8)
+    model = mlp(keras.optimizers.SGD(schedule))
+    model.compile(model.optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=4)
+    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    probe = IterationProbe()
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[monitor, probe])
+
+    iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    assert iterations == 42
+    run = open_run(monitor.run_dir)
+    batches = run.batch_metrics()
+    # One record per group of 4 steps, at the optimizer's real iteration count after the group.
+    assert [int(s) for s in batches["step"]] == probe.ends == [4, 8, 12, 16, 20, 21, 25, 29, 33, 37, 41, 42]
+    assert [int(b) for b in batches["batch"]] == [3, 7, 11, 15, 19, 20] * 2
+    # The LR of the step recorded: the schedule at that step's update (iteration step - 1).
+    assert list(batches["lr"]) == pytest.approx([float(schedule(s - 1)) for s in probe.ends], rel=1e-5)
+    epochs = run.epoch_metrics()
+    assert [int(s) for s in epochs["step"]] == [21, 42]
+    assert list(epochs["loss"]) == pytest.approx(history.history["loss"], rel=1e-6)
+    assert read_json(monitor.run_dir, "status.json")["step"] == iterations
+    assert run.status == "finished"
+
+
+def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
+    """float16 with a huge initial loss scale: the first updates overflow and are skipped; the schedule waits."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule), initial_scale=2.0**40)
+    x, y = data()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = mlp(optimizer)
+        monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+        probe = IterationProbe()
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[monitor, probe])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+    steps = 3 * 16
+    assert probe.ends[-1] < steps  # some updates were skipped: the test is about something
+    batches = records(monitor.run_dir, "batch.jsonl")
+    assert [b["step"] for b in batches] == list(range(1, steps + 1))
+    # Each update used the schedule at the inner optimizer's iteration counter when it ran.
+    expected = [float(schedule(iteration)) for iteration in probe.begins]
+    assert [b["lr"] for b in batches] == pytest.approx(expected, rel=1e-5)
+    epochs = records(monitor.run_dir, "epoch.jsonl")
+    assert [e["lr"] for e in epochs] == pytest.approx([expected[15], expected[31], expected[47]], rel=1e-5)
+
+
+class CyclicLearningRate(keras.callbacks.Callback):
+    """A triangular cyclic LR set as a float before every step (`at="begin"`) or after it for the next (`"end"`)."""
+
+    def __init__(self, at: str) -> None:
+        super().__init__()
+        self.at = at
+        self.step = 0
+        self.applied: list[float] = []  # the LR each update ran with, as this callback set it
+
+    def _value(self) -> float:
+        phase = self.step % 6
+        return 0.01 * (1 + (phase if phase <= 3 else 6 - phase))
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.at == "begin":
+            self.model.optimizer.learning_rate = self._value()
+        self.applied.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.step += 1
+        if self.at == "end":
+            self.model.optimizer.learning_rate = self._value()
+
+
+@pytest.mark.parametrize(("at", "monitor_first"), [("begin", True), ("begin", False), ("end", True), ("end", False)])
+def test_float_lr_set_by_a_callback_at_every_batch(runs_root, at, monitor_first):
+    x, y = data()
+    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    cyclic = CyclicLearningRate(at)
+    callbacks = [monitor, cyclic] if monitor_first else [cyclic, monitor]
+    mlp(keras.optimizers.SGD(0.005)).fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=callbacks)
+
+    assert len(set(cyclic.applied)) > 2
+    batches = records(monitor.run_dir, "batch.jsonl")
+    assert [b["step"] for b in batches] == list(range(1, 13))
+    assert [b["lr"] for b in batches] == pytest.approx(cyclic.applied, rel=1e-6)
+    epochs = records(monitor.run_dir, "epoch.jsonl")
+    assert [e["lr"] for e in epochs] == pytest.approx(cyclic.applied[3::4], rel=1e-6)
+
+
+def test_keras_tuner_search_records_each_trial_as_a_grouped_run(runs_root, tmp_path):
+    keras_tuner = pytest.importorskip("keras_tuner")
+    x, y = data()
+
+    def build(hp: Any) -> keras.Model:
+        model = keras.Sequential(
+            [
+                keras.Input((x.shape[1],)),
+                keras.layers.Dense(hp.Int("units", 2, 16, step=2), activation="relu"),
+                keras.layers.Dense(2, activation="softmax"),
+            ]
+        )
+        learning_rate = hp.Choice("learning_rate", [0.1, 0.01, 0.001])
+        model.compile(keras.optimizers.SGD(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    tuner = keras_tuner.RandomSearch(
+        build, objective="val_loss", max_trials=3, seed=1, directory=str(tmp_path / "tuner"), project_name="sweep"
+    )
+    monitor = LiveMonitor(str(runs_root), hparams={"dataset": "toy"}, weight_freq=0, system_freq=0)
+    tuner.search(x, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0, callbacks=[monitor])
+
+    from kerascope import RunStore
+
+    runs = RunStore(str(runs_root)).runs()
+    trials = {trial.trial_id: trial for trial in tuner.oracle.trials.values()}
+    assert len(trials) == 3
+    assert sorted(run.name for run in runs) == sorted(trials)
+    for run in runs:
+        assert run.status == "finished"
+        assert run.hparams == {"dataset": "toy", **trials[run.name].hyperparameters.values}
+        assert len(run.epoch_metrics()) == 2
+    groups = {run.group for run in runs}
+    assert len(groups) == 1 and None not in groups
+    assert monitor.run_dir is None  # the original only handed out copies
