@@ -19,6 +19,7 @@ from kerascope.monitor import format as fmt
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
            "#7f7f7f")
 NO_GROUPS = "no groups"
+SEARCH = "search (run group)"  # KerasTuner trials of one search share run.json `group`
 NAME_PREFIX = "name prefix"
 FIRST_TAG = "first tag"
 HPARAM = "hparam: "
@@ -88,6 +89,8 @@ def grid_figures(runs: list[Run], grid: Grid) -> dict[str, go.Figure]:
 
 def group_of(run: Run, group_by: str) -> str:
     """The group a run belongs to: its name without a trailing number, its first tag, or one hparam's value."""
+    if group_by == SEARCH:
+        return run.group or "(no group)"
     if group_by == NAME_PREFIX:
         return _NUMBERED_TAIL.sub("", run.name) or run.name
     if group_by == FIRST_TAG:
@@ -101,7 +104,8 @@ def group_of(run: Run, group_by: str) -> str:
 
 def group_options(runs: list[Run]) -> list[str]:
     names = sorted({str(name) for run in runs for name in (run.hparams or {})})
-    return [NO_GROUPS, NAME_PREFIX, FIRST_TAG, *(HPARAM + name for name in names)]
+    searches = [SEARCH] if any(run.group for run in runs) else []
+    return [NO_GROUPS, *searches, NAME_PREFIX, FIRST_TAG, *(HPARAM + name for name in names)]
 
 
 def group_band(series: list[charts.Series]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

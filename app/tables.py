@@ -84,6 +84,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
         row["size"] = size_text(model.size_bytes) if model and model.size_bytes is not None else ""
         row["hparams"] = ", ".join(f"{k}={format_value(v)}" for k, v in (run.hparams or {}).items())
         row["tags"] = ", ".join(run.tags or [])
+        row["group"] = run.group or ""
         row["notes"] = run.notes or ""
         row["reason"] = run.reason or ""
         row["started"] = pd.Timestamp(run.created, unit="s").floor("s")

@@ -161,3 +161,9 @@ def test_keras_tuner_search_records_each_trial_as_a_grouped_run(runs_root, tmp_p
     groups = {run.group for run in runs}
     assert len(groups) == 1 and None not in groups
     assert monitor.run_dir is None  # the original only handed out copies
+    # The dashboard shows the search as one sweep: Compare groups the trials by their run group.
+    from page_charts import chart_figures, open_link
+
+    at = open_link(runs_root, "views/compare.py", runs=",".join(run.id for run in runs), group="search (run group)")
+    val_loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"].startswith("val_loss"))
+    assert [t["name"] for t in val_loss["data"] if t.get("showlegend") is not False] == [f"{groups.pop()} (3 runs)"]

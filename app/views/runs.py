@@ -23,7 +23,8 @@ SHOWN_KEY = "runs_shown"  # the run ids in the table's rows as last drawn, which
 
 def filtered(frame: pd.DataFrame, text: str, statuses: list[str]) -> pd.DataFrame:
     if text:
-        haystack = (frame["name"] + " " + frame["tags"] + " " + frame["hparams"] + " " + frame["id"]).str.lower()
+        haystack = (frame["name"] + " " + frame["tags"] + " " + frame["group"] + " " + frame["hparams"] + " "
+                    + frame["id"]).str.lower()
         frame = frame[haystack.str.contains(text.lower(), regex=False)]
     if statuses:
         frame = frame[frame["status"].str.split(" ", n=1).str[1].isin(statuses)]
