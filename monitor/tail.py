@@ -17,11 +17,17 @@ from typing import Any
 import numpy as np
 
 from kerascope.monitor.format import inside
+from kerascope.monitor.run_files import open_regular, require_regular
 
 # A single line longer than this is not a record any writer of ours produces: it is dropped, not buffered forever.
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # The first read of a large file is parsed by pyarrow's multi-threaded JSON reader instead of line by line.
 BULK_PARSE_BYTES = 1 * 1024 * 1024
+# pyarrow's JSON parser recurses natively without a depth limit: a line nested ~20,000 levels deep crashes the process
+# (SIGSEGV) where Python's json raises RecursionError. A line with more `[`/`{` than this (an upper bound of its depth)
+# is parsed by Python's json instead; our records are flat, so this never happens to a real run.
+MAX_BULK_NESTING = 64
+_NESTING_SCAN_BYTES = 4 * 1024 * 1024  # the scan for deep lines looks at this much at a time (bounded memory)
 READ_BLOCK_BYTES = 64 * 1024 * 1024
 
 
@@ -61,6 +67,7 @@ class JsonlTail:
             if self._identity is not None:
                 self._restart(chunk)
             return chunk
+        require_regular(st.st_mode)
         identity = (st.st_dev, st.st_ino)
         # Checked once per file identity, so following an open file costs no path resolution per read.
         if identity != self._identity and self.logdir is not None and not inside(self.logdir, self.path):
@@ -72,7 +79,7 @@ class JsonlTail:
             return chunk
         pieces = []
         budget = st.st_size - self.offset if max_bytes is None else min(max_bytes, st.st_size - self.offset)
-        with open(self.path, "rb") as f:
+        with open_regular(self.path) as f:
             f.seek(self.offset)
             while budget > 0:
                 block = f.read(min(READ_BLOCK_BYTES, budget))
@@ -129,12 +136,12 @@ def parse_records(data: bytes) -> tuple[list[dict[str, Any]], int]:
 def parse_numeric_columns(data: bytes) -> tuple[dict[str, np.ndarray], int, int]:
     """Parse JSONL lines into float64 columns; returns (columns, rows, bad lines).
 
-    Large inputs go through pyarrow; if pyarrow refuses them (a malformed line, a value of the wrong type), they are
-    split into pieces of about BULK_PARSE_BYTES and only the pieces pyarrow refuses are parsed line by line, so one
-    bad record costs one record and little time.
+    Large inputs go through pyarrow; if pyarrow refuses them (a malformed line, a value of the wrong type) or a line is
+    nested too deep to hand to it (`has_deep_line`), they are split into pieces of about BULK_PARSE_BYTES and only
+    those pieces are parsed line by line, so one bad record costs one record and little time.
     """
     if len(data) >= BULK_PARSE_BYTES:
-        columns = _parse_with_pyarrow(data)
+        columns = None if has_deep_line(data) else _parse_with_pyarrow(data)
         if columns is not None:
             rows = len(next(iter(columns.values()))) if columns else 0
             return columns, rows, 0
@@ -142,6 +149,35 @@ def parse_numeric_columns(data: bytes) -> tuple[dict[str, np.ndarray], int, int]
             return _parse_in_pieces(data)
     records, bad = parse_records(data)
     return records_to_columns(records), len(records), bad
+
+
+def has_deep_line(data: bytes, limit: int = MAX_BULK_NESTING) -> bool:
+    """True when a line of `data` holds more than `limit` opening brackets (`[` or `{`, strings included).
+
+    The count bounds the line's nesting depth from above, so a False answer guarantees no line is nested deeper than
+    `limit`; it is computed with numpy a few MB at a time, in a few ms per MB.
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    view = np.frombuffer(data, dtype=np.uint8)
+    carried = 0  # openers of the line that continues from the previous block
+    for start in range(0, len(view), _NESTING_SCAN_BYTES):
+        block = view[start : start + _NESTING_SCAN_BYTES]
+        openers = np.flatnonzero((block == ord("[")) | (block == ord("{")))
+        if not len(openers):
+            continue
+        breaks = np.flatnonzero(block == ord("\n"))
+        # Openers per line: the line ends are where the opener positions are cut.
+        per_line = np.diff(np.searchsorted(openers, breaks), prepend=0)
+        if len(per_line):
+            per_line[0] += carried
+            tail = len(openers) - np.searchsorted(openers, breaks[-1])
+        else:
+            tail = carried + len(openers)
+        if (len(per_line) and per_line.max() > limit) or tail > limit:
+            return True
+        carried = int(tail)
+    return False
 
 
 def _parse_in_pieces(data: bytes) -> tuple[dict[str, np.ndarray], int, int]:
