@@ -97,7 +97,8 @@ def main() -> None:
                                    key=f"compare_smoothing_{level}")
     log_y = controls[4].toggle("log y", key="compare_log_y")
     st.fragment(overlay, run_every=state.live_interval())(picked, metric, level, align, smoothing, log_y)
-    st.download_button(f"Export {metric} ({level} level, every recorded value) as CSV",
+    # Widget labels are markdown too: a metric name is user text.
+    st.download_button(f"Export {md_escape(metric)} ({level} level, every recorded value) as CSV",
                        data=csv_reader(chosen, metric, level), file_name=f"kerascope-{level}-{metric}.csv",
                        mime="text/csv", icon=":material/download:", on_click="ignore")
 
