@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from kerascope.app import charts, tables
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
+
+# Charts per level on the Run page: a run that logs hundreds of metrics would otherwise take the page (and the server)
+# minutes to draw; the rest are named in `chart_overflow`'s message and stay in the CSV export and the notebook API.
+MAX_CHARTS = 24
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,35 @@ def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     # A run whose epoch records lack the chosen axis (a hand-made or damaged file) plots by epoch, then by row.
     axis = next((name for name in (options.x_axis, "epoch") if frame[name].notna().any()), None)
     x = frame[axis].to_numpy(float) if axis else np.arange(len(frame), dtype=float)
-    key = key_metric(run)
-    for metric in sorted(tables.metric_names(frame), key=lambda name: (name != "loss", name != key)):
-        if metric.startswith("val_") and metric.removeprefix("val_") in frame:
-            continue
+    for metric in _epoch_charts(run, frame)[:MAX_CHARTS]:
         series = [charts.Series(name, x, frame[name].to_numpy(float))
                   for name in (metric, f"val_{metric}") if name in frame]
         # One point per epoch needs no smoothing: the points are already averages over the epoch.
         figures[metric] = charts.metric_figure(series, title=metric, x_axis=options.x_axis, log_y=options.log_y,
                                                events=events, markers=True)
     return figures
+
+
+def _epoch_charts(run: Run, frame: pd.DataFrame) -> list[str]:
+    """The epoch charts' metrics in page order (a val_ metric shares its train metric's chart)."""
+    key = key_metric(run)
+    names = sorted(tables.metric_names(frame), key=lambda name: (name != "loss", name != key))
+    return [name for name in names if not (name.startswith("val_") and name.removeprefix("val_") in frame)]
+
+
+def _batch_charts(arrays: dict[str, np.ndarray]) -> list[str]:
+    names = [n for n in arrays if n not in fmt.NON_METRIC_COLUMNS and not n.startswith(fmt.BATCH_VALUE_PREFIX)]
+    return sorted(names, key=lambda n: (n != "loss", n))
+
+
+def chart_overflow(run: Run) -> str | None:
+    """"truncated: N more metrics ..." when the run logs more metrics than the Run page charts, else None."""
+    more = max(len(_epoch_charts(run, run.epoch_metrics())) - MAX_CHARTS, 0)
+    more += max(len(_batch_charts(run.arrays("batch"))) - MAX_CHARTS, 0)
+    if not more:
+        return None
+    return (f"truncated: {more:,} more metrics are not charted (the first {MAX_CHARTS} per level are); "
+            "Compare and its CSV export reach every one")
 
 
 def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
@@ -54,9 +78,8 @@ def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
         return {}
     x = charts.batch_x(arrays, options.x_axis, run.progress.steps_per_epoch)
     events = run.events()
-    names = [n for n in arrays if n not in fmt.NON_METRIC_COLUMNS and not n.startswith(fmt.BATCH_VALUE_PREFIX)]
     figures = {}
-    for name in sorted(names, key=lambda n: (n != "loss", n)):
+    for name in _batch_charts(arrays)[:MAX_CHARTS]:
         column = f"batch_{name}" if f"batch_{name}" in arrays else name
         series = [charts.Series(name, x, arrays[column], key=f"{run.path}/{column}")]
         figures[name] = charts.metric_figure(series, title=f"{name} per batch" if column != name else name,

@@ -38,6 +38,7 @@ def readable_run(title: str) -> Run | None:
         st.title(title)
         no_runs_message()
         return None
+    run.refresh()  # read before the header is drawn, so that it lists what reading skipped or truncated
     run_header(run)
     return None if run.error else run
 

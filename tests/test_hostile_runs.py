@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import pytest
 from run_factory import make_run
 
 from kerascope.monitor import format as fmt
+from kerascope.monitor.reader import MAX_RECORDS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANG_TIMEOUT_S = 240  # far above what these reads take (seconds): only a hang gets there
@@ -73,7 +75,7 @@ def test_a_deeply_nested_line_in_a_large_chunk_is_one_malformed_line(runs_root):
     assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
     seen = json.loads(out.stdout)[os.path.basename(run_dir)]
     assert seen["rows"] == seen["epochs"] == copies + 10
-    assert seen["events"] == copies + 10
+    assert seen["events"] == min(copies + 10, MAX_RECORDS["events"])  # the newest ones
     for name in (fmt.BATCH_FILE, fmt.EPOCH_FILE, fmt.SYSTEM_FILE, fmt.EVENTS_FILE):
         assert f"{name}: 1 malformed line(s) skipped" in seen["problems"]
 
@@ -125,3 +127,54 @@ def test_fifos_in_place_of_run_files_never_block_the_reader(runs_root, fifo_root
 def test_fifos_in_place_of_run_files_never_block_a_page(runs_root, fifo_root):
     out = run_child(OPEN_EVERY_PAGE, str(runs_root), REPO)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+OPEN_RUN_PAGE = r"""
+import json, os, resource, sys
+from streamlit.testing.v1 import AppTest
+from kerascope import RunStore
+os.environ["KERASCOPE_LOGDIR"] = sys.argv[1]
+run = RunStore(sys.argv[1]).runs()[0]
+sizes = {"epoch_columns": len(run.epoch_metrics().columns), "events": len(run.events())}
+at = AppTest.from_file(os.path.join(sys.argv[2], "app", "streamlit_app.py"), default_timeout=600)
+at.session_state["run_id"] = run.id
+at.switch_page("views/run.py")
+at.run()
+assert not at.exception, [e.value for e in at.exception]
+shown = [str(e.value) for e in (*at.warning, *at.caption)]
+print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "shown": shown,
+                  "problems": run.problems, **sizes}))
+"""
+MAX_SERVER_RSS_MB = 500  # docs/reliability.md: what one hostile run may cost the dashboard's process
+
+
+@pytest.mark.parametrize("case", ["100k_columns", "1m_events"])
+def test_a_run_too_large_to_show_is_truncated_with_bounded_memory(runs_root, case):
+    """The Run page over one oversized run, in a fresh process whose peak RSS is measured: the streams' caps hold
+    (columns, records kept) and the page says what was left out."""
+    run_dir = make_run(runs_root, case, epochs=2, steps_per_epoch=3)
+    if case == "100k_columns":
+        with open(os.path.join(run_dir, fmt.EPOCH_FILE), "a", encoding="utf-8") as f:
+            for epoch in range(2, 12):
+                record = {"epoch": epoch, "step": epoch * 3, "time": 1.0 + epoch}
+                record.update((f"metric_{i:06d}", i * 1e-6) for i in range(100_000))
+                f.write(json.dumps(record) + "\n")
+    else:
+        event = json.dumps({"time": 1.0, "step": 1, "epoch": 0, "kind": "warning", "message": "x" * 60,
+                            "data": {"what": "filler"}}).encode() + b"\n"
+        with open(os.path.join(run_dir, fmt.EVENTS_FILE), "ab") as f:
+            for _ in range(10):
+                f.write(event * 100_000)
+    out = run_child(OPEN_RUN_PAGE, str(runs_root), REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    seen["shown"] = [re.sub(r"\\(.)", r"\1", text) for text in seen["shown"]]  # user text is escaped markdown
+    assert seen["peak_rss_mb"] <= MAX_SERVER_RSS_MB, seen["peak_rss_mb"]
+    if case == "100k_columns":
+        assert seen["epoch_columns"] <= 500
+        note = "epoch.jsonl: truncated: 99,"
+        assert any(text.startswith("truncated: ") and "more metrics are not charted" in text for text in seen["shown"])
+    else:
+        assert seen["events"] == 10_000
+        note = "events.jsonl: truncated: 99"
+    assert any(note in text for text in seen["shown"]), seen["shown"]
