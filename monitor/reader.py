@@ -25,8 +25,8 @@ MAX_PROBLEMS = 50
 NUMERIC_COLUMNS = {"batch": fmt.BATCH_COLUMNS, "epoch": fmt.EPOCH_COLUMNS, "system": fmt.SYSTEM_COLUMNS}
 RECORD_COLUMNS = {"activations": fmt.ACTIVATION_COLUMNS, "weights": fmt.WEIGHT_COLUMNS, "events": fmt.EVENT_COLUMNS}
 # What one run may cost a reader's memory (docs/reliability.md, "Limits"); what does not fit is counted and reported
-# in `problems` as "truncated: N more ...". Float64 cells per numeric stream (1M batches x 12 columns fit):
-MAX_CELLS = {"batch": 12_000_000, "epoch": 2_000_000, "system": 2_000_000}
+# in `problems` as "truncated: N more ...". Float64 cells per numeric stream (2M batches of 8 columns fit):
+MAX_CELLS = {"batch": 16_000_000, "epoch": 2_000_000, "system": 2_000_000}
 MAX_METRIC_COLUMNS = 500
 # Record streams keep their newest records, at most this many bytes of JSON (and this many records) each.
 MAX_RECORD_BYTES = {"activations": 12 << 20, "weights": 12 << 20, "events": 4 << 20, "layers": 2 << 20}
