@@ -1,11 +1,18 @@
-"""Command line: `python -m kerascope --logdir DIR [--port N] [--host H] [--poll]` (also installed as `kerascope`)."""
+"""Command line: `python -m kerascope --logdir DIR [--port N] [--host H] [--poll] [--allowed-hosts H,..] [--no-auth]`
+(also installed as `kerascope`).
+
+A non-loopback `--host` needs a password in $KERASCOPE_PASSWORD (or an explicit `--no-auth`): the dashboard serves every
+run to whoever reaches the port.
+"""
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import ipaddress
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from importlib.util import find_spec
@@ -15,6 +22,9 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static") 
 PLOTLY_JS = "plotly.min.js"
 LOGDIR_ENV = "KERASCOPE_LOGDIR"
 POLL_ENV = "KERASCOPE_POLL"
+PASSWORD_ENV = "KERASCOPE_PASSWORD"  # read by the dashboard's password gate (app/auth.py)
+ALLOWED_HOSTS_ENV = "KERASCOPE_ALLOWED_HOSTS"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +36,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the runs to the network)")
     parser.add_argument("--poll", action="store_true",
                         help="poll the filesystem instead of inotify (network filesystems; auto-detected too)")
+    parser.add_argument("--allowed-hosts", default=os.environ.get(ALLOWED_HOSTS_ENV, ""),
+                        help="comma-separated host names the dashboard is reached by, besides localhost and this "
+                             f"machine's names (a proxy's domain; '*' accepts any; default: ${ALLOWED_HOSTS_ENV}); "
+                             "a page whose name resolves here under another name (DNS rebinding) is refused")
+    parser.add_argument("--no-auth", action="store_true",
+                        help=f"serve on a non-loopback --host without a password (${PASSWORD_ENV}): anyone who reaches "
+                             "the port reads every run")
     return parser.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    """True when binding `host` serves this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts(args: argparse.Namespace) -> list[str]:
+    """The Host names the dashboard's WebSocket accepts (Streamlit's `server.allowedHosts`).
+
+    Loopback names always; on a non-loopback bind also the bound address and this machine's names; plus what
+    `--allowed-hosts` adds. A web page that rebinds its own name to this address sends its own name as Host and is
+    refused.
+    """
+    hosts = list(LOOPBACK_NAMES)
+    if not is_loopback(args.host):
+        if args.host not in ("0.0.0.0", "::", ""):
+            hosts.append(args.host.strip("[]"))
+        hosts += [socket.gethostname(), socket.getfqdn()]
+    hosts += [host.strip() for host in args.allowed_hosts.split(",") if host.strip()]
+    return list(dict.fromkeys(host.lower() for host in hosts))
+
+
+def check_exposure(args: argparse.Namespace, environ: dict[str, str] | None = None) -> str | None:
+    """Refuse a non-loopback bind without a password; for one allowed by `--no-auth`, the warning to print.
+
+    Returns:
+        The warning, or None when the bind is loopback or a password is set.
+
+    Raises:
+        SystemExit: a non-loopback `--host`, no $KERASCOPE_PASSWORD and no `--no-auth`.
+    """
+    environ = os.environ if environ is None else environ
+    if is_loopback(args.host) or environ.get(PASSWORD_ENV):
+        return None
+    if not args.no_auth:
+        raise SystemExit(
+            f"kerascope: refusing to serve on {args.host} without a password: anyone who reaches the port would read "
+            f"every run. Set {PASSWORD_ENV}, or pass --no-auth to serve without one."
+        )
+    return (f"Kerascope: WARNING: serving on {args.host} without a password (--no-auth): anyone who reaches port "
+            f"{args.port} can read every run, hparam, note and checkpoint.")
 
 
 def streamlit_command(args: argparse.Namespace) -> list[str]:
@@ -35,10 +99,14 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     Streamlit's own source watcher is off (`fileWatcherType none`) so it never walks the runs root; error details
     are limited to the exception type and message so a traceback cannot leak paths to a remote viewer.
     """
+    hosts = [option for host in allowed_hosts(args) for option in ("--server.allowedHosts", host)]
     return [
         sys.executable, "-m", "streamlit", "run", APP_SCRIPT,
         "--server.address", args.host,
         "--server.port", str(args.port),
+        *hosts,
+        "--server.enableCORS", "true",  # cross-origin requests refused (the default, stated: deployments rely on it)
+        "--server.enableXsrfProtection", "true",
         "--server.headless", "true",
         "--server.fileWatcherType", "none",
         "--server.enableStaticServing", "true",  # plotly.js for the charts, from app/static/
@@ -98,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     ```
     """
     args = parse_args(argv)
+    warning = check_exposure(args)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     logdir = os.path.abspath(args.logdir)
     os.makedirs(logdir, exist_ok=True)
     os.environ[LOGDIR_ENV] = logdir

@@ -12,6 +12,10 @@ from kerascope.app import charts, tables
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
+# Charts per level on the Run page: a run that logs hundreds of metrics would otherwise take the page (and the server)
+# minutes to draw; the rest are named in `chart_overflow`'s message and stay in the CSV export and the notebook API.
+MAX_CHARTS = 24
+
 
 @dataclass(frozen=True)
 class ChartOptions:
@@ -41,13 +45,9 @@ def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     frame = run.epoch_metrics()
     events = run.events()
     figures = {}
-    # A run whose epoch records lack the chosen axis (a hand-made or damaged file) plots by epoch, then by row.
     x = epoch_x(frame, options.x_axis)
     best = best_marker(run, frame, x)
-    key = key_metric(run)
-    for metric in sorted(tables.metric_names(frame), key=lambda name: (name != "loss", name != key)):
-        if metric.startswith("val_") and metric.removeprefix("val_") in frame:
-            continue
+    for metric in _epoch_charts(run, frame)[:MAX_CHARTS]:
         series = [charts.Series(name, x, frame[name].to_numpy(float))
                   for name in (metric, f"val_{metric}") if name in frame]
         # One point per epoch needs no smoothing: the points are already averages over the epoch.
@@ -84,6 +84,28 @@ def epoch_x(frame: pd.DataFrame, x_axis: str) -> np.ndarray:
     return x + 1 if axis == "epoch" else x
 
 
+def _epoch_charts(run: Run, frame: pd.DataFrame) -> list[str]:
+    """The epoch charts' metrics in page order (a val_ metric shares its train metric's chart)."""
+    key = key_metric(run)
+    names = sorted(tables.metric_names(frame), key=lambda name: (name != "loss", name != key))
+    return [name for name in names if not (name.startswith("val_") and name.removeprefix("val_") in frame)]
+
+
+def _batch_charts(arrays: dict[str, np.ndarray]) -> list[str]:
+    names = [n for n in arrays if n not in fmt.NON_METRIC_COLUMNS and not n.startswith(fmt.BATCH_VALUE_PREFIX)]
+    return sorted(names, key=lambda n: (n != "loss", n))
+
+
+def chart_overflow(run: Run) -> str | None:
+    """"truncated: N more metrics ..." when the run logs more metrics than the Run page charts, else None."""
+    more = max(len(_epoch_charts(run, run.epoch_metrics())) - MAX_CHARTS, 0)
+    more += max(len(_batch_charts(run.arrays("batch"))) - MAX_CHARTS, 0)
+    if not more:
+        return None
+    return (f"truncated: {more:,} more metrics are not charted (the first {MAX_CHARTS} per level are); "
+            "Compare and its CSV export reach every one")
+
+
 def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     """One chart per metric at batch level (the batch's own value where recorded), plus the learning rate, which
     comes right after the loss."""
@@ -94,9 +116,8 @@ def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     events = run.events()
     epochs = run.epoch_metrics()
     best = best_marker(run, epochs, epoch_x(epochs, options.x_axis))
-    names = [n for n in arrays if n not in fmt.NON_METRIC_COLUMNS and not n.startswith(fmt.BATCH_VALUE_PREFIX)]
     figures = {}
-    for name in sorted(names, key=lambda n: (n != "loss", n)):
+    for name in _batch_charts(arrays)[:MAX_CHARTS]:
         column = f"batch_{name}" if f"batch_{name}" in arrays else name
         series = [charts.Series(name, x, arrays[column], key=f"{run.path}/{column}")]
         figures[name] = charts.metric_figure(series, title=f"{name} per batch" if column != name else name,

@@ -14,11 +14,12 @@ except ModuleNotFoundError:
 
 import streamlit as st  # noqa: E402
 
-from kerascope.app import links, state, widgets  # noqa: E402
+from kerascope.app import auth, links, state, widgets  # noqa: E402
 from kerascope.app.formatting import md_escape  # noqa: E402
 from kerascope.app.live_chart import preload_plotly  # noqa: E402
 
 st.set_page_config(page_title="Kerascope", page_icon=":material/monitoring:", layout="wide")
+auth.require_password()  # before anything that reads runs
 with st.sidebar:  # first thing on every page: the browser fetches plotly.js while the page script runs
     preload_plotly()
 # Streamlit's default 6rem above the title pushes the charts below the fold on a 1280x800 laptop.

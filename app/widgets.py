@@ -40,6 +40,7 @@ def readable_run(title: str, *, header: bool = True) -> Run | None:
         st.title(title)
         no_runs_message()
         return None
+    run.refresh()  # read before the header is drawn, so that it lists what reading skipped or truncated
     if header or run.error:
         run_header(run)
     return None if run.error else run

@@ -2,7 +2,8 @@
 
 What is caught, for a LiveMonitor whose fit() began and did not reach on_train_end:
 - an exception nobody catches, in the main thread (`sys.excepthook`) or in another thread (`threading.excepthook`):
-  status `failed` with the reason "ValueError: ...", or `interrupted` for KeyboardInterrupt;
+  status `failed` with the reason "ValueError: ...", or `interrupted` for KeyboardInterrupt, for the fits running in
+  that thread only (a model training in another thread keeps its run);
 - the interpreter exiting during fit() (`atexit`, e.g. `sys.exit()` from a callback): `failed`;
 - an exception that a caller catches (a notebook cell, try/except, pytest): the system thread sees within a few
   seconds that the thread running fit() no longer has the fit() frame on its stack; the run reads `interrupted` when
@@ -24,7 +25,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-_active: weakref.WeakSet[Any] = weakref.WeakSet()
+# Each watched callback -> the id of the thread running its fit(): a crash ends only the fits of the crashed thread.
+_active: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 _installed = False
 _install_lock = threading.Lock()
 _last_sigint = float("-inf")  # time.monotonic() of the last SIGINT seen by our handler
@@ -45,15 +47,16 @@ def describe(exc: BaseException | None) -> str:
     return text[:500]
 
 
-def register(callback: Any) -> None:
-    """Watch `callback` (an object with `_abort(exc_or_None, message)`) until `unregister`; hooks install once."""
+def register(callback: Any, thread_id: int) -> None:
+    """Watch `callback` (an object with `_abort(exc_or_None, message)`), whose fit() runs in thread `thread_id`, until
+    `unregister`; hooks install once."""
     _install()
-    _active.add(callback)
+    _active[callback] = thread_id
 
 
 def unregister(callback: Any) -> None:
     """Stop watching `callback`; Python's own SIGINT handler comes back once nothing is watched."""
-    _active.discard(callback)
+    _active.pop(callback, None)
     # Only the main thread may set signal handlers.
     on_main_thread = threading.current_thread() is threading.main_thread()
     if not _active and on_main_thread and signal.getsignal(signal.SIGINT) is _note_sigint:
@@ -83,8 +86,11 @@ def sigint_since(started: float) -> bool:
     return _last_sigint >= started
 
 
-def _abort_all(exc: BaseException | None, message: str | None = None) -> None:
-    for callback in list(_active):
+def _abort_all(exc: BaseException | None, message: str | None = None, *, thread_id: int | None = None) -> None:
+    """End the watched fits: those running in thread `thread_id`, or all of them (the process exits) when None."""
+    for callback, fit_thread in list(_active.items()):
+        if thread_id is not None and fit_thread != thread_id:
+            continue
         try:
             callback._abort(exc, message)
         except Exception:
@@ -100,12 +106,15 @@ def _install() -> None:
         previous_hook: Callable[..., Any] = sys.excepthook
         previous_thread_hook: Callable[..., Any] = threading.excepthook
 
+        # An uncaught exception ends its own thread only: fits training in other threads go on (and atexit ends
+        # whatever still runs when the process itself exits).
         def excepthook(exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None) -> None:
-            _abort_all(exc)
+            _abort_all(exc, thread_id=threading.main_thread().ident)
             previous_hook(exc_type, exc, tb)
 
         def thread_excepthook(args: threading.ExceptHookArgs) -> None:
-            _abort_all(args.exc_value)
+            thread = args.thread
+            _abort_all(args.exc_value, thread_id=thread.ident if thread is not None else threading.get_ident())
             previous_thread_hook(args)
 
         sys.excepthook = excepthook

@@ -433,7 +433,7 @@ class LiveMonitor(keras.callbacks.Callback):
         self._reporter.begin_phase(self._writer)
         lifecycle.watch_sigint()
         self._active = True
-        lifecycle.register(self)
+        lifecycle.register(self, thread)
         return self._fit
 
     def _log_system(self, record: dict[str, Any]) -> None:

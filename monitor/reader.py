@@ -18,13 +18,20 @@ import pandas as pd
 from kerascope.monitor import format as fmt
 from kerascope.monitor.run_files import RunFiles, RunFormatError
 from kerascope.monitor.run_info import Divergence, ModelInfo, RunProgress, Stop, as_time
-from kerascope.monitor.table import NumericTable
+from kerascope.monitor.table import MAX_DROPPED_NAMES, NumericTable
 from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records
 
 REFRESH_SLICE_BYTES = 32 * 1024 * 1024
 MAX_PROBLEMS = 50
 NUMERIC_COLUMNS = {"batch": fmt.BATCH_COLUMNS, "epoch": fmt.EPOCH_COLUMNS, "system": fmt.SYSTEM_COLUMNS}
 RECORD_COLUMNS = {"activations": fmt.ACTIVATION_COLUMNS, "weights": fmt.WEIGHT_COLUMNS, "events": fmt.EVENT_COLUMNS}
+# What one run may cost a reader's memory (docs/reliability.md, "Limits"); what does not fit is counted and reported
+# in `problems` as "truncated: N more ...". Float64 cells per numeric stream (2M batches of 8 columns fit):
+MAX_CELLS = {"batch": 16_000_000, "epoch": 2_000_000, "system": 2_000_000}
+MAX_METRIC_COLUMNS = 500
+# Record streams keep their newest records, at most this many bytes of JSON (and this many records) each.
+MAX_RECORD_BYTES = {"activations": 12 << 20, "weights": 12 << 20, "events": 4 << 20, "layers": 2 << 20}
+MAX_RECORDS = {"activations": 50_000, "weights": 50_000, "events": 10_000, "layers": 1_000}
 
 
 class Run:
@@ -61,8 +68,11 @@ class Run:
         self._status_stamp: tuple[int, int] | None = None
         self._lock = threading.RLock()
         self._tails = {s: JsonlTail(self._files.path(name), self.logdir) for s, name in fmt.STREAM_FILES.items()}
-        self._tables = {stream: NumericTable() for stream in NUMERIC_COLUMNS}
+        self._tables = {stream: NumericTable(MAX_METRIC_COLUMNS, MAX_CELLS[stream], NUMERIC_COLUMNS[stream])
+                        for stream in NUMERIC_COLUMNS}
         self._records: dict[str, list[dict[str, Any]]] = {s: [] for s in fmt.STREAM_FILES if s not in NUMERIC_COLUMNS}
+        self._record_sizes: dict[str, list[int]] = {stream: [] for stream in self._records}
+        self._records_dropped = dict.fromkeys(self._records, 0)
         self._frames: dict[str, pd.DataFrame] = {}
         self._load_meta()
 
@@ -270,17 +280,62 @@ class Run:
         if stream in self._tables:
             self._tables[stream].clear()
         else:
-            self._records[stream] = []
+            self._records[stream], self._record_sizes[stream] = [], []
+            self._records_dropped[stream] = 0
 
     def _ingest(self, stream: str, data: bytes) -> None:
         if stream in self._tables:
-            columns, rows, bad = parse_numeric_columns(data)
-            self._tables[stream].append(columns, rows)
+            bad = self._ingest_numeric(stream, data)
         else:
-            records, bad = parse_records(data)
-            self._records[stream].extend(records)
+            bad = self._ingest_records(stream, data)
         if bad:
             self._problem(f"{fmt.STREAM_FILES[stream]}: {bad} malformed line(s) skipped")
+
+    def _ingest_numeric(self, stream: str, data: bytes) -> int:
+        table = self._tables[stream]
+        if table.full:  # nothing more is kept: count the lines instead of parsing them
+            table.dropped_rows += data.count(b"\n")
+            bad = 0
+        else:
+            columns, rows, bad = parse_numeric_columns(data, MAX_METRIC_COLUMNS, table.dropped_names)
+            table.append(columns, rows)
+        if table.dropped_columns:
+            more = f"{table.dropped_columns:,}" + ("+" if table.dropped_columns >= MAX_DROPPED_NAMES else "")
+            self._truncated(stream, more, "columns", f"the first {MAX_METRIC_COLUMNS:,} are")
+        if table.dropped_rows:
+            self._truncated(stream, f"{table.dropped_rows:,}", "rows", f"the first {len(table):,} are")
+        return bad
+
+    def _ingest_records(self, stream: str, data: bytes) -> int:
+        """Parse the newest records of `data` that fit the stream's budget; older ones are counted, not parsed."""
+        budget = MAX_RECORD_BYTES[stream]
+        if len(data) > budget:
+            cut = data.find(b"\n", len(data) - budget - 1) + 1
+            self._records_dropped[stream] += data.count(b"\n", 0, cut)
+            data = data[cut:]
+        sizes: list[int] = []
+        records, bad = parse_records(data, sizes)
+        kept, kept_sizes = self._records[stream], self._record_sizes[stream]
+        kept.extend(records)
+        kept_sizes.extend(sizes)
+        total, first = sum(kept_sizes), max(len(kept) - MAX_RECORDS[stream], 0)
+        total -= sum(kept_sizes[:first])
+        while total > budget and first < len(kept):
+            total -= kept_sizes[first]
+            first += 1
+        if first:
+            del kept[:first], kept_sizes[:first]
+            self._records_dropped[stream] += first
+        if self._records_dropped[stream]:
+            self._truncated(stream, f"{self._records_dropped[stream]:,}", "records", f"the newest {len(kept):,} are")
+        return bad
+
+    def _truncated(self, stream: str, count: str, what: str, kept: str) -> None:
+        """Report, or update the count of, what a stream's caps left out: "events.jsonl: truncated: 990,000 more
+        records not kept (the newest 10,000 are)"."""
+        head = f"{fmt.STREAM_FILES[stream]}: truncated: "
+        self.problems = [p for p in self.problems if not (p.startswith(head) and f" more {what} not kept" in p)]
+        self._problem(f"{head}{count} more {what} not kept ({kept})")
 
     # -- public readers ------------------------------------------------------------------------------------------
 

@@ -1,13 +1,16 @@
 """RunFiles: the files of one run directory, opened only when they resolve inside the logdir (symlinks resolved).
 
-Nothing is deserialized beyond JSON, and whole-file reads are size-capped.
+Nothing is deserialized beyond JSON, whole-file reads are size-capped, and only regular files are read: a FIFO or a
+device planted under a run's file name would block a reader (and every dashboard session waiting on it) forever.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from typing import Any
+import stat
+from typing import Any, BinaryIO
 
 from kerascope.monitor.format import inside
 
@@ -18,6 +21,44 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 class RunFormatError(ValueError):
     """A run file this version cannot read: unreadable, too large, not JSON, or a newer format."""
+
+
+class NotRegularFileError(OSError):
+    """A run file that is a FIFO, a device, a socket or a folder: never read."""
+
+
+def open_regular(path: str) -> BinaryIO:
+    """Open `path` for reading in binary mode only when it is a regular file, without ever blocking.
+
+    `O_NONBLOCK` makes opening a FIFO return at once instead of waiting for a writer; the type is then checked on the
+    open descriptor, so a file swapped for a FIFO between a check and the open is refused too. Reads of a regular file
+    ignore O_NONBLOCK.
+
+    Raises:
+        NotRegularFileError: the path is not a regular file. FileNotFoundError and other OSErrors as `open` does.
+
+    Example:
+    ```python
+    with open_regular("runs/some-run/run.json") as f:
+        data = f.read(1024)
+    ```
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        require_regular(os.fstat(fd).st_mode)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def require_regular(mode: int) -> None:
+    """Raise NotRegularFileError, saying what it is, unless `mode` (an `st_mode`) is a regular file's."""
+    if stat.S_ISDIR(mode):
+        raise NotRegularFileError(errno.EISDIR, os.strerror(errno.EISDIR))
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise NotRegularFileError(errno.EINVAL, f"not a regular file ({kind}): not read")
 
 
 class RunFiles:
@@ -68,13 +109,13 @@ class RunFiles:
         be read (the OS error, the size cap, invalid JSON, a link outside the logdir)."""
         try:
             path = self.confined(relpath)
-            size = os.path.getsize(path)
-            if size > MAX_JSON_FILE_BYTES:
-                raise RunFormatError(
-                    f"{os.path.basename(path)} is {size:,} bytes, more than the {MAX_JSON_FILE_BYTES:,} allowed"
-                )
-            with open(path, "rb") as f:
-                data = f.read()
+            with open_regular(path) as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > MAX_JSON_FILE_BYTES:
+                    raise RunFormatError(
+                        f"{os.path.basename(path)} is {size:,} bytes, more than the {MAX_JSON_FILE_BYTES:,} allowed"
+                    )
+                data = f.read(MAX_JSON_FILE_BYTES + 1)
         except FileNotFoundError:
             raise
         except OSError as exc:
@@ -87,7 +128,7 @@ class RunFiles:
     def read_text(self, relpath: str) -> str:
         """A text file (at most MAX_TEXT_FILE_BYTES, undecodable bytes replaced); "" when missing or unreadable."""
         try:
-            with open(self.confined(relpath), "rb") as f:
+            with open_regular(self.confined(relpath)) as f:
                 return f.read(MAX_TEXT_FILE_BYTES).decode("utf-8", errors="replace")
         except OSError:
             return ""
@@ -96,9 +137,7 @@ class RunFiles:
         """The path of a PNG file, or None when missing, unreadable or not a PNG (a garbled or foreign file)."""
         try:
             path = self.confined(relpath)
-            if not os.path.isfile(path):
-                return None
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 return path if f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE else None
         except OSError:
             return None

@@ -31,18 +31,18 @@ class RunStore:
 
     def runs(self) -> list[Run]:
         """All runs, newest first. New directories are picked up and deleted ones dropped at each call."""
-        found = set()
         try:
-            entries = list(os.scandir(self.logdir))
+            entries = [entry for entry in os.scandir(self.logdir) if self._is_run_dir(entry)]
         except OSError:
             entries = []
+        found = {entry.name for entry in entries}
         with self._lock:
-            for entry in entries:
-                if not self._is_run_dir(entry):
-                    continue
-                found.add(entry.name)
-                if entry.name not in self._runs:
-                    self._runs[entry.name] = Run(entry.path, self.logdir)
+            new = [entry for entry in entries if entry.name not in self._runs]
+        # Opening a run reads its files: done outside the lock, so one slow run never holds up the other sessions.
+        opened = {entry.name: Run(entry.path, self.logdir) for entry in new}
+        with self._lock:
+            for name, run in opened.items():
+                self._runs.setdefault(name, run)  # another thread may have opened it meanwhile: keep one
             for gone in set(self._runs) - found:
                 del self._runs[gone]
             runs = list(self._runs.values())

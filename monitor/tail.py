@@ -17,11 +17,20 @@ from typing import Any
 import numpy as np
 
 from kerascope.monitor.format import inside
+from kerascope.monitor.run_files import open_regular, require_regular
+from kerascope.monitor.table import MAX_DROPPED_NAMES
 
 # A single line longer than this is not a record any writer of ours produces: it is dropped, not buffered forever.
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # The first read of a large file is parsed by pyarrow's multi-threaded JSON reader instead of line by line.
 BULK_PARSE_BYTES = 1 * 1024 * 1024
+# What pyarrow is never handed (such chunks are parsed line by line with Python's json): a line with more `[`/`{`
+# than MAX_BULK_NESTING (pyarrow's parser recurses natively without a depth limit, and a line nested ~20,000 levels
+# deep crashes the process with SIGSEGV where Python's json raises RecursionError), or one longer than
+# MAX_BULK_LINE_BYTES (100,000 keys in one record cost pyarrow 500 MB). Our writers' numeric records are flat and short.
+MAX_BULK_NESTING = 64
+MAX_BULK_LINE_BYTES = 64 * 1024
+_SCAN_BLOCK_BYTES = 4 * 1024 * 1024  # the scan looks at this much at a time (bounded memory)
 READ_BLOCK_BYTES = 64 * 1024 * 1024
 
 
@@ -61,6 +70,7 @@ class JsonlTail:
             if self._identity is not None:
                 self._restart(chunk)
             return chunk
+        require_regular(st.st_mode)
         identity = (st.st_dev, st.st_ino)
         # Checked once per file identity, so following an open file costs no path resolution per read.
         if identity != self._identity and self.logdir is not None and not inside(self.logdir, self.path):
@@ -72,7 +82,7 @@ class JsonlTail:
             return chunk
         pieces = []
         budget = st.st_size - self.offset if max_bytes is None else min(max_bytes, st.st_size - self.offset)
-        with open(self.path, "rb") as f:
+        with open_regular(self.path) as f:
             f.seek(self.offset)
             while budget > 0:
                 block = f.read(min(READ_BLOCK_BYTES, budget))
@@ -107,8 +117,11 @@ class JsonlTail:
         return complete
 
 
-def parse_records(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    """Parse complete JSONL lines into dicts; returns (records, number of lines that were not a JSON object)."""
+def parse_records(data: bytes, sizes: list[int] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Parse complete JSONL lines into dicts; returns (records, number of lines that were not a JSON object).
+
+    When `sizes` is given, the byte length of each returned record's line is appended to it.
+    """
     records: list[dict[str, Any]] = []
     bad = 0
     for line in data.split(b"\n"):
@@ -121,39 +134,120 @@ def parse_records(data: bytes) -> tuple[list[dict[str, Any]], int]:
             continue
         if isinstance(value, dict):
             records.append(value)
+            if sizes is not None:
+                sizes.append(len(line) + 1)
         else:
             bad += 1
     return records, bad
 
 
-def parse_numeric_columns(data: bytes) -> tuple[dict[str, np.ndarray], int, int]:
+def parse_numeric_columns(
+    data: bytes, max_columns: int | None = None, dropped: set[str] | None = None
+) -> tuple[dict[str, np.ndarray], int, int]:
     """Parse JSONL lines into float64 columns; returns (columns, rows, bad lines).
 
-    Large inputs go through pyarrow; if pyarrow refuses them (a malformed line, a value of the wrong type), they are
-    split into pieces of about BULK_PARSE_BYTES and only the pieces pyarrow refuses are parsed line by line, so one
-    bad record costs one record and little time.
+    Large inputs go through pyarrow; if pyarrow refuses them (a malformed line, a value of the wrong type) or a line
+    is too deep or too long to hand to it (`bulk_parsable`), they are split into pieces of about BULK_PARSE_BYTES and
+    only those pieces are parsed line by line, so one bad record costs one record and little time.
+
+    Line by line, at most `max_columns` columns are built (the first names seen); the names left out are added to
+    `dropped` (at most MAX_DROPPED_NAMES of them), so a record with 100,000 keys costs no more than its line.
     """
     if len(data) >= BULK_PARSE_BYTES:
-        columns = _parse_with_pyarrow(data)
+        columns = _parse_with_pyarrow(data) if bulk_parsable(data) else None
         if columns is not None:
             rows = len(next(iter(columns.values()))) if columns else 0
             return columns, rows, 0
         if len(data) >= 2 * BULK_PARSE_BYTES:
-            return _parse_in_pieces(data)
-    records, bad = parse_records(data)
-    return records_to_columns(records), len(records), bad
+            return _parse_in_pieces(data, max_columns, dropped)
+    return _columns_from_lines(data, max_columns, dropped)
 
 
-def _parse_in_pieces(data: bytes) -> tuple[dict[str, np.ndarray], int, int]:
+def _columns_from_lines(
+    data: bytes, max_columns: int | None, dropped: set[str] | None
+) -> tuple[dict[str, np.ndarray], int, int]:
+    """Line-by-line parse straight into columns: each record is reduced to its kept columns as soon as it is read."""
+    columns: dict[str, list[float]] = {}
+    numeric: set[str] = set()  # columns that held a number at least once (NaN included); the others are dropped
+    rows = bad = 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            bad += 1
+            continue
+        if not isinstance(record, dict):
+            bad += 1
+            continue
+        for name, value in record.items():
+            column = columns.get(name)
+            if column is None:
+                if max_columns is not None and len(columns) >= max_columns:
+                    if dropped is not None and len(dropped) < MAX_DROPPED_NAMES:
+                        dropped.add(name)
+                    continue
+                column = columns[name] = [np.nan] * rows
+            if isinstance(value, (int, float)):
+                column.append(float(value))
+                numeric.add(name)
+            else:
+                column.append(np.nan)
+        rows += 1
+        for column in columns.values():
+            if len(column) < rows:
+                column.append(np.nan)
+    return {name: np.array(columns[name], dtype=np.float64) for name in columns if name in numeric}, rows, bad
+
+
+def bulk_parsable(data: bytes) -> bool:
+    """True when pyarrow may be handed `data`: no line holds more than MAX_BULK_NESTING opening brackets (`[` or `{`,
+    strings included, an upper bound of its nesting depth) and none is longer than MAX_BULK_LINE_BYTES.
+
+    Computed with numpy a few MB at a time, in a few ms per MB.
+    """
+    view = np.frombuffer(data, dtype=np.uint8)
+    check_nesting = data.count(b"[") + data.count(b"{") > MAX_BULK_NESTING
+    openers_carried = 0  # openers of the line that continues from the previous block
+    line_start = 0  # where the current line began, in `data`
+    for start in range(0, len(view), _SCAN_BLOCK_BYTES):
+        block = view[start : start + _SCAN_BLOCK_BYTES]
+        breaks = np.flatnonzero(block == ord("\n"))
+        ends = np.concatenate(([line_start - start - 1], breaks))
+        if len(breaks) and np.diff(ends).max() > MAX_BULK_LINE_BYTES:
+            return False
+        if len(breaks):
+            line_start = start + int(breaks[-1]) + 1
+        if len(view) - line_start > MAX_BULK_LINE_BYTES and start + len(block) == len(view):
+            return False
+        if not check_nesting:
+            continue
+        openers = np.flatnonzero((block == ord("[")) | (block == ord("{")))
+        # Openers per line: the line ends cut the sorted opener positions.
+        per_line = np.diff(np.searchsorted(openers, breaks), prepend=0)
+        if len(per_line):
+            per_line[0] += openers_carried
+            tail = len(openers) - int(np.searchsorted(openers, breaks[-1]))
+        else:
+            tail = openers_carried + len(openers)
+        if (len(per_line) and per_line.max() > MAX_BULK_NESTING) or tail > MAX_BULK_NESTING:
+            return False
+        openers_carried = tail
+    return True
+
+
+def _parse_in_pieces(
+    data: bytes, max_columns: int | None, dropped: set[str] | None
+) -> tuple[dict[str, np.ndarray], int, int]:
     parts: list[tuple[dict[str, np.ndarray], int]] = []
     total_rows = total_bad = start = 0
     while start < len(data):
         end = data.find(b"\n", start + BULK_PARSE_BYTES) + 1 or len(data)
         if end - start == len(data):  # a single line longer than a piece: nothing left to split
-            records, bad = parse_records(data)
-            columns, rows = records_to_columns(records), len(records)
+            columns, rows, bad = _columns_from_lines(data, max_columns, dropped)
         else:
-            columns, rows, bad = parse_numeric_columns(data[start:end])
+            columns, rows, bad = parse_numeric_columns(data[start:end], max_columns, dropped)
         parts.append((columns, rows))
         total_rows, total_bad, start = total_rows + rows, total_bad + bad, end
     names = dict.fromkeys(name for columns, _ in parts for name in columns)
@@ -161,24 +255,6 @@ def _parse_in_pieces(data: bytes) -> tuple[dict[str, np.ndarray], int, int]:
         name: np.concatenate([columns.get(name, np.full(rows, np.nan)) for columns, rows in parts]) for name in names
     }
     return merged, total_rows, total_bad
-
-
-def records_to_columns(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    names: dict[str, None] = {}
-    for record in records:
-        names.update(dict.fromkeys(record))
-    columns: dict[str, np.ndarray] = {}
-    for name in names:
-        values = [_number_or_nan(record.get(name)) for record in records]
-        if any(v is not None for v in values):
-            columns[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    return columns
-
-
-def _number_or_nan(value: Any) -> float | None:
-    if isinstance(value, (int, float)):
-        return float(value)
-    return None
 
 
 def _parse_with_pyarrow(data: bytes) -> dict[str, np.ndarray] | None:

@@ -272,7 +272,7 @@ def test_checkpoints_page_table_and_download(root):
     assert list(table["best"]) == ["★ best"]
     assert table["epoch"].iloc[0] == 4  # the stored epoch 3, read 1-based as Keras prints it
     button = at.get("download_button")[0]
-    assert "best.keras" in button.proto.label
+    assert r"best\.keras" in button.proto.label  # escaped: widget labels are markdown
 
 
 # -- Compare --------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from kerascope.monitor import tail as tail_module
 from kerascope.monitor.table import NumericTable
-from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records, records_to_columns
+from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records
 
 
 def append(path, data: bytes) -> None:
@@ -109,7 +109,8 @@ def test_parse_records_counts_what_is_not_a_json_object():
 
 def test_numeric_columns_keep_numbers_and_blank_out_the_rest():
     records = [{"step": 1, "loss": 0.5, "name": "x"}, {"step": 2, "loss": "high", "acc": True}, {"step": 3}]
-    columns = records_to_columns(records)
+    columns, rows, bad = parse_numeric_columns(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+    assert (rows, bad) == (3, 0)
     assert set(columns) == {"step", "loss", "acc"}  # "name" never holds a number
     np.testing.assert_array_equal(columns["step"], [1, 2, 3])
     np.testing.assert_array_equal(columns["loss"], [0.5, np.nan, np.nan])
@@ -146,3 +147,10 @@ def test_numeric_table_grows_and_aligns_late_and_missing_columns():
     assert len(table) == 2003
     table.clear()
     assert len(table) == 0 and table.frame().empty
+
+
+def test_a_column_cap_keeps_the_first_names_and_counts_the_rest():
+    record = {"step": 1, **{f"m{i}": float(i) for i in range(1000)}}
+    dropped: set[str] = set()
+    columns, rows, _ = parse_numeric_columns(json.dumps(record).encode() + b"\n", max_columns=10, dropped=dropped)
+    assert list(columns) == ["step", *(f"m{i}" for i in range(9))] and rows == 1 and len(dropped) == 991

@@ -11,6 +11,7 @@ import streamlit as st
 from kerascope.app import widgets
 from kerascope.app.formatting import md_escape, number_text, size_text
 from kerascope.monitor import Run
+from kerascope.monitor.run_files import open_regular
 
 
 def checkpoint_table(run: Run) -> pd.DataFrame:
@@ -27,7 +28,7 @@ def reader(run: Run, relpath: str) -> Callable[[], bytes]:
     """Bytes of a checkpoint, read when the user clicks (a deferred download keeps reruns cheap)."""
 
     def read() -> bytes:
-        with open(run.file_path(relpath), "rb") as f:
+        with open_regular(run.file_path(relpath)) as f:  # never blocks on a FIFO swapped in since the check
             return f.read()
 
     return read
@@ -39,7 +40,8 @@ def download(run: Run, relpath: str) -> None:
     except (PermissionError, FileNotFoundError) as exc:
         st.error(md_escape(exc))
         return
-    st.download_button(f"Download {os.path.basename(path)} ({size_text(os.path.getsize(path))})",
+    # Widget labels are markdown too: the file name is user text.
+    st.download_button(f"Download {md_escape(os.path.basename(path))} ({size_text(os.path.getsize(path))})",
                        data=reader(run, relpath), file_name=f"{run.id}-{os.path.basename(path)}",
                        mime="application/octet-stream", icon=":material/download:", on_click="ignore")
 

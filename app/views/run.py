@@ -9,7 +9,7 @@ import streamlit as st
 from kerascope.app import alerts, state, widgets
 from kerascope.app.formatting import duration, format_seconds, md_escape, progress
 from kerascope.app.live_chart import live_chart
-from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures, system_figures
+from kerascope.app.run_charts import ChartOptions, batch_figures, chart_overflow, epoch_figures, system_figures
 from kerascope.monitor import Run
 
 FORCE_REFRESH_S = 2.0  # re-read even without a file event, in case the watcher missed one (some mounts)
@@ -85,6 +85,8 @@ def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
     epoch_charts, batch_charts = figures_for(run, options)
     if not epoch_charts and not batch_charts:
         st.info("No metrics recorded yet: the first ones appear at the end of the first logged batch or epoch.")
+    if (overflow := chart_overflow(run)) is not None:
+        st.caption(overflow)
     # A zoom belongs to one run on one axis and scale: another choice starts from the full view.
     view = f"{run_id}|{options.x_axis}"
     if epoch_charts:
