@@ -38,7 +38,7 @@ from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures 
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SECTION = "## Dashboard"
-OPTIONS = ChartOptions("step", 0.6, False)
+OPTIONS = ChartOptions("step", 0.6)
 NOTES = (
     "Where the time goes: the 1,000,000-row open is mostly monitor's JSONL parse of the 140 MB batch.jsonl. The "
     "cold-start target is met by the server (up and answering in under 1 s; the Run page script itself runs in "
