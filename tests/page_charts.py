@@ -14,10 +14,21 @@ APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 def open_link(logdir, page: str, **params: str) -> AppTest:
     """The app over `logdir` opened at `page` (e.g. "views/run.py") with these URL query parameters."""
+    return _open(logdir, page, params, {})
+
+
+def open_page(logdir, page: str, **session: object) -> AppTest:
+    """The app over `logdir` opened at `page` with these session state values (e.g. run_id=...)."""
+    return _open(logdir, page, {}, session)
+
+
+def _open(logdir, page: str, params: dict[str, str], session: dict[str, object]) -> AppTest:
     os.environ["KERASCOPE_LOGDIR"] = os.fspath(logdir)
     at = AppTest.from_file(APP, default_timeout=60)
     for name, value in params.items():
         at.query_params[name] = value
+    for key, value in session.items():
+        at.session_state[key] = value
     if page != "views/runs.py":
         at.switch_page(page)
     at.run()

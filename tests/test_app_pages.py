@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 import pytest
-from page_charts import chart_figures, chart_specs
+from page_charts import chart_figures, chart_specs, open_page
 from run_factory import make_root, make_run
 from streamlit.testing.v1 import AppTest
 
@@ -23,18 +23,6 @@ APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 SAMPLE_ROOT = os.path.join(os.path.dirname(APP), "..", "sample_runs")
 PAGES = ("views/runs.py", "views/run.py", "views/activations.py", "views/model.py", "views/checkpoints.py",
          "views/compare.py")
-
-
-def open_page(root, page: str, **session) -> AppTest:
-    os.environ["KERASCOPE_LOGDIR"] = os.fspath(root)
-    at = AppTest.from_file(APP, default_timeout=60)
-    if page != PAGES[0]:
-        at.switch_page(page)
-    for key, value in session.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def decode(values):

@@ -15,28 +15,15 @@ import time
 import pandas as pd
 import pytest
 from markdown_it import MarkdownIt
+from page_charts import open_page
 from run_factory import make_run
-from streamlit.testing.v1 import AppTest
 
 from kerascope import RunStore, RunWriter
 from kerascope.app import tables  # the CSV export behind the Compare page's download button (Streamlit-free)
 
-APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app", "streamlit_app.py")
 # Markdown, Streamlit directives (:red[...], :emoji:, $math$) and HTML, all in text a user wrote.
 USER_NAME = "*stars* _under_ [link](http://x.test) `tick` <b>bold</b> ~~gone~~ :red[x] $x^2$ # no heading"
 USER_REASON = "ValueError: **boom** | pipe :smile: \\ back <img src=x onerror=alert(1)> 1. item"
-
-
-def open_page(root, page: str, **session) -> AppTest:
-    os.environ["KERASCOPE_LOGDIR"] = os.fspath(root)
-    at = AppTest.from_file(APP, default_timeout=60)
-    if page != "views/runs.py":
-        at.switch_page(page)
-    for key, value in session.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def rendered(markdown: str) -> str:

@@ -10,8 +10,8 @@ import socket
 import subprocess
 import sys
 
+from page_charts import open_page
 from run_factory import make_run
-from streamlit.testing.v1 import AppTest
 from test_browser import free_port, wait_healthy
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -20,20 +20,8 @@ from kerascope.app import cli
 from kerascope.monitor import format as fmt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP = os.path.join(REPO, "app", "streamlit_app.py")
 TRACKER = "![t](http://tracker.example/track.png)"  # markdown that makes the browser fetch an image
 MARKDOWN_IMAGE = re.compile(r"(?<!\\)!(?<!\\)\[[^\]]*(?<!\\)\]\(")
-
-
-def open_page(root: str, page: str, **session: object) -> AppTest:
-    os.environ["KERASCOPE_LOGDIR"] = root
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.switch_page(page)
-    for key, value in session.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def test_user_text_in_widget_labels_is_escaped(runs_root):
