@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from kerascope.app import state, widgets
+from kerascope.app.compare_charts import NO_GROUPS
 
 WRITTEN_KEY = "link_written"  # the query parameters this session last put in the URL
 PROBLEM_KEY = "link_problem"  # what a link asked for that could not be shown, until the page says it
@@ -67,7 +68,7 @@ CONTROLS = {
     ),
     "compare": (
         Control("level", "compare_level", choice("epoch", "batch"), "epoch"),
-        Control("group", "compare_group", str, "no groups"),
+        Control("group", "compare_group", str, NO_GROUPS),
     ),
 }
 # The Compare page keeps one metric, alignment and smoothing per level (their keys end with the level), with the

@@ -50,20 +50,28 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
         12.0,
     ),
 }
-# kerascope/: the package the tests import, which maps onto the (mutated) folders beside it in the copy.
-COPIED = ["kerascope", "callbacks", "monitor", "app", "tests", "sample_runs"]  # sample_runs: its code, not the runs
+# The copy holds the installed layout (kerascope/app, kerascope/callbacks, kerascope/monitor: what the tests import and
+# what is mutated) and the checkout's folders beside it (paths some tests open, e.g. app/streamlit_app.py).
+PACKAGE = "kerascope"
+SUBPACKAGES = ["app", "callbacks", "monitor"]
+COPIED = [PACKAGE, *SUBPACKAGES, "tests", "sample_runs"]  # sample_runs: its code, not the runs
+
+
+def in_package(path: str) -> str:
+    """Where a module lies in the copy: inside kerascope/, so that its file path spells the module name the tests
+    import (mutmut matches mutants to the code that ran by that name)."""
+    return f"{PACKAGE}/{path}"
 
 
 def mutmut_section(files: list[str], tests: list[str]) -> str:
     def toml_list(items: list[str]) -> str:
         return "[" + ", ".join(json.dumps(item) for item in items) + "]"
 
-    packages = sorted({path.split("/")[0] for path in files})
-    others = [path for path in COPIED if path.split("/")[0] not in packages]
+    others = [path for path in COPIED if path != PACKAGE]
     return (
         "\n[tool.mutmut]\n"
-        f"source_paths = {toml_list(packages)}\n"
-        f"only_mutate = {toml_list(files)}\n"
+        f"source_paths = {toml_list([PACKAGE])}\n"
+        f"only_mutate = {toml_list([in_package(path) for path in files])}\n"
         f"also_copy = {toml_list(others)}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
@@ -85,6 +93,8 @@ def prepare(group: str) -> str:
                     shutil.copy2(os.path.join(source, name), target)
         else:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "corpus"))
+    for folder in SUBPACKAGES:  # the installed layout: kerascope/app, kerascope/callbacks, kerascope/monitor
+        shutil.copytree(os.path.join(work, folder), os.path.join(work, in_package(folder)))
     with open(os.path.join(REPO, "pyproject.toml"), encoding="utf-8") as f:
         pyproject = f.read()
     # mutmut puts the mutated copy first on sys.path; pytest's `pythonpath = ["."]` would put the original back.
@@ -118,7 +128,7 @@ def statuses(group: str) -> dict[str, dict[str, str]]:
 
     found = {}
     for path in GROUPS[group][0]:
-        meta = os.path.join(WORK, group, "mutants", path + ".meta")
+        meta = os.path.join(WORK, group, "mutants", in_package(path) + ".meta")
         if not os.path.exists(meta):
             continue
         with open(meta, encoding="utf-8") as f:
@@ -138,7 +148,7 @@ def diffs(group: str, names: list[tuple[str, str]]) -> dict[str, str]:
     try:
         for name, path in names:
             try:
-                text = get_diff_for_mutant(name, path=path)
+                text = get_diff_for_mutant(name, path=in_package(path))
             except Exception as exc:  # a mutant the index lost: say so rather than stop the report
                 text = f"(no diff: {exc!r})"
             found[name] = "\n".join(line for line in text.splitlines()

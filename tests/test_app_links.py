@@ -77,5 +77,6 @@ def test_a_compare_link_opens_those_runs_at_that_level_and_metric(root):
     assert at.selectbox(key="compare_metric_batch").value == "lr"
     assert at.selectbox(key="compare_group").value == "hparam: lr"
     assert query(at) == {"runs": runs, "level": "batch", "metric": "lr", "group": "hparam: lr"}
-    at = open_link(runs_root, "views/compare.py", runs=runs, metric="no such metric")
+    at = open_link(runs_root, "views/compare.py", runs=runs, metric="no such metric", group="hparam: nope")
     assert at.selectbox(key="compare_metric_epoch").value != "no such metric"
+    assert at.selectbox(key="compare_group").value == "no groups"  # a grouping these runs do not offer

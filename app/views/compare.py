@@ -81,7 +81,10 @@ def main() -> None:
                                           "step", key=f"compare_align_{level}") or "step"
     smoothing = controls[2].slider("Smoothing (EMA)", 0.0, 0.99, 0.0 if level == "epoch" else 0.6, 0.01,
                                    key=f"compare_smoothing_{level}")
-    group_by = controls[3].selectbox("Group runs by", group_options(chosen), key="compare_group",
+    groupings = group_options(chosen)
+    if st.session_state.get("compare_group", NO_GROUPS) not in groupings:  # e.g. from a link for other runs
+        del st.session_state["compare_group"]
+    group_by = controls[3].selectbox("Group runs by", groupings, key="compare_group",
                                      help="Repeated seeds or a sweep: each group's mean as a line and its min-max "
                                           "range as a band.")
     st.fragment(grid_part, run_every=state.live_interval())(picked, Grid(level, align, smoothing), group_by)
