@@ -48,6 +48,12 @@ class CheckpointKeeper:
         """Continue with a reopened writer (a later fit() of the same run): the best value and index carry over."""
         self.writer = writer
 
+    def continue_from(self, entries: list[dict[str, Any]]) -> None:
+        """Start from the index of a resumed run (the entries before its restore point) and their best value."""
+        self.index = list(entries)
+        best = [fmt.as_float(entry.get("value")) for entry in self.index if entry.get("is_best")]
+        self.best = best[-1] if best else None
+
     def _improved(self, value: float | None) -> bool:
         if value is None or math.isnan(value):
             return False

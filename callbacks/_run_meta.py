@@ -73,6 +73,7 @@ OPTION_NAMES = (
     "system_freq",
     "flush_interval",
     "strict",
+    "resume",
 )
 
 

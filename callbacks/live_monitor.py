@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import socket
 import threading
 import time
 import warnings
@@ -19,6 +21,14 @@ from kerascope.callbacks._learning_rate import LearningRateTracker
 from kerascope.callbacks._metrics import check_directions, metric_direction
 from kerascope.callbacks._model_card import write_model_card
 from kerascope.callbacks._reporter import RunReporter
+from kerascope.callbacks._resume import (
+    Resumed,
+    check_resume,
+    find_resumable,
+    kept_checkpoints,
+    restore_step,
+    superseded,
+)
 from kerascope.callbacks._run_meta import environment, model_info, optimizer_info, parameter_counts, recorded_options
 from kerascope.callbacks._statistics import ActivationProbe, weight_records
 from kerascope.callbacks._system import SystemSampler
@@ -67,6 +77,13 @@ class LiveMonitor(keras.callbacks.Callback):
     copy records its own run) every trial becomes a run named by its trial id, with the trial's hyperparameters added
     to `hparams`, and the runs of one search share a run.json `group`.
 
+    Resume after a crash: a script restarted after `kill -9` or a lost machine, with `keras.callbacks.BackupAndRestore`
+    restoring the epoch, continues its run when given `resume="auto"` (the newest unfinished run of the same name in
+    `logdir` whose process is gone) or `resume="<run id>"`. Steps continue from the restored epoch, the records the
+    dead process wrote for that epoch and later ones are dropped (the streams are rewritten without them, so each step
+    has one record), a `resumed` event marks the point, and the status goes back to `running`. Without a run to
+    continue, a new run starts.
+
     Keras calls no hook when an exception leaves `fit()`, so the status is kept honest another way: an uncaught
     exception (`sys.excepthook`, `threading.excepthook`) marks the run `failed` with its reason, or `interrupted` for
     KeyboardInterrupt; an exception that a caller catches (a notebook cell, try/except) is noticed within a system
@@ -92,6 +109,7 @@ class LiveMonitor(keras.callbacks.Callback):
         system_freq: seconds between CPU / RSS / GPU memory samples (0 turns them off).
         flush_interval: seconds between background appends; a crash loses at most this much data.
         strict: re-raise errors from the callback instead of warning (for debugging the monitor itself).
+        resume: None (always a new run), `"auto"` or a run id: continue an unfinished run after a restart (above).
 
     Example:
 
@@ -103,6 +121,10 @@ class LiveMonitor(keras.callbacks.Callback):
     model.fit(x, y, validation_data=(x_val, y_val), epochs=10, callbacks=[live])
     print(live.run_dir)
     # then: python -m kerascope --logdir runs
+
+    # A script that may be killed and started again: the restart continues the same run.
+    live = LiveMonitor("runs", name="long", resume="auto")
+    model.fit(x, y, epochs=100, callbacks=[keras.callbacks.BackupAndRestore("backup"), live])
     ```
     """
 
@@ -125,10 +147,12 @@ class LiveMonitor(keras.callbacks.Callback):
         system_freq: float = 2.0,
         flush_interval: float = 0.5,
         strict: bool = False,
+        resume: str | None = None,
     ) -> None:
         super().__init__()
         self._log_every = batch_interval(update_freq)
         check_checkpoint_options(checkpoint, mode)
+        check_resume(resume)
         # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
         self.async_safe = True
         self.logdir = logdir
@@ -147,6 +171,7 @@ class LiveMonitor(keras.callbacks.Callback):
         self.system_freq = system_freq
         self.flush_interval = flush_interval
         self.strict = strict
+        self.resume = resume
         # One group id per KerasTuner search, shared by this instance and all its deep copies (one per trial).
         self._search_groups: dict[int, str] = {}
         self._new_run()
@@ -166,6 +191,7 @@ class LiveMonitor(keras.callbacks.Callback):
         self._batches = BatchRecords(self._log_every)
         self._order = BatchOrder()
         self._checkpoints: CheckpointKeeper | None = None
+        self._resumed: Resumed | None = None  # a run reopened after a restart, until its first epoch begins
         self._lifecycle_lock = threading.RLock()  # the fit() ends exactly once, whoever notices first
         self._batch_lock = threading.Lock()
 
@@ -255,6 +281,8 @@ class LiveMonitor(keras.callbacks.Callback):
         self._order.reset()
         if fit.initial_epoch is None:
             fit.initial_epoch = epoch
+        if self._resumed is not None and not self._resumed.rewound:
+            self._reporter.call("resume", self._rewind, epoch)
         self._reporter.call("on_epoch_begin", self._emit_phase_event)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -380,6 +408,10 @@ class LiveMonitor(keras.callbacks.Callback):
                 writer.update_meta(**fit_meta)
                 return writer
             name, hparams = self.name or model.name, self.hparams
+            if self.resume:
+                writer = self._reopen(name, fit_meta)
+                if writer is not None:
+                    return writer
             trial = current_trial()
             if trial is not None:  # a KerasTuner search: the trial is the run, the search its group
                 name = trial.trial_id if self.name is None else f"{self.name} {trial.trial_id}"
@@ -416,11 +448,56 @@ class LiveMonitor(keras.callbacks.Callback):
             )
             return None
 
+    def _reopen(self, name: str, fit_meta: dict[str, Any]) -> RunWriter | None:
+        """Reopen the run that `resume` names (None: there is none, start a new run)."""
+        resumed, why_not = find_resumable(self.logdir, name, self.resume)
+        if why_not:
+            if self.strict:
+                raise ValueError(why_not)
+            warnings.warn(f"LiveMonitor: {why_not}; a new run is started", RuntimeWarning, stacklevel=4)
+        if resumed is None:
+            return None
+        writer = RunWriter.resume(
+            resumed.run.path, flush_interval=self.flush_interval, on_error=self._reporter.warn_once
+        )
+        writer.update_meta(**fit_meta, host=socket.gethostname(), pid=os.getpid())
+        self.run_dir, self._resumed = writer.run_dir, resumed
+        # Until the first epoch says where training picked up: where the records on disk end.
+        self._step, self._epoch = resumed.step, resumed.epoch
+        return writer
+
+    def _rewind(self, epoch: int) -> None:
+        """The restarted fit() begins at `epoch`: drop what the dead process recorded from there on, and go on from
+        the step before it."""
+        resumed, fit = self._resumed, self._fit
+        resumed.rewound = True
+        self._step = fit.start_step = restore_step(resumed.run, epoch)
+        resumed.dropped = self._writer.rewind(superseded(resumed, epoch))
+        resumed.checkpoints = kept_checkpoints(resumed.run, epoch)
+        if len(resumed.checkpoints) < len(resumed.run.checkpoints()):
+            self._writer.write_json(fmt.CHECKPOINT_INDEX_FILE, resumed.checkpoints)
+        fit.phase_event_pending = not resumed.kept_phase_event
+        # A restored optimizer's counter (BackupAndRestore loads it with the weights) maps steps to schedule values.
+        self._lr.begin_phase(self.model.optimizer, self._step)
+        dropped = sum(resumed.dropped.values())
+        self._reporter.event(
+            fmt.EVENT_RESUMED,
+            f"resumed at epoch {epoch} (step {self._step}) after a restart; the run was {resumed.status}"
+            + (f", {dropped} superseded record(s) dropped" if dropped else ""),
+            previous_status=resumed.status,
+            dropped=resumed.dropped,
+        )
+        self._writer.update_status(epoch=epoch, step=self._step)
+
     def _begin_fit(self, params: dict[str, Any]) -> _Fit:
         """The state of a new fit(), watched from now on for an exception that leaves it (see `_abort`)."""
         thread, frame = lifecycle.fit_frame()
+        if self._fit is not None:
+            phase = self._fit.phase + 1
+        else:
+            phase = self._resumed.phase if self._resumed is not None else 1  # a restart continues the cut-short fit
         self._fit = _Fit(
-            phase=self._fit.phase + 1 if self._fit else 1,
+            phase=phase,
             start_step=self._step,
             thread=thread,
             frame=frame,
@@ -503,6 +580,8 @@ class LiveMonitor(keras.callbacks.Callback):
             mode = self.mode if self.mode != "auto" else metric_direction(self.monitor, model.metrics,
                                                                           self.metric_directions)
             self._checkpoints = CheckpointKeeper(self._writer, self.checkpoint, self.monitor, mode)
+            if self._resumed is not None:
+                self._checkpoints.continue_from(self._resumed.checkpoints)
         keeper, fit = self._checkpoints, self._fit
         if keeper.monitor in logs:
             fit.monitor_logged = True

@@ -78,6 +78,7 @@ EVENT_CHECKPOINT = "checkpoint"  # a .keras file was written
 EVENT_NAN = "nan"  # a metric became NaN or Inf
 EVENT_SKIPPED = "skipped"  # something the callback could not record, and why
 EVENT_WARNING = "warning"  # a monitoring error that did not stop training
+EVENT_RESUMED = "resumed"  # a restarted script continued the run (LiveMonitor(resume=...)) from a restored epoch
 
 # run.json `metrics`: {"<log name>": {"direction": MIN | MAX}} for every metric Keras logs.
 MIN, MAX = "min", "max"

@@ -107,8 +107,10 @@ class RunWriter:
         writer.status = {"started": meta.get("created", time.time()), **status, "status": fmt.RUNNING}
         writer.status["heartbeat_interval"] = fmt.HEARTBEAT_INTERVAL_S
         for stream, relpath in fmt.STREAM_FILES.items():
-            if not _ends_with_newline(os.path.join(run_dir, relpath)):
+            path = os.path.join(run_dir, relpath)
+            if not _ends_with_newline(path):
                 writer._torn.add(stream)
+            writer._resumed_sizes[stream] = _size(path)
         writer._start(write_meta=False)  # status says `running` before anything else of the new phase is written
         return writer
 
@@ -122,6 +124,7 @@ class RunWriter:
         self._io_lock = threading.Lock()
         self._fds: dict[str, int] = {}
         self._torn: set[str] = set()
+        self._resumed_sizes: dict[str, int] = {}  # each stream's length when `resume` reopened it (for `rewind`)
         self._stop = threading.Event()
         self._closed = False
         self._last_heartbeat = 0.0
@@ -209,6 +212,61 @@ class RunWriter:
             fmt.write_json_atomic(path, payload)
 
         self._guard(relpath, write)
+
+    def rewind(self, keep: Callable[[str, dict[str, Any]], bool]) -> dict[str, int]:
+        """Drop the records that were on disk when `resume` reopened the run and that `keep(stream, record)` refuses
+        (a restarted training supersedes them). Returns the number of records dropped per stream.
+
+        A stream that loses records is copied without them to a temporary file that is renamed over it: readers see
+        a new file and read it again from the start (an append-only reader never sees a file shrink in place).
+        Records appended since `resume` are kept as they are; torn or malformed lines of the old part are dropped.
+        Call it once, before the old part is needed again.
+
+        Example:
+        ```python
+        writer = RunWriter.resume(run_dir)
+        writer.rewind(lambda stream, record: record.get("epoch") is None or record["epoch"] < 3)
+        ```
+        """
+        dropped: dict[str, int] = {}
+        with self._io_lock:
+            sizes, self._resumed_sizes = self._resumed_sizes, {}
+            for stream, size in sizes.items():
+                if size:
+                    try:
+                        count = self._rewrite(stream, size, keep)
+                    except OSError as exc:
+                        self._report(f"could not rewind {fmt.STREAM_FILES[stream]}: {exc}")
+                        continue
+                    if count:
+                        dropped[stream] = count
+        return dropped
+
+    def _rewrite(self, stream: str, size: int, keep: Callable[[str, dict[str, Any]], bool]) -> int:
+        """`rewind` of one stream whose first `size` bytes are the old part (caller holds the I/O lock)."""
+        path = os.path.join(self.run_dir, fmt.STREAM_FILES[stream])
+        kept, refused = [], 0
+        with open(path, "rb") as f:
+            old = f.read(size)
+            for line in old.split(b"\n"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a blank line or a torn fragment: nothing to keep
+                if isinstance(record, dict) and not keep(stream, record):
+                    refused += 1
+                else:
+                    kept.append(line + b"\n")
+            if not refused:
+                return 0
+            new = f.read()
+        fd = self._fds.pop(stream, None)
+        if fd is not None:
+            os.close(fd)
+        fmt.write_bytes_atomic(path, b"".join(kept) + new)
+        if not new:
+            self._torn.discard(stream)  # the torn fragment is gone with the old part
+        return refused
 
     def _make_parent(self, path: str) -> None:
         # Only below the run directory: a run directory deleted mid-run (the user cleaned up) must stay deleted,
@@ -303,6 +361,13 @@ class RunWriter:
             self.on_error(message)
         except Exception:
             pass
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _ends_with_newline(path: str) -> bool:
