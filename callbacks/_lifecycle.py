@@ -8,13 +8,14 @@ What is caught, for a LiveMonitor whose fit() began and did not reach on_train_e
 - an exception that a caller catches (a notebook cell, try/except, pytest): the system thread sees within a few
   seconds that the thread running fit() no longer has the fit() frame on its stack; the run reads `interrupted` when
   a SIGINT (Ctrl-C) arrived during fit(), else the reason is taken from `sys.last_value` when the interactive shell
-  recorded one.
+  recorded one, or from the exception itself while the caller still holds it (`caught_exception`).
 Not caught: kill -9 and power loss. Readers show those runs as `stale` once the heartbeat stops.
 """
 
 from __future__ import annotations
 
 import atexit
+import gc
 import re
 import signal
 import sys
@@ -141,6 +142,39 @@ def frame_alive(thread_id: int, target: types.FrameType) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def caught_exception(thread_id: int, fit: types.FrameType, max_depth: int = 20) -> BaseException | None:
+    """The exception that left the `fit` frame, found while the caller that caught it still holds it, else None.
+
+    Its traceback runs through the frames that the exception unwound (fit() and the wrappers around it, no longer on
+    the stack of thread `thread_id`): the traceback entries that refer to them lead up to the exception. Keras filters
+    its own frames out of the traceback it re-raises, so the wrappers' frames are the ones usually found. The search
+    walks the heap (a fraction of a second), once, after fit() ended without on_train_end.
+    """
+    alive = set()
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        alive.add(id(frame))
+        frame = frame.f_back
+    unwound = []
+    frame = fit
+    while frame is not None and id(frame) not in alive:
+        unwound.append(frame)
+        frame = frame.f_back
+    del frame
+    pending = [ref for ref in gc.get_referrers(*unwound) if isinstance(ref, types.TracebackType)]
+    seen: set[int] = set()
+    for _ in range(max_depth):
+        if not pending:
+            return None
+        referrers = gc.get_referrers(*pending)
+        for ref in referrers:
+            if isinstance(ref, BaseException) and ref.__traceback__ is not None:
+                return ref
+        seen.update(id(tb) for tb in pending)
+        pending = [ref for ref in referrers if isinstance(ref, types.TracebackType) and id(ref) not in seen]
+    return None
 
 
 def last_shell_error() -> BaseException | None:

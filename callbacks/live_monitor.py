@@ -87,8 +87,9 @@ class LiveMonitor(keras.callbacks.Callback):
     Keras calls no hook when an exception leaves `fit()`, so the status is kept honest another way: an uncaught
     exception (`sys.excepthook`, `threading.excepthook`) marks the run `failed` with its reason, or `interrupted` for
     KeyboardInterrupt; an exception that a caller catches (a notebook cell, try/except) is noticed within a system
-    tick (`system_freq`, at most 2 s) because the `fit()` frame left the stack; exiting during `fit()` (`atexit`)
-    marks it `failed`. After `kill -9` the heartbeat stops and readers show the run as `stale`.
+    tick (`system_freq`, at most 2 s) because the `fit()` frame left the stack, and carries the exception's type and
+    message while the caller still holds it (else it says that an exception was caught); exiting during `fit()`
+    (`atexit`) marks it `failed`. After `kill -9` the heartbeat stops and readers show the run as `stale`.
 
     Args:
         logdir: the runs folder; the run directory `logdir/<time>-<name>-<hex>` is created at the first fit().
@@ -664,7 +665,9 @@ class LiveMonitor(keras.callbacks.Callback):
             if not self._active or fit.frame is None or lifecycle.frame_alive(fit.thread, fit.frame):
                 return
             error = lifecycle.last_shell_error()
-            if error is not None and error is not fit.shell_error:
+            if error is None or error is fit.shell_error:
+                error = lifecycle.caught_exception(fit.thread, fit.frame)
+            if error is not None:
                 self._abort(error)
             else:
                 self._abort(

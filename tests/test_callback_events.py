@@ -148,10 +148,12 @@ def test_fit_raising_to_a_caller_that_catches_it_marks_the_run_failed(runs_root)
     x, y = data()
     model = mlp()
     monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0.2)
-    with pytest.raises(ValueError, match="boom"):
+    with pytest.raises(ValueError, match="boom") as caught:
         model.fit(x, y, epochs=5, batch_size=BATCH, verbose=0, callbacks=[monitor, FailAtEpoch(1, ValueError("boom"))])
     info = wait_for_status(monitor.run_dir, "failed")
-    assert info["status"] == "failed" and "exception left fit()" in info["reason"]
+    # The caller still holds the exception (pytest's ExceptionInfo): its type and message are the reason.
+    assert info["status"] == "failed" and info["reason"] == "ValueError: boom"
+    assert caught.value.args == ("boom",)
     assert [e["kind"] for e in events(monitor.run_dir)][-1] == "failed"
     # The same monitor continues the run in the next fit() call.
     model.fit(x, y, epochs=3, initial_epoch=2, batch_size=BATCH, verbose=0, callbacks=[monitor])

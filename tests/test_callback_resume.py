@@ -25,11 +25,12 @@ from train_helpers import BATCH, data, mlp
 from kerascope import LiveMonitor
 
 root, backup, crash = sys.argv[1], sys.argv[2], sys.argv[3] == "crash"
+KILLED_AT, EPOCHS = tuple(json.loads(sys.argv[4])), int(sys.argv[5])
 
 
 class KillSelf(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
-        if crash and (self.epoch, batch) == (%d, %d):
+        if crash and (self.epoch, batch) == KILLED_AT:
             time.sleep(0.5)  # several flushes: the superseded records are on disk
             os.kill(os.getpid(), 9)
 
@@ -52,16 +53,15 @@ live = LiveMonitor(root, name="long run", resume="auto", flush_interval=0.1, sys
 seen = Seen()
 # LiveMonitor before BackupAndRestore: its on_train_begin runs before the epoch is restored.
 callbacks = [live, keras.callbacks.BackupAndRestore(backup), KillSelf(), seen]
-model.fit(x, y, epochs=%d, batch_size=BATCH, verbose=0, callbacks=callbacks)
+model.fit(x, y, epochs=EPOCHS, batch_size=BATCH, verbose=0, callbacks=callbacks)
 print(json.dumps(seen.epochs))
-""" % (*KILLED_AT, EPOCHS)
+"""
 
 
 def train(root: str, backup: str, mode: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]))
-    return subprocess.run(
-        [sys.executable, "-c", SCRIPT, root, backup, mode], env=env, capture_output=True, text=True, timeout=300
-    )
+    command = [sys.executable, "-c", SCRIPT, root, backup, mode, json.dumps(KILLED_AT), str(EPOCHS)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
