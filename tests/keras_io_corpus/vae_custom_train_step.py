@@ -38,8 +38,8 @@ class VAE(keras.Model):
     def metrics(self):
         return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
 
-    def call(self, x):
-        h = self.encoder(x)
+    def call(self, x, training=False):
+        h = self.encoder(x, training=training)
         z_mean, z_log_var = h[:, : self.latent], h[:, self.latent :]
         return z_mean, z_log_var, self.decoder(self.sampling([z_mean, z_log_var]))
 
