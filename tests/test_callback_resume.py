@@ -49,7 +49,8 @@ class Seen(keras.callbacks.Callback):
 x, y = data()
 model = mlp()
 model.build((None, x.shape[1]))
-live = LiveMonitor(root, name="long run", resume="auto", flush_interval=0.1, system_freq=0, weight_freq=0)
+live = LiveMonitor(root, name="long run", resume="auto", flush_interval=0.1, system_freq=0, weight_freq=0,
+                   checkpoint="all", monitor="loss")
 seen = Seen()
 # LiveMonitor before BackupAndRestore: its on_train_begin runs before the epoch is restored.
 callbacks = [live, keras.callbacks.BackupAndRestore(backup), KillSelf(), seen]
@@ -100,6 +101,14 @@ def test_the_restart_continues_the_same_run_with_each_step_once(resumed):
     assert run.status == "finished" and run.reason is None
     status = read_json(run.path, "status.json")
     assert status["step"] == EPOCHS * STEPS and status["phase"] == 1 and "ended" in status
+
+
+def test_the_checkpoint_index_lists_each_epoch_once(resumed):
+    _, run, _, _ = resumed
+    checkpoints = run.checkpoints()
+    assert list(checkpoints["epoch"]) == list(range(EPOCHS))
+    assert list(checkpoints["step"]) == [STEPS * (e + 1) for e in range(EPOCHS)]
+    assert all(os.path.exists(run.file_path(path)) for path in checkpoints["path"])
 
 
 def test_a_resumed_event_marks_the_restart(resumed):

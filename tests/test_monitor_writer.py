@@ -205,6 +205,34 @@ def test_resume_after_a_torn_line_starts_with_a_line_break(runs_root):
     assert run.status == "finished" and run.reason is None
 
 
+def test_rewind_drops_superseded_old_records_and_a_following_reader_stays_right(runs_root):
+    """The old part of a stream is filtered, what the resumed writer appended stays; a reader that followed the file
+    before (its offset past the cut) reads the rewritten file from the start: no record twice, none lost."""
+    first = RunWriter(runs_root, name="rewound", flush_interval=60)
+    for step in range(1, 9):
+        first.log("batch", {"step": step, "epoch": (step - 1) // 4})
+    first.log("system", {"time": 1.0})
+    first.close()
+    with open(os.path.join(first.run_dir, "batch.jsonl"), "ab") as f:
+        f.write(b'{"step": 9, "ep')  # torn by the crash
+    follower = RunStore(runs_root).run(first.run_id)
+    assert list(follower.batch_metrics()["step"]) == list(range(1, 9))
+    writer = RunWriter.resume(first.run_dir, flush_interval=60)
+    writer.log("batch", {"step": 5, "epoch": 1, "new": 1})  # the restarted training, before the rewind
+    writer.flush()
+    dropped = writer.rewind(lambda stream, record: record.get("epoch", 0) < 1)
+    assert dropped == {"batch": 4}  # steps 5-8 of epoch 1; the torn fragment is not a record
+    for step in range(6, 9):
+        writer.log("batch", {"step": step, "epoch": 1, "new": 1})
+    writer.close()
+    for reader in (follower, RunStore(runs_root).run(first.run_id)):
+        batches = reader.batch_metrics()
+        assert list(batches["step"]) == list(range(1, 9))
+        assert list(batches["new"].fillna(0)) == [0] * 4 + [1] * 4
+        assert len(reader.system_metrics()) == 1
+    assert lines(os.path.join(first.run_dir, "batch.jsonl"))[-1] == b""  # whole lines only
+
+
 PARTIAL_WRITE = r"""
 import json, os, resource, signal, sys
 from kerascope import RunWriter
