@@ -31,6 +31,7 @@ EVENT_STYLE = {
     fmt.EVENT_NAN: ("NaN / Inf", "#d62728", "solid"),
     fmt.FAILED: ("failed", "#d62728", "solid"),
     fmt.INTERRUPTED: ("interrupted", "#7f7f7f", "solid"),
+    fmt.EVENT_RESUMED: ("resumed", "#17becf", "dash"),  # a restarted script took over from here
 }
 # Kinds that happen at the end of an epoch (x = epochs completed on the epoch axis), the others at its start.
 _AT_EPOCH_END = {fmt.EVENT_EARLY_STOP, fmt.EVENT_CHECKPOINT, fmt.EVENT_NAN, fmt.FAILED, fmt.INTERRUPTED}

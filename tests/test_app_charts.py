@@ -102,6 +102,15 @@ def test_events_are_one_toggleable_trace_per_kind_with_labels_that_do_not_overla
     assert figure.layout.legend.y < 0  # below the plot: the toolbar and the scale buttons never cover it
 
 
+def test_a_resumed_run_draws_where_the_restart_took_over():
+    events = pd.DataFrame({"step": [12], "epoch": [3], "kind": ["resumed"],
+                           "message": ["resumed at epoch 3 (step 12) after a restart"], "data": [{}]})
+    figure = charts.metric_figure([charts.Series("loss", np.arange(24.0), np.ones(24))], title="loss", events=events)
+    (resumed,) = [trace for trace in figure.data if trace.yaxis == "y2"]
+    assert resumed.name == "resumed" and 12.0 in list(resumed.x)
+    assert [t for t in resumed.text if t] == ["resumed"]
+
+
 def test_numbers_read_with_four_significant_digits_and_spelled_out_non_finite_values():
     from kerascope.app.formatting import number_text
     assert [number_text(v) for v in (8.1e-05, 0.005694743, 0.31234, 12345.0, float("nan"), float("-inf"))] == [
