@@ -147,34 +147,34 @@ def frame_alive(thread_id: int, target: types.FrameType) -> bool:
 def caught_exception(thread_id: int, fit: types.FrameType, max_depth: int = 20) -> BaseException | None:
     """The exception that left the `fit` frame, found while the caller that caught it still holds it, else None.
 
-    Its traceback runs through the frames that the exception unwound (fit() and the wrappers around it, no longer on
-    the stack of thread `thread_id`): the traceback entries that refer to them lead up to the exception. Keras filters
-    its own frames out of the traceback it re-raises, so the wrappers' frames are the ones usually found. The search
-    walks the heap (a fraction of a second), once, after fit() ended without on_train_end.
+    Its traceback runs through the outermost frame that the exception unwound (fit() or the wrapper around it, no
+    longer on the stack of thread `thread_id`; Keras filters its own frames out of the traceback it re-raises, but not
+    that wrapper) and begins at the frame that caught it. Exceptions raised and handled inside fit() do not reach that
+    outermost frame. The search walks the heap (a fraction of a second), once, after fit() ended without
+    on_train_end.
     """
     alive = set()
     frame = sys._current_frames().get(thread_id)
     while frame is not None:
         alive.add(id(frame))
         frame = frame.f_back
-    unwound = []
-    frame = fit
+    outermost = frame = fit
     while frame is not None and id(frame) not in alive:
-        unwound.append(frame)
-        frame = frame.f_back
+        outermost, frame = frame, frame.f_back
     del frame
-    pending = [ref for ref in gc.get_referrers(*unwound) if isinstance(ref, types.TracebackType)]
+    pending = [ref for ref in gc.get_referrers(outermost) if isinstance(ref, types.TracebackType)]
     seen: set[int] = set()
+    found: list[BaseException] = []
     for _ in range(max_depth):
         if not pending:
-            return None
+            break
         referrers = gc.get_referrers(*pending)
-        for ref in referrers:
-            if isinstance(ref, BaseException) and ref.__traceback__ is not None:
-                return ref
+        found += [ref for ref in referrers if isinstance(ref, BaseException) and ref.__traceback__ is not None]
         seen.update(id(tb) for tb in pending)
         pending = [ref for ref in referrers if isinstance(ref, types.TracebackType) and id(ref) not in seen]
-    return None
+    # The one caught by a frame still running (the caller), before one left over in a cycle from an earlier catch.
+    found.sort(key=lambda exc: id(exc.__traceback__.tb_frame) not in alive)
+    return found[0] if found else None
 
 
 def last_shell_error() -> BaseException | None:
