@@ -60,6 +60,7 @@ class _Fit:
     stop_reported: bool = False
     monitor_logged: bool = False  # the checkpoint monitor was in some epoch's logs
     unmonitored_logs: list[str] | None = None  # an epoch's log names without it (a val_ metric may come later)
+    searched: bool = False  # fit() was left and the exception was looked for once, in vain
     probe: ActivationProbe | None = None
     sampler: SystemSampler | None = None
     card_thread: threading.Thread | None = None
@@ -666,7 +667,14 @@ class LiveMonitor(keras.callbacks.Callback):
                 return
             error = lifecycle.last_shell_error()
             if error is None or error is fit.shell_error:
-                error = lifecycle.caught_exception(fit.thread, fit.frame)
+                # A Ctrl-C that the caller caught reads as such (`_abort`), whatever became of its KeyboardInterrupt.
+                sigint = lifecycle.sigint_since(fit.started)
+                error = None if sigint else lifecycle.caught_exception(fit.thread, fit.frame)
+                if error is None and not sigint and not fit.searched:
+                    # The exception may be in flight between fit() and the caller (Keras's traceback filter re-raises
+                    # it): look again at the next tick before saying that it cannot be known.
+                    fit.searched = True
+                    return
             if error is not None:
                 self._abort(error)
             else:
