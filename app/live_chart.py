@@ -57,6 +57,32 @@ def last_x(figure: go.Figure) -> Any:
     return float(newest)
 
 
+def chart_payload(figure: go.Figure, *, key: str, view: str = "", follow: bool = False) -> str:
+    """What the browser receives for `figure` (JSON); the figure itself is left as it was, so figures shared by
+    several sessions can be drawn by all of them. Arguments as for `live_chart`."""
+    x_last = last_x(figure)
+    drawn = figure.to_plotly_json()
+    # A digest: plotly.js only compares it, and the view may hold user text (a run id).
+    layout = {**drawn["layout"], "uirevision": hashlib.sha1(f"{key}|{view}".encode()).hexdigest()[:16]}
+    points = sum(len(trace.x) for trace in figure.data if getattr(trace, "x", None) is not None)
+    spec = {
+        "figure": {"data": drawn["data"], "layout": layout},
+        "config": CONFIG,
+        "height": figure.layout.height or DEFAULT_HEIGHT,
+        "follow": follow,
+        "x_last": x_last,
+        "x_is_time": isinstance(x_last, str),
+        "points": points,
+        "revision": hash((points, x_last)),
+    }
+    return to_json_plotly(spec)
+
+
+def draw_chart(payload: str, *, key: str) -> None:
+    """Draw a chart from `chart_payload(...)`; on later reruns with the same `key`, update that chart in place."""
+    _component(data=payload, key=key, height="content")
+
+
 def live_chart(figure: go.Figure, *, key: str, view: str = "", follow: bool = False) -> None:
     """Draw `figure`; on later reruns with the same `key`, update that same chart in place.
 
@@ -73,18 +99,4 @@ def live_chart(figure: go.Figure, *, key: str, view: str = "", follow: bool = Fa
     live_chart(metric_figure(series, title="loss"), key="epoch_loss", view="step|linear", follow=True)
     ```
     """
-    x_last = last_x(figure)
-    # A digest: plotly.js only compares it, and the view may hold user text (a run id).
-    figure.update_layout(uirevision=hashlib.sha1(f"{key}|{view}".encode()).hexdigest()[:16])
-    points = sum(len(trace.x) for trace in figure.data if getattr(trace, "x", None) is not None)
-    spec = {
-        "figure": figure.to_plotly_json(),
-        "config": CONFIG,
-        "height": figure.layout.height or DEFAULT_HEIGHT,
-        "follow": follow,
-        "x_last": x_last,
-        "x_is_time": isinstance(x_last, str),
-        "points": points,
-        "revision": hash((points, x_last)),
-    }
-    _component(data=to_json_plotly(spec), key=key, height="content")
+    draw_chart(chart_payload(figure, key=key, view=view, follow=follow), key=key)
