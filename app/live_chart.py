@@ -20,6 +20,9 @@ import streamlit as st
 from plotly.io.json import to_json_plotly
 
 CONFIG = {"displaylogo": False, "responsive": True}
+# The trace types in plotly.js's cartesian bundle (app/vendor/README.md); any other type needs the full bundle.
+CARTESIAN_TRACES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour",
+                              "image", "pie", "scatter", "scatterternary", "violin"})
 DEFAULT_HEIGHT = 320
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "live_chart.js"), encoding="utf-8") as _source:
@@ -74,6 +77,7 @@ def chart_payload(figure: go.Figure, *, key: str, view: str = "", follow: bool =
         "x_is_time": isinstance(x_last, str),
         "points": points,
         "revision": hash((points, x_last)),
+        "bundle": "cartesian" if all(trace.type in CARTESIAN_TRACES for trace in figure.data) else "full",
     }
     return to_json_plotly(spec)
 
