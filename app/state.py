@@ -78,6 +78,10 @@ class SharedCache:
         self._building: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._items)
+
     def get(self, key: Hashable, build: Callable[[], T]) -> T:
         with self._lock:
             if key in self._items:
@@ -107,9 +111,9 @@ class Viewers:
         self._last_tick: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def tick(self, session: str) -> int:
-        """Note that `session` is watching; the number of sessions watching."""
-        now = time.monotonic()
+    def tick(self, session: str, now: float | None = None) -> int:
+        """Note that `session` is watching (at `now`, `time.monotonic()` by default); the number of sessions watching."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             self._last_tick[session] = now
             for other, at in list(self._last_tick.items()):
