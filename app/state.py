@@ -112,7 +112,7 @@ class Viewers:
         self._lock = threading.Lock()
 
     def tick(self, session: str, now: float | None = None) -> int:
-        """Note that `session` is watching (at `now`, `time.monotonic()` by default); the number of sessions watching."""
+        """Note that `session` is watching (at `now`, by default `time.monotonic()`); how many sessions watch."""
         now = time.monotonic() if now is None else now
         with self._lock:
             self._last_tick[session] = now

@@ -205,6 +205,9 @@ def test_live_epoch_appears_without_reload_and_every_page_renders(served, browse
     writer, port = served
     os.makedirs(ARTIFACTS, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    elsewhere = []  # the dashboard works offline and tells no third party who opens it (fonts, icons, CDNs)
+    page.on("request", lambda request: None if request.url.startswith((f"http://127.0.0.1:{port}/", "blob:", "data:"))
+            else elsewhere.append(request.url))
     page.goto(f"http://127.0.0.1:{port}/run")
     page.get_by_text("live browser run", exact=True).first.wait_for(timeout=PATIENCE_MS)
     page.get_by_text("epoch 1/5", exact=False).first.wait_for(timeout=PATIENCE_MS)
@@ -224,6 +227,7 @@ def test_live_epoch_appears_without_reload_and_every_page_renders(served, browse
         name = link.lower().replace(" ", "-").replace("&", "and").replace("(", "").replace(")", "")
         page.screenshot(path=os.path.join(ARTIFACTS, f"page-{name}.png"), full_page=True)
     assert not page.get_by_text("Traceback", exact=False).count()
+    assert elsewhere == []
 
 
 def test_a_new_run_appears_in_the_list_without_reload(served, browser):
