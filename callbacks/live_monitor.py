@@ -191,6 +191,17 @@ class LiveMonitor(keras.callbacks.Callback):
         clone._new_run()
         return clone
 
+    def wait_uploaded(self, timeout: float | None = None) -> bool:
+        """For a run on an object store: block until everything the ended fit() recorded is uploaded and compacted
+        (True), or `timeout` seconds pass (False). A local run is always complete: True at once.
+
+        At interpreter exit this happens by itself (for up to 60 s); call it to be sure before reading the run
+        elsewhere, e.g. at the end of a notebook cell.
+        """
+        writer = self._writer
+        wait = getattr(writer, "wait_uploaded", None)
+        return True if wait is None else wait(timeout)
+
     # -- fit() boundaries --------------------------------------------------------------------------------------
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:

@@ -58,6 +58,7 @@ class Uploader:
         self.report = report
         self.requests = 0  # objects written or deleted (PUT / DELETE): the cost of the run
         self.failures = 0
+        self._checked = False
         self.last_error: str | None = None
         self._offsets: dict[str, int] = {}  # bytes of each spooled stream uploaded as segments
         self._seq: dict[str, int] = {}  # segments written per stream
@@ -137,6 +138,11 @@ class Uploader:
 
     def sync(self, final: bool = False) -> None:
         """Upload what the spool gained since the last pass; with `final`, compact each stream too."""
+        if not self._checked:
+            # One request first: a missing bucket or refused credentials get a clear message (some S3 servers
+            # create a bucket on the first PUT, so a mistyped name would otherwise go unnoticed).
+            self.store.check()
+            self._checked = True
         for stream, relpath in fmt.STREAM_FILES.items():
             self._upload_segment(stream, relpath)
         for relpath in self._whole_files():
@@ -206,7 +212,10 @@ class Uploader:
         self._put(fmt.COMPACTED_FILE, json.dumps({"streams": compacted}, indent=1).encode("utf-8"))
         self._compacted = compacted
         self._save_state()
-        listed = self.store.listing(f"{self.run_id}/{fmt.SEGMENTS_DIR}")
+        try:
+            listed = self.store.listing(f"{self.run_id}/{fmt.SEGMENTS_DIR}")
+        except FileNotFoundError:
+            listed = {}
         replaced = []
         for key in listed:
             parsed = parse_segment(key[len(self.run_id) + 1 :])
@@ -328,6 +337,11 @@ class RemoteRunWriter(RunWriter):
 # Every uploader of this process, by spool directory. At interpreter exit the unfinished ones get EXIT_WAIT_S seconds
 # in total; the spools of fully uploaded runs are then removed, the others stay on disk (the message says where).
 _UPLOADERS: dict[str, Uploader] = {}
+
+
+def pending_uploads() -> list[Uploader]:
+    """The uploaders of this process that have not finished sending (their `stop()` gives up and keeps the spool)."""
+    return [uploader for uploader in _UPLOADERS.values() if not uploader.done]
 
 
 @atexit.register
