@@ -260,3 +260,31 @@ def test_a_url_without_its_backend_fails_at_construction(tmp_path, monkeypatch):
 def test_storage_errors_say_what_is_wrong(s3_server):  # noqa: F811
     with pytest.raises(StorageError, match="the bucket does not exist"):
         ObjectStore("s3://no-such-bucket/runs").check()
+
+
+def test_the_dashboard_on_an_s3_root_follows_a_live_run(s3_server):  # noqa: F811
+    """`python -m kerascope --logdir s3://...` in a real Chromium: a run being uploaded moves without a reload."""
+    browser_helpers = pytest.importorskip("test_browser")
+    if not os.path.exists(browser_helpers.CHROMIUM):
+        pytest.skip("needs Debian's chromium (make chromium)")
+    from kerascope.monitor.remote_writer import RemoteRunWriter
+
+    url = f"s3://{BUCKET}/dashboard"
+    writer = RemoteRunWriter(url, name="uploaded live", flush_interval=0.5)
+    try:
+        browser_helpers.log_epoch(writer, 0, epochs=5)
+        with browser_helpers.dashboard_page(url) as (page, base):
+            page.goto(f"{base}/run")
+            page.get_by_text("uploaded live", exact=True).first.wait_for(timeout=browser_helpers.PATIENCE_MS)
+            page.get_by_text("epoch 1/5", exact=False).first.wait_for(timeout=browser_helpers.PATIENCE_MS)
+            browser_helpers.wait_for_points(page, "loss", 1)
+            navigations = page.evaluate("performance.getEntriesByType('navigation').length")
+            browser_helpers.log_epoch(writer, 1, epochs=5)
+            browser_helpers.wait_for_points(page, "loss", 2)
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == navigations
+            page.get_by_role("link", name="Runs").first.click()
+            page.get_by_text("Compare runs").first.wait_for(timeout=browser_helpers.PATIENCE_MS)
+            assert SECRET_KEY not in page.content() and url in page.content()
+    finally:
+        writer.close()
+        assert writer.wait_uploaded(PATIENCE_S)
