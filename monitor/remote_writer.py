@@ -31,6 +31,7 @@ SPOOL_ENV = "KERASCOPE_SPOOL_DIR"
 UPLOAD_STATE_FILE = ".upload-state.json"  # in the spool run directory: what was uploaded (survives a resume)
 SPOOL_FLUSH_INTERVAL_S = 0.5  # buffers -> local spool, as for a local run
 EXIT_WAIT_S = 60.0  # at interpreter exit, how long to wait for the last upload before leaving the spool on disk
+MAX_RETRY_DELAY_S = 30.0  # the longest pause between two upload attempts while the store is unreachable
 
 
 def default_spool_root(url: str) -> str:
@@ -123,7 +124,7 @@ class Uploader:
                         f"{self.spool_dir} and retried with backoff"
                     )
                 self.last_error = message
-                delay = backoff(self.failures, base=max(self.interval, 1.0))
+                delay = backoff(self.failures, base=max(self.interval, 1.0), cap=MAX_RETRY_DELAY_S)
                 continue
             if self.last_error is not None:
                 self.report(f"uploads to {self.store.run_url(self.run_id)} resumed after {self.failures} failure(s)")

@@ -137,7 +137,12 @@ class ObjectStore:
         self.protocol = url_protocol(url)
         self.url = redact_url(url).rstrip("/")
         cls = filesystem_class(self.protocol)
-        options = {"use_listings_cache": False, "skip_instance_cache": True, **storage_options}
+        options: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
+        if self.protocol in ("s3", "s3a"):
+            # Fail fast and let the caller retry: the uploader backs off on its own, and a dashboard poll that hangs
+            # on a dead endpoint for a minute (botocore's defaults) would hold up every session.
+            options["config_kwargs"] = {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 2}}
+        options.update(storage_options)
         self.fs = cls(**options)
         self.root = self.fs._strip_protocol(url).rstrip("/")
         self._lock = threading.Lock()

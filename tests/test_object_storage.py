@@ -288,3 +288,37 @@ def test_the_dashboard_on_an_s3_root_follows_a_live_run(s3_server):  # noqa: F81
     finally:
         writer.close()
         assert writer.wait_uploaded(PATIENCE_S)
+
+
+def test_a_reader_follows_segments_compaction_and_a_resumed_phase(s3_server):  # noqa: F811
+    """One reader across the whole life of a run: segments, the compacted stream, a second fit()'s segments on top of
+    it and its second compaction; every record once, in order."""
+    from kerascope.monitor.remote_writer import RemoteRunWriter
+
+    url = f"s3://{BUCKET}/phases"
+
+    def log(writer, steps):
+        for step in steps:
+            writer.log("batch", {"step": step, "epoch": 0, "batch": step - 1, "time": time.time(), "loss": 1 / step})
+        writer.flush()
+
+    writer = RemoteRunWriter(url, name="two phases", flush_interval=0.2)
+    store = RunStore(url)
+    steps = lambda: store.run(writer.run_id).batch_metrics()["step"].tolist()  # noqa: E731
+    log(writer, range(1, 51))
+    wait_for(lambda: writer.run_id in store.remote.run_ids() and steps() == list(range(1, 51)), "the first segment")
+    log(writer, range(51, 101))
+    writer.close()
+    assert writer.wait_uploaded(PATIENCE_S)
+    wait_for(lambda: steps() == list(range(1, 101)), "the compacted stream")
+
+    resumed = RemoteRunWriter.resume_remote(url, writer.run_dir, flush_interval=0.2)
+    log(resumed, range(101, 151))
+    wait_for(lambda: steps() == list(range(1, 151)), "the second phase's segment")
+    resumed.close()
+    assert resumed.wait_uploaded(PATIENCE_S)
+    wait_for(lambda: fmt.FINISHED == store.run(writer.run_id).status, "the second end")
+    assert steps() == list(range(1, 151))
+    assert RunStore(url).run(writer.run_id).batch_metrics()["step"].tolist() == list(range(1, 151))
+    keys = s3_server.client().find(f"{BUCKET}/phases/{writer.run_id}")
+    assert not [key for key in keys if f"/{fmt.SEGMENTS_DIR}/" in key]
