@@ -19,6 +19,7 @@ from s3_server import BUCKET, SECRET_KEY, s3_server  # noqa: F401  (the session 
 from train_helpers import BATCH, data, mlp
 
 from kerascope import LiveMonitor, RunStore
+from kerascope.app.cli import resolve_logdir
 from kerascope.monitor import format as fmt
 from kerascope.monitor.remote_writer import pending_uploads
 from kerascope.monitor.storage import ObjectStore, StorageError
@@ -252,9 +253,12 @@ def test_a_url_without_its_backend_fails_at_construction(tmp_path, monkeypatch):
             LiveMonitor(url)
         with pytest.raises(ImportError, match=rf'pip install "kerascope\[{extra}\]"'):
             RunStore(url)
+        with pytest.raises(SystemExit, match=rf'pip install "kerascope\[{extra}\]"'):
+            resolve_logdir(url)  # python -m kerascope --logdir gs://...
     with pytest.raises(ValueError, match="without its '//'"):
         LiveMonitor("s3:bucket/runs")
-    assert os.listdir(tmp_path) == []
+    assert resolve_logdir(f"s3://{BUCKET}/runs") == f"s3://{BUCKET}/runs"
+    assert os.listdir(tmp_path) == []  # no folder named "gs:", "az:" or "s3:"
 
 
 def test_storage_errors_say_what_is_wrong(s3_server):  # noqa: F811
