@@ -187,6 +187,12 @@ class SegmentTail:
         root: the runs root.
         run_id: the run.
         stream: a key of format.STREAM_FILES.
+
+    Example:
+    ```python
+    tail = SegmentTail(RemoteRoot("s3://bucket/runs"), "20260101-120000-mlp-1a2b3c4d", "batch")
+    lines = tail.read().data  # the complete JSONL lines not read before
+    ```
     """
 
     def __init__(self, root: RemoteRoot, run_id: str, stream: str) -> None:
@@ -268,6 +274,13 @@ class RemoteWatcher:
     Args:
         root: the runs root.
         poll_interval: seconds between listings.
+
+    Example:
+    ```python
+    watcher = RemoteWatcher(RunStore("s3://bucket/runs").remote)
+    seen = watcher.total
+    watcher.wait(seen, timeout=10)  # returns when anything under the root changed
+    ```
     """
 
     polling = True

@@ -49,6 +49,15 @@ class Uploader:
         spool_dir: the local run directory that RunWriter writes.
         interval: seconds between uploads.
         report: called with a message when uploads start failing and when they recover.
+
+    Example:
+    ```python
+    uploader = Uploader(ObjectStore("s3://bucket/runs"), writer.run_id, writer.run_dir, 5.0, print)
+    uploader.start()
+    ...
+    uploader.finish()      # after writer.close(): the last upload and the compaction, in the background
+    uploader.wait(60)
+    ```
     """
 
     def __init__(
