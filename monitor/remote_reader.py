@@ -23,6 +23,7 @@ from kerascope.monitor.tail import Chunk
 
 LISTING_MAX_AGE_S = 1.0  # a listing younger than this is reused
 CACHE_ENV = "KERASCOPE_CACHE_DIR"
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024  # a segment holds one upload interval of records: a few MB at most
 
 
 def default_cache_dir(url: str) -> str:
@@ -230,6 +231,11 @@ class SegmentTail:
         while self.next_seq in segments:
             if read >= budget:
                 chunk.more = True
+                break
+            size = files[segments[self.next_seq]].get("size") or 0
+            if size > MAX_SEGMENT_BYTES:  # no writer of ours makes one: not read into memory, and the stream stops
+                chunk.problems.append(f"{segments[self.next_seq]}: {size:,} bytes, more than the "
+                                      f"{MAX_SEGMENT_BYTES:,} a segment may hold: not read")
                 break
             try:
                 data = store.get(f"{self.run_id}/{segments[self.next_seq]}")
