@@ -22,7 +22,6 @@ from kerascope import LiveMonitor, RunStore
 from kerascope.app.cli import resolve_logdir
 from kerascope.monitor import format as fmt
 from kerascope.monitor.remote_writer import pending_uploads
-from kerascope.monitor.storage import ObjectStore, StorageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATIENCE_S = 60.0
@@ -261,11 +260,6 @@ def test_a_url_without_its_backend_fails_at_construction(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []  # no folder named "gs:", "az:" or "s3:"
 
 
-def test_storage_errors_say_what_is_wrong(s3_server):  # noqa: F811
-    with pytest.raises(StorageError, match="the bucket does not exist"):
-        ObjectStore("s3://no-such-bucket/runs").check()
-
-
 def test_the_dashboard_on_an_s3_root_follows_a_live_run(s3_server):  # noqa: F811
     """`python -m kerascope --logdir s3://...` in a real Chromium: a run being uploaded moves without a reload."""
     browser_helpers = pytest.importorskip("test_browser")
@@ -286,9 +280,7 @@ def test_the_dashboard_on_an_s3_root_follows_a_live_run(s3_server):  # noqa: F81
             browser_helpers.log_epoch(writer, 1, epochs=5)
             browser_helpers.wait_for_points(page, "loss", 2)
             assert page.evaluate("performance.getEntriesByType('navigation').length") == navigations
-            page.get_by_role("link", name="Runs").first.click()
-            page.get_by_text("Compare runs").first.wait_for(timeout=browser_helpers.PATIENCE_MS)
-            assert SECRET_KEY not in page.content() and url in page.content()
+            assert SECRET_KEY not in page.content() and url in page.content()  # the sidebar names the root
     finally:
         writer.close()
         assert writer.wait_uploaded(PATIENCE_S)
