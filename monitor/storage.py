@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -106,10 +105,8 @@ def describe_error(exc: BaseException) -> str:
     lowered = text.lower()
     if "nosuchbucket" in lowered or "bucket does not exist" in lowered or "specified bucket" in lowered:
         return f"the bucket does not exist ({type(exc).__name__})"
-    if any(word in lowered for word in ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden")):
-        return ("access denied: check the credentials in the backend's environment or config "
-                f"({type(exc).__name__})")
-    if isinstance(exc, PermissionError):
+    refused = ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden")
+    if isinstance(exc, PermissionError) or any(word in lowered for word in refused):
         return f"access denied: check the credentials in the backend's environment or config ({type(exc).__name__})"
     return f"{type(exc).__name__}: {text[:200]}"
 
@@ -145,7 +142,6 @@ class ObjectStore:
         options.update(storage_options)
         self.fs = cls(**options)
         self.root = self.fs._strip_protocol(url).rstrip("/")
-        self._lock = threading.Lock()
 
     def key(self, relpath: str) -> str:
         return f"{self.root}/{relpath}" if relpath else self.root
@@ -171,14 +167,6 @@ class ObjectStore:
         cut = len(self.root) + 1
         return {path[cut:]: info for path, info in found.items() if info.get("type", "file") == "file"}
 
-    def children(self) -> list[str]:
-        """The names directly under the root (the run ids, for a runs root)."""
-        entries = self._call(self.fs.ls, self.root, detail=False)
-        return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries]
-
-    def exists(self, relpath: str) -> bool:
-        return bool(self._call(self.fs.exists, self.key(relpath)))
-
     def check(self) -> None:
         """One request that fails clearly when the bucket is missing or the credentials are refused."""
         bucket = self.root.split("/", 1)[0]
@@ -192,9 +180,7 @@ class ObjectStore:
             if "bucket" in text and ("not exist" in text or "nosuchbucket" in text):
                 raise StorageError(describe_error(exc)) from None
             raise
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise StorageError(describe_error(exc)) from None
-        except Exception as exc:  # botocore / aiohttp errors that fsspec does not translate
+        except Exception as exc:  # fsspec's OSErrors, and botocore / aiohttp errors that it does not translate
             raise StorageError(describe_error(exc)) from None
 
 
