@@ -56,7 +56,7 @@ def live_toggle() -> None:
 def no_runs_message() -> None:
     remote = state.store().remote
     if remote is not None and remote.error:  # an unreachable store or refused credentials, not an empty root
-        st.error(f"Cannot list `{md_escape(state.logdir_label())}`: {md_escape(remote.error)}")
+        st.error(f"Cannot list {md_escape(state.logdir_label())}: {md_escape(remote.error)}")
         return
     st.info(f"No runs under `{md_escape(state.logdir_label())}` yet. Start a training with "
             "`LiveMonitor(\"" + md_escape(state.logdir_label()) + "\")` in its callbacks, or point the dashboard at "

@@ -8,6 +8,7 @@ prefix; a URL whose backend is not installed.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -318,3 +319,17 @@ def test_a_reader_follows_segments_compaction_and_a_resumed_phase(s3_server):  #
     assert RunStore(url).run(writer.run_id).batch_metrics()["step"].tolist() == list(range(1, 151))
     keys = s3_server.client().find(f"{BUCKET}/phases/{writer.run_id}")
     assert not [key for key in keys if f"/{fmt.SEGMENTS_DIR}/" in key]
+
+
+def test_the_runs_page_lists_an_s3_root_and_says_why_one_cannot_be_listed(s3_run, s3_server):  # noqa: F811
+    from page_charts import open_page
+
+    url, run_id, _, _, _ = s3_run
+    shown = open_page(url, "views/runs.py")
+    text = " ".join(str(element.value) for element in [*shown.markdown, *shown.caption, *shown.text])
+    assert url in text and SECRET_KEY not in text
+    by_name = shown.dataframe[0].value.set_index("name")
+    assert by_name.loc["on s3", "status"] == "✓ finished" and by_name.loc["on s3", "hparams"] == "lr=0.01"
+    missing = open_page("s3://no-such-bucket/runs", "views/runs.py")
+    shown_errors = [re.sub(r"\\(.)", r"\1", error.value) for error in missing.error]  # markdown escapes undone
+    assert shown_errors == ["Cannot list s3://no-such-bucket/runs: the bucket does not exist (FileNotFoundError)"]
