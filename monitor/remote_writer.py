@@ -12,7 +12,7 @@ opens with one read per stream.
 
 from __future__ import annotations
 
-import atexit
+import fcntl
 import hashlib
 import json
 import os
@@ -29,6 +29,7 @@ from kerascope.monitor.writer import RunWriter
 
 SPOOL_ENV = "KERASCOPE_SPOOL_DIR"
 UPLOAD_STATE_FILE = ".upload-state.json"  # in the spool run directory: what was uploaded (survives a resume)
+LOCK_FILE = ".upload.lock"  # flock-ed by the process whose uploader sends that spool
 SPOOL_FLUSH_INTERVAL_S = 0.5  # buffers -> local spool, as for a local run
 EXIT_WAIT_S = 60.0  # at interpreter exit, how long to wait for the last upload before leaving the spool on disk
 MAX_RETRY_DELAY_S = 30.0  # the longest pause between two upload attempts while the store is unreachable
@@ -80,11 +81,20 @@ class Uploader:
         self._done = threading.Event()
         self._lock = threading.Lock()  # the thread's exit against a reopen
         self._stopped = False
+        self._lock_fd: int | None = None  # flock on the spool's LOCK_FILE while sending
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start sending (again, for a resumed run: one uploader per spool, so segment numbers never clash)."""
+    def start(self) -> bool:
+        """Start sending (again, for a resumed run: one uploader per spool, so segment numbers never clash).
+
+        Returns False, sending nothing, when another live process holds the spool (its uploader is running).
+        """
+        _register_exit_drain()
         with self._lock:
+            if self._lock_fd is None:
+                self._lock_fd = lock_spool(self.spool_dir)
+                if self._lock_fd is None:
+                    return False
             self._closing.clear()
             self._done.clear()
             if self._thread is None or not self._thread.is_alive():
@@ -92,6 +102,7 @@ class Uploader:
                                                 daemon=True)
                 self._thread.start()
             self._wake.set()
+        return True
 
     def finish(self) -> None:
         """Ask for the last upload and the compaction; returns at once (the thread goes on until they succeed)."""
@@ -141,6 +152,8 @@ class Uploader:
             with self._lock:
                 if closing and self._closing.is_set():  # not reopened by a later fit() meanwhile
                     self._done.set()
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
                     return
             delay = self.interval
 
@@ -260,6 +273,43 @@ class Uploader:
             pass  # losing it costs a re-upload of whole files on resume, never data
 
 
+def lock_spool(spool_dir: str) -> int | None:
+    """An exclusive flock on the spool's LOCK_FILE (a descriptor to close), or None when another process holds it.
+
+    The lock dies with its process, so a spool left by a crash (or by an exit while the store was down) is free.
+    """
+    fd = os.open(os.path.join(spool_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def recover_spools(store: ObjectStore, spool_root: str, interval: float, report: Callable[[str], None]) -> list[str]:
+    """Send what earlier processes left in the spools of this root (killed, or exited while the store was down).
+
+    Each such run gets its own uploader, which finishes it (the last upload and the compaction; its status stays as
+    its process left it, so a killed run reads as stale). Returns the run ids taken over.
+    """
+    taken = []
+    try:
+        names = sorted(os.listdir(spool_root))
+    except OSError:
+        return taken
+    for run_id in names:
+        spool_dir = os.path.join(spool_root, run_id)
+        if spool_dir in _UPLOADERS or not os.path.isfile(os.path.join(spool_dir, fmt.RUN_FILE)):
+            continue
+        uploader = Uploader(store, run_id, spool_dir, interval, report)
+        if uploader.start():
+            _UPLOADERS[spool_dir] = uploader
+            uploader.finish()
+            taken.append(run_id)
+    return taken
+
+
 class RemoteRunWriter(RunWriter):
     """A RunWriter whose run lives on an object store: local spool, background uploads, compaction at close.
 
@@ -275,6 +325,8 @@ class RemoteRunWriter(RunWriter):
         on_error: called with a message when uploads fail (once until they recover) and for local I/O errors.
         store: an already-open ObjectStore for `url`.
         spool_dir: the local folder for the spool (default `$KERASCOPE_SPOOL_DIR` or ~/.cache/kerascope/spool/...).
+            Runs that earlier processes left unsent in it (killed, or exited while the store was down) are sent
+            too (`recovered` lists their ids).
 
     Example:
     ```python
@@ -303,6 +355,8 @@ class RemoteRunWriter(RunWriter):
         meta = {**(meta or {}), "format_version": fmt.OBJECT_FORMAT_VERSION}
         super().__init__(spool_root, name, meta=meta, flush_interval=SPOOL_FLUSH_INTERVAL_S, on_error=on_error)
         self._attach(flush_interval)
+        # Runs an earlier process left unsent here (killed, or the store was down when it exited) go out now.
+        self.recovered = recover_spools(self.store, spool_root, flush_interval, self._report)
 
     @classmethod
     def resume_remote(
@@ -345,7 +399,8 @@ class RemoteRunWriter(RunWriter):
 
 
 # Every uploader of this process, by spool directory. At interpreter exit the unfinished ones get EXIT_WAIT_S seconds
-# in total; the spools of fully uploaded runs are then removed, the others stay on disk (the message says where).
+# in total; the spools of fully uploaded runs are then removed, the others stay on disk (the message says where) for
+# the next writer to the same root on this machine to send (`recover_spools`).
 _UPLOADERS: dict[str, Uploader] = {}
 
 
@@ -354,7 +409,26 @@ def pending_uploads() -> list[Uploader]:
     return [uploader for uploader in _UPLOADERS.values() if not uploader.done]
 
 
-@atexit.register
+_drain_registered = False
+
+
+def _register_exit_drain() -> None:
+    """Have the last uploads run at interpreter exit, while the network stack still works.
+
+    asyncio (under s3fs, gcsfs, adlfs) resolves names in a thread pool, and concurrent.futures shuts its pools down
+    from a threading-exit hook, before `atexit` handlers run: an upload from an atexit handler fails with "cannot
+    schedule new futures after shutdown". Threading-exit hooks run in reverse order of registration, so this one,
+    registered after that module's, runs first.
+    """
+    global _drain_registered
+    if _drain_registered:
+        return
+    _drain_registered = True
+    import concurrent.futures.thread  # noqa: F401  (registers its hook now, before ours)
+
+    threading._register_atexit(_drain_at_exit)
+
+
 def _drain_at_exit() -> None:
     deadline = time.monotonic() + EXIT_WAIT_S
     for uploader in list(_UPLOADERS.values()):

@@ -31,15 +31,17 @@ STEPS = 128 // BATCH  # steps per epoch of train_helpers.data()
 
 @pytest.fixture(scope="module", autouse=True)
 def spool(tmp_path_factory):
-    """Spools in a test folder, not in ~/.cache."""
-    folder = str(tmp_path_factory.mktemp("spool"))
-    saved = os.environ.get("KERASCOPE_SPOOL_DIR")
-    os.environ["KERASCOPE_SPOOL_DIR"] = folder
-    yield folder
-    if saved is None:
-        os.environ.pop("KERASCOPE_SPOOL_DIR", None)
-    else:
-        os.environ["KERASCOPE_SPOOL_DIR"] = saved
+    """Spools and the readers' copies of checkpoints in test folders, not in ~/.cache."""
+    folders = {"KERASCOPE_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
+               "KERASCOPE_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+    saved = {name: os.environ.get(name) for name in folders}
+    os.environ.update(folders)
+    yield folders["KERASCOPE_SPOOL_DIR"]
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def wait_for(condition, what: str, patience_s: float = PATIENCE_S):
@@ -218,8 +220,7 @@ for step in range(1, 201):
     if step % 50 == 0:
         time.sleep(0.3)
 writer.close()
-assert writer.wait_uploaded(60)
-print(writer.run_id)
+print(writer.run_id)  # and exit at once: the last upload and the compaction happen on the way out
 """
 
 
@@ -333,3 +334,38 @@ def test_the_runs_page_lists_an_s3_root_and_says_why_one_cannot_be_listed(s3_run
     missing = open_page("s3://no-such-bucket/runs", "views/runs.py")
     shown_errors = [re.sub(r"\\(.)", r"\1", error.value) for error in missing.error]  # markdown escapes undone
     assert shown_errors == ["Cannot list s3://no-such-bucket/runs: the bucket does not exist (FileNotFoundError)"]
+
+
+KILLED_SCRIPT = """
+import os, signal, sys, time
+from kerascope.monitor.remote_writer import RemoteRunWriter
+writer = RemoteRunWriter(sys.argv[1], name="killed", flush_interval=3600)  # one upload at start, then none
+while not writer.uploader.requests:
+    time.sleep(0.05)
+for step in range(1, 101):
+    writer.log("batch", {"step": step, "epoch": 0, "batch": step - 1, "time": time.time(), "loss": 1.0 / step})
+writer.flush()  # in the local spool, not in the bucket
+print(writer.run_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_records_a_killed_process_left_in_the_spool_are_sent_by_the_next_writer(s3_server):  # noqa: F811
+    from kerascope.monitor.remote_writer import RemoteRunWriter
+
+    url = f"s3://{BUCKET}/killed"
+    killed = subprocess.run([sys.executable, "-c", KILLED_SCRIPT, url], env={**os.environ, "PYTHONPATH": REPO},
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    run_id = killed.stdout.strip()
+    assert RunStore(url).run(run_id).batch_metrics().empty  # the records never left the dead process's machine
+    writer = RemoteRunWriter(url, name="next", flush_interval=0.2)
+    try:
+        assert writer.recovered == [run_id]
+        run = wait_for(lambda: (lambda r: r if len(r.batch_metrics()) == 100 else None)(RunStore(url).run(run_id)),
+                       "the killed run's records")
+        assert run.batch_metrics()["step"].tolist() == list(range(1, 101))
+        assert run.status_info["status"] == fmt.RUNNING  # as its process left it: readers show it stale in time
+    finally:
+        writer.close()
+        assert writer.wait_uploaded(PATIENCE_S)
