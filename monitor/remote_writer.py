@@ -92,7 +92,7 @@ class Uploader:
         _register_exit_drain()
         with self._lock:
             if self._lock_fd is None:
-                self._lock_fd = lock_spool(self.spool_dir)
+                self._lock_fd = _CREATION_LOCKS.pop(self.spool_dir, None) or lock_spool(self.spool_dir)
                 if self._lock_fd is None:
                     return False
             self._closing.clear()
@@ -374,6 +374,16 @@ class RemoteRunWriter(RunWriter):
         writer._attach(flush_interval)
         return writer
 
+    @classmethod
+    def _create_dir(cls, logdir: str, name: str) -> tuple[str, str]:
+        # Locked before run.json exists: `recover_spools` in another process takes only spools with a run.json
+        # whose lock it can get, so it never takes a run that is being created.
+        run_id, path = super()._create_dir(logdir, name)
+        fd = lock_spool(path)
+        if fd is not None:
+            _CREATION_LOCKS[path] = fd
+        return run_id, path
+
     def _attach(self, flush_interval: float) -> None:
         self.url = self.store.run_url(self.run_id)
         uploader = _UPLOADERS.get(self.run_dir)
@@ -409,6 +419,7 @@ def pending_uploads() -> list[Uploader]:
     return [uploader for uploader in _UPLOADERS.values() if not uploader.done]
 
 
+_CREATION_LOCKS: dict[str, int] = {}  # spool directory -> its lock, from creation until its uploader starts
 _drain_registered = False
 
 
