@@ -20,6 +20,8 @@ from collections.abc import Callable
 from importlib.util import find_spec
 from typing import BinaryIO
 
+from kerascope.monitor.storage import check_logdir, local_path, redact_url, url_protocol
+
 APP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "streamlit_app.py")
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # served at /app/static/
 PLOTLY_JS = "plotly.min.js"
@@ -35,7 +37,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kerascope", description="Live dashboard over a directory of Keras runs.")
     parser.add_argument("--logdir", default=os.environ.get(LOGDIR_ENV, "runs"),
-                        help=f"the runs root (default: ${LOGDIR_ENV} or ./runs)")
+                        help=f"the runs root: a folder, or an object-store URL such as s3://bucket/runs (default: "
+                             f"${LOGDIR_ENV} or ./runs)")
     parser.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the runs to the network)")
@@ -188,6 +191,20 @@ def install_plotly_js(static_dir: str = STATIC_DIR) -> list[str]:
     return installed
 
 
+def resolve_logdir(logdir: str) -> str:
+    """A local runs folder as an absolute path (created when missing), or an object-store URL whose backend is
+    installed (`s3://bucket/runs`: read by polling, no folder is created). SystemExit with the reason otherwise."""
+    try:
+        check_logdir(logdir)
+    except (ImportError, ValueError) as exc:
+        raise SystemExit(f"kerascope: {exc}") from None
+    if url_protocol(logdir):
+        return logdir
+    path = os.path.abspath(local_path(logdir))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, then replace this process with the Streamlit server (signals reach it directly).
 
@@ -204,11 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     warning = check_exposure(args)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    logdir = os.path.abspath(args.logdir)
-    os.makedirs(logdir, exist_ok=True)
+    logdir = resolve_logdir(args.logdir)
     os.environ[LOGDIR_ENV] = logdir
     os.environ[POLL_ENV] = "1" if args.poll else ""
-    print(f"Kerascope: serving {logdir} on http://{args.host}:{args.port}", flush=True)
+    print(f"Kerascope: serving {redact_url(logdir)} on http://{args.host}:{args.port}", flush=True)
     install_plotly_js()
     command = streamlit_command(args)
     os.execv(command[0], command)

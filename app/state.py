@@ -20,6 +20,8 @@ import streamlit as st
 from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
 from kerascope.monitor import Run, RunStore, RunWatcher
 from kerascope.monitor import format as fmt
+from kerascope.monitor.remote_reader import RemoteWatcher
+from kerascope.monitor.storage import redact_url, url_protocol
 
 LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a few ms (docs/benchmarks.md)
 # Viewers that share the server's cores before the timer slows down: two sessions ticking every 0.2 s keep a 2-core
@@ -36,7 +38,14 @@ T = TypeVar("T")
 
 
 def logdir() -> str:
-    return os.path.abspath(os.environ.get(LOGDIR_ENV) or "runs")
+    """The runs root: a local folder (absolute), or an object-store URL as given (`s3://bucket/runs`)."""
+    root = os.environ.get(LOGDIR_ENV) or "runs"
+    return root if url_protocol(root) else os.path.abspath(root)
+
+
+def logdir_label() -> str:
+    """The runs root as shown to people: an object-store URL without any user part or query (keys never show)."""
+    return redact_url(logdir())
 
 
 @st.cache_resource(show_spinner=False)
@@ -45,7 +54,10 @@ def _store(logdir: str) -> RunStore:
 
 
 @st.cache_resource(show_spinner=False)
-def _watcher(logdir: str, poll: bool) -> RunWatcher:
+def _watcher(logdir: str, poll: bool) -> RunWatcher | RemoteWatcher:
+    remote = _store(logdir).remote
+    if remote is not None:  # an object store sends no file events: poll its listing (shared with the store)
+        return RemoteWatcher(remote)
     return RunWatcher(logdir, poll=True if poll else None)
 
 
@@ -53,7 +65,7 @@ def store() -> RunStore:
     return _store(logdir())
 
 
-def watcher() -> RunWatcher:
+def watcher() -> RunWatcher | RemoteWatcher:
     return _watcher(logdir(), bool(os.environ.get(POLL_ENV)))
 
 

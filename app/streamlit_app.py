@@ -49,7 +49,7 @@ if not links.restore(page.url_path) and page in single_run_pages:
 if (problem := links.problem()) is not None:
     st.error(md_escape(problem), icon=":material/link_off:")
 st.sidebar.caption("Kerascope · runs in")
-st.sidebar.text(state.logdir())  # not st.code: its syntax highlighter is 1.5 MB more to load
+st.sidebar.text(state.logdir_label())  # not st.code: its syntax highlighter is 1.5 MB more to load
 if page in single_run_pages:
     widgets.run_picker()
 widgets.live_toggle()
