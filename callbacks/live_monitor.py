@@ -15,6 +15,8 @@ from kerascope.callbacks import _lifecycle as lifecycle
 from kerascope.callbacks._batches import BatchOrder, BatchRecords, batch_interval
 from kerascope.callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options
 from kerascope.callbacks._distributed import is_chief
+from kerascope.callbacks._divergence import DEFAULT_DIVERGENCE_FACTOR, DEFAULT_GRADIENT_FREQ, Forensics
+from kerascope.callbacks._gradients import unpack
 from kerascope.callbacks._learning_rate import LearningRateTracker
 from kerascope.callbacks._metrics import check_directions, metric_direction
 from kerascope.callbacks._model_card import write_model_card
@@ -84,6 +86,13 @@ class LiveMonitor(keras.callbacks.Callback):
             statistics are computed in inference mode. None records no activations (an event says so).
         activation_freq: take activation statistics every this many epochs (0 turns them off).
         weight_freq: take weight statistics every this many epochs (0 turns them off).
+        gradient_data: `(x, y)` or `(x, y, sample_weight)`: one small fixed batch (e.g. 64 validation samples) on
+            which per-weight gradient statistics of the compiled loss are computed in inference mode. None (the
+            default) records no gradients. A model that overrides `train_step` gets a `skipped` event instead.
+        gradient_freq: take gradient statistics every this many batches (0 turns them off).
+        divergence_factor: a `divergence` event is written when a metric first becomes NaN/Inf, or when the loss
+            rises above this many times its best; None keeps only the NaN/Inf rule. The event names the step, the
+            LR and the first layer whose activations or gradients broke, with a snapshot of both at that moment.
         checkpoint: `"best"`, `"last"`, `"all"` or None: which `.keras` checkpoints to keep in the run.
         monitor: the metric compared for `"best"` and the `is_best` flag, like `ModelCheckpoint`.
         mode: `"auto"`, `"min"` or `"max"` for `monitor`; "auto" takes the metric's recorded direction.
@@ -118,6 +127,9 @@ class LiveMonitor(keras.callbacks.Callback):
         activation_data: Any = None,
         activation_freq: int = 1,
         weight_freq: int = 1,
+        gradient_data: Any = None,
+        gradient_freq: int = DEFAULT_GRADIENT_FREQ,
+        divergence_factor: float | None = DEFAULT_DIVERGENCE_FACTOR,
         checkpoint: str | None = None,
         monitor: str = "val_loss",
         mode: str = "auto",
@@ -140,6 +152,11 @@ class LiveMonitor(keras.callbacks.Callback):
         self.activation_data = activation_data
         self.activation_freq = activation_freq
         self.weight_freq = weight_freq
+        if gradient_data is not None:
+            unpack(gradient_data)  # a clear ValueError now rather than a warning in the middle of fit()
+        self.gradient_data = gradient_data
+        self.gradient_freq = gradient_freq
+        self.divergence_factor = divergence_factor
         self.checkpoint = checkpoint
         self.monitor = monitor
         self.mode = mode
@@ -168,11 +185,16 @@ class LiveMonitor(keras.callbacks.Callback):
         self._checkpoints: CheckpointKeeper | None = None
         self._lifecycle_lock = threading.RLock()  # the fit() ends exactly once, whoever notices first
         self._batch_lock = threading.Lock()
+        self._forensics = Forensics(
+            self.gradient_data, self.gradient_freq, self.divergence_factor,
+            log=lambda stream, record: self._writer.log(stream, record), event=self._reporter.event,
+            skip=self._reporter.skip, lr_at=self._lr.at_step, activations=self._snapshot_activations,
+        )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LiveMonitor:
         """A fresh monitor with the same options, recording its own run (KerasTuner copies callbacks per trial).
 
-        `activation_data` is shared, not copied: it is only read, and may be large.
+        `activation_data` and `gradient_data` are shared, not copied: they are only read, and may be large.
         """
         clone = copy.copy(self)
         memo[id(self)] = clone
@@ -201,6 +223,7 @@ class LiveMonitor(keras.callbacks.Callback):
             fit.sampler = SystemSampler(self._log_system, self.system_freq, self._tick, self._reporter.warn_once)
             fit.sampler.start()
             self._reporter.call("learning rate", self._lr.begin_phase, model.optimizer, self._step)
+            self._forensics.begin_fit(self._step)
             fit.lr_at_begin = self._lr.current()
             self._batches.begin_phase(list(model.metrics))
             self._writer.update_status(
@@ -226,6 +249,7 @@ class LiveMonitor(keras.callbacks.Callback):
             return
         fit = self._fit
         try:
+            self._reporter.call("divergence snapshot", self._forensics.snapshot, self.model, self._epoch)
             self._emit_phase_event()
             self._reporter.lr_change(self._lr.check(), "after training")
             self._report_unmonitored()
@@ -274,6 +298,8 @@ class LiveMonitor(keras.callbacks.Callback):
             report.call("weight statistics", self._log_statistics, "weights", weight_records, model)
         if self.activation_data is not None and self.activation_freq and done % self.activation_freq == 0:
             report.call("activation statistics", self._log_activations, model)
+        # A divergence seen in this epoch's last batches or its logs (TerminateOnNaN ends the epoch right there).
+        report.call("divergence snapshot", self._forensics.snapshot, model, epoch)
         if self.checkpoint:
             report.call("checkpoint", self._save_checkpoint, model, epoch, logs)
         report.call("on_epoch_end", self._check_early_stop, model)
@@ -292,6 +318,7 @@ class LiveMonitor(keras.callbacks.Callback):
         if lr is not None:
             record["lr"] = lr
         self._reporter.check_nan(logs)
+        self._forensics.watch.epoch(self._step, epoch, logs)
         writer.log("epoch", record)
         self._reporter.lr_change(self._lr.check(), f"after epoch {epoch}")  # ReduceLROnPlateau, when it ran first
 
@@ -322,6 +349,9 @@ class LiveMonitor(keras.callbacks.Callback):
         self._start_epoch_lr()
         self._lr.batch_begin()
         self._order.begin(batch)
+        step = self._fit.epoch_start_step + batch  # updates done so far: the weights the gradients are taken at
+        if self._forensics.due(step):  # every gradient_freq batches, or a divergence to snapshot: few batches
+            self._reporter.call("gradient statistics", self._forensics.at_batch_begin, self.model, step, self._epoch)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._active:
@@ -343,6 +373,7 @@ class LiveMonitor(keras.callbacks.Callback):
         if step > self._step:
             self._step = step
         self._lr.steps_done(step)
+        self._forensics.watch.batch(step, self._epoch, batch, logs)
         record = self._batches.record(step, self._epoch, batch, logs)
         if record is None:
             return
@@ -483,19 +514,33 @@ class LiveMonitor(keras.callbacks.Callback):
         for record in compute(*args):
             self._writer.log(stream, {"step": self._step, "epoch": self._epoch, **record})
 
-    def _log_activations(self, model: keras.Model) -> None:
+    def _activation_probe(self, model: keras.Model) -> ActivationProbe | None:
         fit = self._fit
         if self._reporter.skipped("activations"):
-            return
+            return None
         if fit.probe is None:
             try:
                 fit.probe = ActivationProbe(model)
             except ValueError as exc:
                 self._reporter.skip("activations", str(exc))
-                return
+                return None
             for name, reason in fit.probe.skipped:
                 self._reporter.skip(f"activations of {name}", f"no activation statistics for {name}: {reason}")
-        self._log_statistics("activations", fit.probe.records, self.activation_data)
+        return fit.probe
+
+    def _log_activations(self, model: keras.Model) -> None:
+        probe = self._activation_probe(model)
+        if probe is not None:
+            records = probe.records(self.activation_data)
+            self._forensics.observe_activations(records)  # the history a divergence's jump is measured against
+            self._log_statistics("activations", lambda: records)
+
+    def _snapshot_activations(self, model: keras.Model) -> list[dict[str, Any]] | None:
+        """Activations at a divergence, on `activation_data` or else the inputs of `gradient_data`."""
+        data = self.activation_data if self.activation_data is not None else (
+            unpack(self.gradient_data)[0] if self.gradient_data is not None else None)
+        probe = self._activation_probe(model) if data is not None else None
+        return probe.records(data) if probe is not None else None
 
     def _save_checkpoint(self, model: keras.Model, epoch: int, logs: dict[str, Any]) -> None:
         if self._checkpoints is None:
