@@ -50,8 +50,9 @@ class DivergenceWatch:
         self.trigger: Trigger | None = None  # the first divergence, until it is taken
         self.done = False  # a divergence was reported: one per run
 
-    def batch(self, step: int, epoch: int, batch: int, logs: dict[str, Any]) -> None:
-        self._check(step, epoch, logs, settled=batch + 1 >= SPIKE_WARMUP_BATCHES)
+    def batch(self, step: int, epoch: int, batch: int, logs: dict[str, Any], steps_per_epoch: int | None) -> None:
+        warmup = min(SPIKE_WARMUP_BATCHES, steps_per_epoch or SPIKE_WARMUP_BATCHES)
+        self._check(step, epoch, logs, settled=batch + 1 >= warmup)
 
     def epoch(self, step: int, epoch: int, logs: dict[str, Any]) -> None:
         self._check(step, epoch, logs, settled=True)

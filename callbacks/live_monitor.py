@@ -373,7 +373,7 @@ class LiveMonitor(keras.callbacks.Callback):
         if step > self._step:
             self._step = step
         self._lr.steps_done(step)
-        self._forensics.watch.batch(step, self._epoch, batch, logs)
+        self._forensics.watch.batch(step, self._epoch, batch, logs, fit.steps_per_epoch)
         record = self._batches.record(step, self._epoch, batch, logs)
         if record is None:
             return

@@ -30,6 +30,17 @@ def numpy_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray, w: np.ndar
     return {key: float(np.linalg.norm(g)) for key, g in grads.items()}
 
 
+def exploding_regression(lr: float) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """A small regression whose SGD step is far beyond 2 / curvature: the loss grows by orders of magnitude per step
+    on every backend until it overflows."""
+    x, y = data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(8, activation="relu", name="hidden"),
+                              keras.layers.Dense(1, name="out")], name="regression")
+    model.compile(keras.optimizers.SGD(lr), "mse")
+    return model, x, y.astype("float32")
+
+
 @pytest.fixture(scope="module")
 def frozen_run(tmp_path_factory):
     """SGD at LR 0: the weights never move, so every record must equal one direct computation."""
@@ -63,8 +74,7 @@ def test_gradient_records_for_every_trainable_weight_at_the_frequency(frozen_run
 
 
 def test_lr_typo_gets_a_divergence_event_naming_step_lr_and_layer(tmp_path):
-    x, y = data()
-    model = mlp(keras.optimizers.SGD(1e3))  # meant 1e-3
+    model, x, y = exploding_regression(1e3)  # meant 1e-3
     live = LiveMonitor(str(tmp_path), gradient_data=(x[:32], y[:32]), gradient_freq=1, system_freq=0)
     model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[live])
     (divergence,) = events(live.run_dir, "divergence")
@@ -82,8 +92,7 @@ def test_lr_typo_gets_a_divergence_event_naming_step_lr_and_layer(tmp_path):
 
 
 def test_nan_run_stopped_by_terminate_on_nan_keeps_its_snapshot(tmp_path):
-    x, y = data()
-    model = mlp(keras.optimizers.SGD(1e3))
+    model, x, y = exploding_regression(1e3)
     live = LiveMonitor(str(tmp_path), gradient_data=(x[:32], y[:32]), gradient_freq=0, activation_data=x[:32],
                        activation_freq=0, divergence_factor=None, system_freq=0)
     history = model.fit(x, y, epochs=30, batch_size=32, verbose=0,
