@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ class DivergenceWatch:
         self.best: float | None = None
         self.trigger: Trigger | None = None  # the first divergence, until it is taken
         self.done = False  # a divergence was reported: one per run
+        # Batch ends may run on Keras's callback thread while the training thread takes the trigger.
+        self._lock = threading.Lock()
 
     def batch(self, step: int, epoch: int, batch: int, logs: dict[str, Any], steps_per_epoch: int | None) -> None:
         warmup = min(SPIKE_WARMUP_BATCHES, steps_per_epoch or SPIKE_WARMUP_BATCHES)
@@ -60,6 +63,11 @@ class DivergenceWatch:
     def _check(self, step: int, epoch: int, logs: dict[str, Any], settled: bool) -> None:
         if self.done or self.trigger is not None:
             return
+        with self._lock:
+            if not self.done:
+                self._judge(step, epoch, logs, settled)
+
+    def _judge(self, step: int, epoch: int, logs: dict[str, Any], settled: bool) -> None:
         broken = [k for k, v in logs.items() if isinstance(v, float) and not math.isfinite(v)
                   and k not in fmt.NON_METRIC_COLUMNS]
         if broken:
@@ -75,10 +83,12 @@ class DivergenceWatch:
             self.best = float(loss)
 
     def take(self) -> Trigger | None:
-        trigger, self.trigger = self.trigger, None
-        if trigger is not None:
-            self.done = True
-        return trigger
+        """The pending divergence, once: later ones are not reported."""
+        with self._lock:
+            trigger, self.trigger = self.trigger, None
+            if trigger is not None:
+                self.done = True
+            return trigger
 
 
 def _layer_of(row: str) -> str:

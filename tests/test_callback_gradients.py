@@ -10,6 +10,7 @@ import pytest
 from train_helpers import data, events, mlp, open_run, records
 
 from kerascope import LiveMonitor
+from kerascope.callbacks._divergence import LayerHistory, blame
 
 EPOCHS, STEPS = 3, 4  # 128 samples, batch 32
 
@@ -138,3 +139,19 @@ def test_gradient_data_of_the_wrong_shape_is_refused_with_how_to_fix_it():
     x, _ = data()
     with pytest.raises(ValueError, match=r"\(x, y\) or \(x, y, sample_weight\)"):
         LiveMonitor("unused", gradient_data=x)
+
+
+def test_the_first_layer_in_forward_order_to_break_is_blamed_else_the_largest_jump():
+    history = LayerHistory()
+    for norms in ({"conv": 1.0, "dense": 2.0, "head": 0.5}, {"conv": 1.2, "dense": 2.2, "head": 0.6}):
+        history.add("gradients", norms)
+    order = ["conv", "dense", "head"]
+    nan = float("nan")
+    layer, evidence = blame(order, {"gradients": {"conv": 1.1, "dense": nan, "head": nan}}, history)
+    assert (layer, evidence["rule"], evidence["nonfinite_layers"]) == ("dense", "first non-finite", ["dense", "head"])
+    layer, evidence = blame(order, {"gradients": {"conv": 1.1, "dense": 2.0, "head": 60.0}}, history)
+    assert (layer, evidence["rule"]) == ("head", "largest jump") and evidence["ratio"] == pytest.approx(60 / 0.55)
+    # Activations count too, and a non-finite activation comes before a later layer's non-finite gradient.
+    layer, _ = blame(order, {"gradients": {"conv": 1.0, "dense": 2.0, "head": nan},
+                             "activations": {"conv": 1.0, "dense": float("inf"), "head": nan}}, history)
+    assert layer == "dense"
