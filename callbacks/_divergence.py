@@ -155,7 +155,11 @@ def blame(order: list[str], now: dict[str, dict[str, float]], history: LayerHist
     broken = [(layer, source) for layer in layers for source, values in now.items()
               if layer in values and not math.isfinite(values[layer])]
     broken_layers = list(dict.fromkeys(layer for layer, _ in broken))
-    if broken and len(broken_layers) < len(layers):
+    # "All broken" is judged on the gradients when there are any: every weight is NaN after a NaN update, while
+    # some layers' outputs (max pooling) can still read finite.
+    judged = now.get("gradients") or now.get("activations") or {}
+    all_broken = bool(judged) and not any(math.isfinite(value) for value in judged.values())
+    if broken and not all_broken:
         layer, source = broken[0]
         return layer, {"rule": "first non-finite", "source": source, "value": now[source][layer],
                        "nonfinite_layers": broken_layers}

@@ -292,14 +292,15 @@ class LiveMonitor(keras.callbacks.Callback):
         report.call("on_epoch_end", self._record_epoch, epoch, logs)
         report.call("metric directions", self._record_directions, logs)
         model = self.model  # on JAX this syncs the trained state into the variables, once per epoch
+        # A divergence seen in this epoch's last batches or its logs (TerminateOnNaN ends the epoch right there),
+        # judged before this epoch's statistics join the layers' history.
+        report.call("divergence snapshot", self._forensics.snapshot, model, epoch)
         # Each extra on its own: a failing activation probe must not cost the checkpoint.
         done = epoch + 1
         if self.weight_freq and done % self.weight_freq == 0:
             report.call("weight statistics", self._log_statistics, "weights", weight_records, model)
         if self.activation_data is not None and self.activation_freq and done % self.activation_freq == 0:
             report.call("activation statistics", self._log_activations, model)
-        # A divergence seen in this epoch's last batches or its logs (TerminateOnNaN ends the epoch right there).
-        report.call("divergence snapshot", self._forensics.snapshot, model, epoch)
         if self.checkpoint:
             report.call("checkpoint", self._save_checkpoint, model, epoch, logs)
         report.call("on_epoch_end", self._check_early_stop, model)

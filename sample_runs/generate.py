@@ -138,8 +138,8 @@ def divergent(logdir: str) -> None:
                                                             "schedule": "LearningRateScheduler"},
                        ["divergence", "lr-schedule"],
                        "A schedule typo (5e4 for 5e-4) at epoch 3: the loss turns NaN and TerminateOnNaN stops the run.",
-                       # Gradients every 5 batches (a short run): the heatmap shows which layer blew up, and when.
-                       gradient_data=(x_val[:64], y_val[:64]), gradient_freq=5),
+                       # Gradients at every batch (a short run): the heatmap shows which layer blew up, and when.
+                       gradient_data=(x_val[:64], y_val[:64]), gradient_freq=1),
         callbacks=(keras.callbacks.LearningRateScheduler(warm_then_typo), keras.callbacks.TerminateOnNaN()))
 
 
