@@ -226,16 +226,34 @@ class Forensics:
         self._log, self._event, self._skip, self._lr_at, self._activations = log, event, skip, lr_at, activations
         self._probe: GradientProbe | None = None
         self._probe_failed = False
+        self._warming: threading.Thread | None = None  # traces / compiles the gradient function off the training thread
+        self._warm_error: BaseException | None = None
         self._next = 0  # the next step due for gradient statistics
 
-    def begin_fit(self, step: int) -> None:
-        """A new fit(): the model (or what is trainable) may have changed."""
-        self._probe, self._probe_failed = None, False
-        self._next = step
+    def begin_fit(self, model: keras.Model, step: int) -> None:
+        """A new fit() (the model may be another one, or have other trainable weights): the first statistics come
+        after `freq` batches, while the gradient function is traced (compiled on JAX) on a background thread, so
+        that training does not wait for it."""
+        self._probe, self._probe_failed, self._warming, self._warm_error = None, False, None, None
+        self._next = step + self.freq
+        if self.freq <= 0 or not model.built:  # a subclassed model is built by its first step: prepared when due
+            return
+        if self._new_probe(model):
+            self._warming = threading.Thread(target=self._warm, name="kerascope-gradients", daemon=True)
+            self._warming.start()
 
     def due(self, step: int) -> bool:
         """Whether `at_batch_begin` has work at this step (cheap: no model access)."""
         return self.watch.trigger is not None or (self.freq > 0 and step >= self._next and not self._probe_failed)
+
+    def _new_probe(self, model: keras.Model) -> bool:
+        try:
+            self._probe = GradientProbe(model, self.data)
+        except ValueError as exc:
+            self._probe_failed = True
+            self._skip("gradients", str(exc))
+            return False
+        return True
 
     def at_batch_begin(self, model: keras.Model, step: int, epoch: int) -> None:
         """Before the update of step `step` + 1: the pending snapshot, then the regular gradient statistics."""
@@ -247,19 +265,29 @@ class Forensics:
             if records:
                 self.history.add("gradients", layer_gradient_norms(records))
 
+    def _warm(self) -> None:
+        try:
+            self._probe.warm_up()
+        except BaseException as exc:  # raised again on the training thread, where it becomes one warning
+            self._warm_error = exc
+
+    def _wait_warm(self) -> None:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+        if self._warm_error is not None:
+            error, self._warm_error, self._probe_failed = self._warm_error, None, True
+            raise error
+
     def observe_activations(self, records: list[dict[str, Any]]) -> None:
         self.history.add("activations", activation_spreads(records))
 
     def _gradients(self, model: keras.Model, step: int, epoch: int, **extra: Any) -> list[dict[str, Any]]:
         if self.data is None or self._probe_failed:
             return []
-        if self._probe is None:
-            try:
-                self._probe = GradientProbe(model, self.data)
-            except ValueError as exc:
-                self._probe_failed = True
-                self._skip("gradients", str(exc))
-                return []
+        if self._probe is None and not self._new_probe(model):
+            return []
+        self._wait_warm()
         records = self._probe.records()
         for record in records:
             self._log("gradients", {"step": step, "epoch": epoch, **record, **extra})

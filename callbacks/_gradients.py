@@ -106,9 +106,11 @@ class GradientProbe:
         # (layer, weight) per trainable variable; weights created by the model itself belong to its own name.
         self.names = [(owners.get(id(v), model.name), v.name) for v in self.variables]
         self.layer_order = list(dict.fromkeys(layer for layer, _ in self.names))
-        self._compute = self._backend_function()
+        self._compute, self.warm_up = self._backend_function()
 
-    def _backend_function(self) -> Callable[[], np.ndarray]:
+    def _backend_function(self) -> tuple[Callable[[], np.ndarray], Callable[[], None]]:
+        """(compute, warm_up): the statistics now, and the one-time tracing / compilation, which needs no values and
+        may run on another thread while the model trains (`warm_up` attribute)."""
         backend = keras.backend.backend()
         if backend == "tensorflow":
             return self._tensorflow()
@@ -123,7 +125,7 @@ class GradientProbe:
         return model.compute_loss(x=self._x, y=self._y, y_pred=y_pred, sample_weight=self._sample_weight,
                                   training=False)
 
-    def _tensorflow(self) -> Callable[[], np.ndarray]:
+    def _tensorflow(self) -> tuple[Callable[[], np.ndarray], Callable[[], None]]:
         import tensorflow as tf
 
         model, variables = self.model, self.variables
@@ -136,9 +138,13 @@ class GradientProbe:
                                       unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return tf.stack([_gradient_stats(g) for g in gradients])
 
-        return lambda: compute(self._x).numpy()
+        # The first call traces and optimizes the graph (about 0.2 s on an MLP); its result is thrown away.
+        def warm_up() -> None:
+            compute(self._x)
 
-    def _jax(self) -> Callable[[], np.ndarray]:
+        return (lambda: compute(self._x).numpy()), warm_up
+
+    def _jax(self) -> tuple[Callable[[], np.ndarray], Callable[[], None]]:
         import jax
 
         model = self.model
@@ -153,14 +159,22 @@ class GradientProbe:
             gradients = jax.grad(loss)(trainable, non_trainable, metrics)
             return jax.numpy.stack([_gradient_stats(g) for g in gradients])
 
+        groups = (self.variables, model.non_trainable_variables, model.metrics_variables)
+        compiled: dict[str, Any] = {}
+
+        def warm_up() -> None:
+            # From shapes alone: during fit() JAX keeps the trained values outside the variables.
+            shapes = [[jax.ShapeDtypeStruct(tuple(v.shape), jax.numpy.dtype(v.dtype)) for v in group]
+                      for group in groups]
+            compiled["compute"] = compute.lower(*shapes).compile()
+
         def run() -> np.ndarray:
-            values = [[v.value for v in group] for group in
-                      (self.variables, model.non_trainable_variables, model.metrics_variables)]
-            return np.asarray(compute(*values))
+            values = [[v.value for v in group] for group in groups]
+            return np.asarray(compiled.get("compute", compute)(*values))
 
-        return run
+        return run, warm_up
 
-    def _torch(self) -> Callable[[], np.ndarray]:
+    def _torch(self) -> tuple[Callable[[], np.ndarray], Callable[[], None]]:
         import torch
 
         model, variables = self.model, self.variables
@@ -175,7 +189,7 @@ class GradientProbe:
                          zip(gradients, values, strict=True)]
                 return torch.stack(stats).cpu().numpy()
 
-        return run
+        return run, lambda: None  # eager: nothing to prepare
 
     def records(self) -> list[dict[str, Any]]:
         """One record per trainable weight: layer, weight, norm, max_abs, nonfinite_frac, global_norm.

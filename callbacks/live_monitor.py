@@ -223,7 +223,7 @@ class LiveMonitor(keras.callbacks.Callback):
             fit.sampler = SystemSampler(self._log_system, self.system_freq, self._tick, self._reporter.warn_once)
             fit.sampler.start()
             self._reporter.call("learning rate", self._lr.begin_phase, model.optimizer, self._step)
-            self._forensics.begin_fit(self._step)
+            self._forensics.begin_fit(model, self._step)
             fit.lr_at_begin = self._lr.current()
             self._batches.begin_phase(list(model.metrics))
             self._writer.update_status(
