@@ -29,11 +29,13 @@ EVENT_STYLE = {
     fmt.EVENT_LR_CHANGE: ("LR changes", "#ff7f0e", "dot"),
     fmt.EVENT_EARLY_STOP: ("early stop", "#d62728", "dash"),
     fmt.EVENT_NAN: ("NaN / Inf", "#d62728", "solid"),
+    fmt.EVENT_DIVERGENCE: ("divergence", "#d62728", "dashdot"),
     fmt.FAILED: ("failed", "#d62728", "solid"),
     fmt.INTERRUPTED: ("interrupted", "#7f7f7f", "solid"),
 }
 # Kinds that happen at the end of an epoch (x = epochs completed on the epoch axis), the others at its start.
-_AT_EPOCH_END = {fmt.EVENT_EARLY_STOP, fmt.EVENT_CHECKPOINT, fmt.EVENT_NAN, fmt.FAILED, fmt.INTERRUPTED}
+_AT_EPOCH_END = {fmt.EVENT_EARLY_STOP, fmt.EVENT_CHECKPOINT, fmt.EVENT_NAN, fmt.EVENT_DIVERGENCE, fmt.FAILED,
+                 fmt.INTERRUPTED}
 LABEL_ROWS = 3  # labels of nearby events are stacked on this many rows; a line with no free row goes unlabelled
 LABEL_WIDTH = 0.22  # of the x span: about the width of a label on a half-page chart
 HOVER_FORMAT = ".4~g"  # 4 significant digits
@@ -215,6 +217,9 @@ def event_label(event: pd.Series, nan_epochs: set[float] = frozenset()) -> str:
     if kind == fmt.EVENT_LR_CHANGE:
         new = data.get("new")
         return f"LR {number_text(new)}" if isinstance(new, (int, float)) else "LR"
+    if kind == fmt.EVENT_DIVERGENCE:
+        layer = data.get("layer")
+        return f"diverged · {plain(layer)}" if isinstance(layer, str) else "diverged"
     return {fmt.EVENT_EARLY_STOP: "early stop", fmt.EVENT_NAN: "NaN", fmt.FAILED: "failed",
             fmt.INTERRUPTED: "interrupted"}.get(kind, plain(kind))
 

@@ -61,8 +61,9 @@ class LiveMonitor(keras.callbacks.Callback):
     """Record a training run into a run directory that the Kerascope dashboard shows live.
 
     One directory per run under `logdir`, with per-batch and per-epoch metrics, the learning rate at every batch
-    (whatever sets it), activation and weight statistics, a model card, checkpoints, events (phases, early stopping,
-    LR changes, NaNs), which way each metric is better, and a status with a heartbeat. Repeated `fit()` calls with the
+    (whatever sets it), activation, weight and (with `gradient_data`) gradient statistics, a model card, checkpoints,
+    events (phases, early stopping, LR changes, NaNs, the first divergence with the layer that broke first), which
+    way each metric is better, and a status with a heartbeat. Repeated `fit()` calls with the
     same instance continue the same run as phases 2, 3, ... (e.g. fine-tuning after unfreezing). Monitoring never
     stops training: an error inside the callback becomes one warning (and a `warning` event) unless `strict=True`. In
     distributed training only the chief process writes. Under a KerasTuner search (which deep-copies callbacks: each

@@ -43,6 +43,9 @@ def test_run_page_says_what_went_wrong(diverged):
     assert "**Learning rate:** 1000" in text
     assert f"**First layer to break:** {divergence.layer}" in text and divergence.layer in {"hidden", "out"}
     assert "**Evidence:**" in text
+    loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss per batch")
+    marks = [trace for trace in loss["data"] if trace.get("name") == "divergence"]
+    assert marks and f"diverged · {divergence.layer}" in str(marks[0])
 
 
 def test_activations_page_draws_gradient_heatmap_and_lines_with_the_lr(diverged):
