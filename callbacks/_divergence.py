@@ -54,8 +54,8 @@ class DivergenceWatch:
         self._lock = threading.Lock()
 
     def batch(self, step: int, epoch: int, batch: int, logs: dict[str, Any], steps_per_epoch: int | None) -> None:
-        warmup = min(SPIKE_WARMUP_BATCHES, steps_per_epoch or SPIKE_WARMUP_BATCHES)
-        self._check(step, epoch, logs, settled=batch + 1 >= warmup)
+        done = batch + 1
+        self._check(step, epoch, logs, settled=done >= SPIKE_WARMUP_BATCHES or done == steps_per_epoch)
 
     def epoch(self, step: int, epoch: int, logs: dict[str, Any]) -> None:
         self._check(step, epoch, logs, settled=True)
@@ -68,8 +68,7 @@ class DivergenceWatch:
                 self._judge(step, epoch, logs, settled)
 
     def _judge(self, step: int, epoch: int, logs: dict[str, Any], settled: bool) -> None:
-        broken = [k for k, v in logs.items() if isinstance(v, float) and not math.isfinite(v)
-                  and k not in fmt.NON_METRIC_COLUMNS]
+        broken = [k for k, v in logs.items() if v.__class__ is float and not math.isfinite(v)]  # Keras gives floats
         if broken:
             metric = "loss" if "loss" in broken else broken[0]
             self.trigger = Trigger(step, epoch, metric, logs[metric], fmt.DIVERGENCE_NONFINITE, self.best)
