@@ -56,7 +56,9 @@ def gradient_section(run: Run) -> None:
         st.info("No gradient statistics in this run. Pass `LiveMonitor(gradient_data=(x_val[:64], y_val[:64]))` to "
                 "record per-layer gradient norms every `gradient_freq` batches.")
         return
-    norms = charts.layer_gradient_norms(gradients)
+    # Rebuilt only when the run read new records (the page reruns every 2 s).
+    norms = state.session_cached("gradient_norms", (run.id, run.version),
+                                 lambda: charts.layer_gradient_norms(gradients))
     live_chart(charts.gradient_heatmap(norms, title="gradient norm per layer and step (log colour)"),
                key="gradient_heatmap", view="log")
     layers = list(dict.fromkeys(norms["row"]))
