@@ -81,7 +81,7 @@ def overflowed_rows(frame: pd.DataFrame) -> list[str]:
         values = pd.to_numeric(pd.Series([record.get(k) for k in ("min", "max", "mean", "std")]), errors="coerce")
         if (~np.isfinite(values.dropna())).any() or (values.abs() >= FLOAT_LIMIT).any():
             rows.append(str(record["row"]))
-    return rows
+    return list(dict.fromkeys(rows))  # a divergence snapshot at an epoch's end repeats that step's records
 
 
 def dead_share(frame: pd.DataFrame) -> dict[str, float]:

@@ -318,7 +318,7 @@ def heatmap_figure(frame: pd.DataFrame, *, row: str, value: str, title: str, col
                                     hovertemplate="%{y}<br>step %{x}<br>NaN / Inf<extra></extra>"))
     figure.update_layout(title={"text": plain(title), "font": {"size": 15}}, xaxis_title="step",
                          height=max(260, 60 + 28 * len(table.index)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                         yaxis={"autorange": "reversed", "type": "category"})
+                         yaxis={"autorange": "reversed", "type": "category", "automargin": True})
     return figure
 
 
@@ -427,8 +427,8 @@ def gradient_lines(gradients: pd.DataFrame, layer: str, lr: tuple[np.ndarray, np
         figure.add_trace(go.Scatter(x=x, y=y, mode="lines", name="learning rate", yaxis="y2",
                                     line={"color": "#7f7f7f", "dash": "dot"}, hovertemplate=f"%{{y:{HOVER_FORMAT}}}"))
     figure.update_layout(title={"text": plain(title), "font": {"size": 15}}, xaxis_title="step",
-                         yaxis={"type": "log", "title": "gradient norm"},
+                         yaxis={"type": "log", "title": "gradient norm", "automargin": True},
                          yaxis2={"type": "log", "title": "learning rate", "overlaying": "y", "side": "right",
-                                 "showgrid": False},
+                                 "showgrid": False, "automargin": True, "tickformat": ".1~e"},
                          height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h"})
     return figure
