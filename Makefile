@@ -57,6 +57,7 @@ bench: setup
 	$(PYTHON) bench/callback_overhead.py
 	$(PYTHON) bench/dashboard_speed.py
 	$(PYTHON) bench/first_chart.py
+	$(PYTHON) bench/object_storage.py
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -11,15 +11,22 @@ import argparse
 import gzip
 import ipaddress
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib.util import find_spec
+from typing import BinaryIO
+
+from kerascope.monitor.storage import check_logdir, local_path, redact_url, url_protocol
 
 APP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "streamlit_app.py")
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # served at /app/static/
 PLOTLY_JS = "plotly.min.js"
+CARTESIAN_JS = "plotly-cartesian.min.js.gz"  # served name of the vendored partial bundle (app/vendor/README.md)
+VENDORED_CARTESIAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor", CARTESIAN_JS)
 LOGDIR_ENV = "KERASCOPE_LOGDIR"
 POLL_ENV = "KERASCOPE_POLL"
 PASSWORD_ENV = "KERASCOPE_PASSWORD"  # read by the dashboard's password gate (app/auth.py)
@@ -30,7 +37,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kerascope", description="Live dashboard over a directory of Keras runs.")
     parser.add_argument("--logdir", default=os.environ.get(LOGDIR_ENV, "runs"),
-                        help=f"the runs root (default: ${LOGDIR_ENV} or ./runs)")
+                        help=f"the runs root: a folder, or an object-store URL such as s3://bucket/runs (default: "
+                             f"${LOGDIR_ENV} or ./runs)")
     parser.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the runs to the network)")
@@ -119,31 +127,26 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def install_plotly_js(static_dir: str = STATIC_DIR) -> str:
-    """Put the installed plotly package's plotly.js, gzipped, where Streamlit serves the app's static files.
+def plotly_js_version(path: str) -> str | None:
+    """The version in a plotly.js bundle's header comment ("* plotly.js (cartesian - minified) v4.1.1"), gzipped or
+    not."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as bundle:
+        head = bundle.read(200).decode("utf-8", errors="replace")
+    match = re.search(r"plotly\.js[^\n]*? v(\d+\.\d+\.\d+)", head)
+    return match.group(1) if match else None
 
-    Streamlit gzips `/app/static/` responses at level 9 on every request (4.8 MB of plotly.js: seconds of server CPU
-    per page load); a file that is already gzip is sent as it is, and the browser inflates it natively. Written
-    atomically, and again only when the plotly package's file changed.
 
-    Args:
-        static_dir: the `static/` folder beside the dashboard's entry script (served at `/app/static/`).
-
-    Returns:
-        The path of the gzipped copy.
-    """
-    plotly_dir = find_spec("plotly").submodule_search_locations[0]  # not imported: the command starts in a blink
-    source = os.path.join(plotly_dir, "package_data", PLOTLY_JS)
-    target = os.path.join(static_dir, PLOTLY_JS + ".gz")
-    modified = os.stat(source).st_mtime
+def _install(static_dir: str, target_name: str, modified: float, write: Callable[[BinaryIO], None]) -> str:
+    """Write a static file atomically, and again only when its source changed (`modified`: the source's mtime)."""
+    target = os.path.join(static_dir, target_name)
     if os.path.isfile(target) and os.path.getmtime(target) == modified:
         return target
     os.makedirs(static_dir, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=static_dir, prefix=".tmp-")
     try:
-        with open(source, "rb") as plain, os.fdopen(handle, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as packed:
-                shutil.copyfileobj(plain, packed)
+        with os.fdopen(handle, "wb") as out:
+            write(out)
         os.chmod(temporary, 0o644)  # mkstemp makes it private; the server may run as another user
         os.utime(temporary, (modified, modified))
         os.replace(temporary, target)
@@ -151,6 +154,55 @@ def install_plotly_js(static_dir: str = STATIC_DIR) -> str:
         if os.path.exists(temporary):
             os.unlink(temporary)
     return target
+
+
+def install_plotly_js(static_dir: str = STATIC_DIR) -> list[str]:
+    """Put plotly.js, gzipped, where Streamlit serves the app's static files: the installed plotly package's full
+    bundle, and the vendored cartesian bundle when it is the same plotly.js version (else the charts use the full one).
+
+    Streamlit gzips `/app/static/` responses at level 9 on every request (4.8 MB of plotly.js: seconds of server CPU
+    per page load); a file that is already gzip is sent as it is, and the browser inflates it natively. Written
+    atomically, and again only when the source changed.
+
+    Args:
+        static_dir: the `static/` folder beside the dashboard's entry script (served at `/app/static/`).
+
+    Returns:
+        The paths of the files served.
+    """
+    plotly_dir = find_spec("plotly").submodule_search_locations[0]  # not imported: the command starts in a blink
+    source = os.path.join(plotly_dir, "package_data", PLOTLY_JS)
+
+    def write_full(out: BinaryIO) -> None:
+        with open(source, "rb") as plain, gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9, mtime=0) as packed:
+            shutil.copyfileobj(plain, packed)
+
+    installed = [_install(static_dir, PLOTLY_JS + ".gz", os.stat(source).st_mtime, write_full)]
+    stale = os.path.join(static_dir, CARTESIAN_JS)
+    if os.path.isfile(VENDORED_CARTESIAN) and plotly_js_version(VENDORED_CARTESIAN) == plotly_js_version(source):
+
+        def write_cartesian(out: BinaryIO) -> None:
+            with open(VENDORED_CARTESIAN, "rb") as packed:
+                shutil.copyfileobj(packed, out)
+
+        installed.append(_install(static_dir, CARTESIAN_JS, os.stat(VENDORED_CARTESIAN).st_mtime, write_cartesian))
+    elif os.path.exists(stale):
+        os.remove(stale)  # another plotly.js than the installed one: the charts fall back to the full bundle
+    return installed
+
+
+def resolve_logdir(logdir: str) -> str:
+    """A local runs folder as an absolute path (created when missing), or an object-store URL whose backend is
+    installed (`s3://bucket/runs`: read by polling, no folder is created). SystemExit with the reason otherwise."""
+    try:
+        check_logdir(logdir)
+    except (ImportError, ValueError) as exc:
+        raise SystemExit(f"kerascope: {exc}") from None
+    if url_protocol(logdir):
+        return logdir
+    path = os.path.abspath(local_path(logdir))
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,11 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     warning = check_exposure(args)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    logdir = os.path.abspath(args.logdir)
-    os.makedirs(logdir, exist_ok=True)
+    logdir = resolve_logdir(args.logdir)
     os.environ[LOGDIR_ENV] = logdir
     os.environ[POLL_ENV] = "1" if args.poll else ""
-    print(f"Kerascope: serving {logdir} on http://{args.host}:{args.port}", flush=True)
+    print(f"Kerascope: serving {redact_url(logdir)} on http://{args.host}:{args.port}", flush=True)
     install_plotly_js()
     command = streamlit_command(args)
     os.execv(command[0], command)

@@ -1,35 +1,45 @@
 // A plotly chart that updates in place. Streamlit calls this function on the first mount and again on every rerun
 // with new `data`, on the same DOM node (the component is mounted with a stable key): Plotly.react then redraws only
 // what changed, and `layout.uirevision` keeps the user's zoom, pan and legend toggles.
-// Gzipped on disk: Streamlit sends a gzip file as it is, where it would compress plain JavaScript on every request.
-const PLOTLY_URL = "/app/static/plotly.min.js.gz";
+// Two bundles, gzipped on disk (Streamlit sends a gzip file as it is, where it would compress plain JavaScript on
+// every request): plotly.js's cartesian partial bundle, a third of the size, for the charts whose traces it holds,
+// and the full bundle for the others. The cartesian file is absent when the installed plotly carries another
+// plotly.js version: the full bundle then draws everything.
+const BUNDLES = {
+  cartesian: "/app/static/plotly-cartesian.min.js.gz",
+  full: "/app/static/plotly.min.js.gz",
+};
 
-async function fetchPlotly() {
-  const response = await fetch(PLOTLY_URL);
-  if (!response.ok) throw new Error("plotly.js could not be loaded from " + PLOTLY_URL + " (" + response.status + ")");
+async function fetchBundle(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error("plotly.js could not be loaded from " + url + " (" + response.status + ")");
   const source = response.body.pipeThrough(new DecompressionStream("gzip"));
   const script = await new Response(source).blob();
-  const url = URL.createObjectURL(new Blob([script], { type: "text/javascript" }));
+  const blobUrl = URL.createObjectURL(new Blob([script], { type: "text/javascript" }));
   await new Promise((resolve, reject) => {
     const element = document.createElement("script");
-    element.src = url;
+    element.src = blobUrl;
     element.onload = resolve;
     element.onerror = () => reject(new Error("plotly.js could not be started"));
     document.head.appendChild(element);
   });
-  URL.revokeObjectURL(url);
-  return window.Plotly;
+  URL.revokeObjectURL(blobUrl);
+  return window.Plotly; // each bundle sets window.Plotly: taken right after its script ran (loads run one at a time)
 }
 
-function loadPlotly() {
-  if (window.Plotly) return Promise.resolve(window.Plotly);
-  if (!window.__kerascopePlotly) {
-    window.__kerascopePlotly = fetchPlotly().catch((error) => {
-      window.__kerascopePlotly = null; // let the next update try again
+// Shared by every chart of the page (this module may be evaluated once per chart).
+const loader = (window.__kerascopePlotly = window.__kerascopePlotly || { bundles: {}, queue: Promise.resolve() });
+
+function loadPlotly(kind) {
+  if (!loader.bundles[kind]) {
+    const loaded = (loader.queue = loader.queue.catch(() => {}).then(() => fetchBundle(BUNDLES[kind])));
+    loader.bundles[kind] = loaded.catch((error) => {
+      if (kind === "cartesian") return (loader.bundles.cartesian = loadPlotly("full"));
+      loader.bundles[kind] = null; // let the next update try again
       throw error;
     });
   }
-  return window.__kerascopePlotly;
+  return loader.bundles[kind];
 }
 
 function toNumber(value) {
@@ -65,14 +75,20 @@ export default function (component) {
   const { data, parentElement } = component;
   const node = parentElement.querySelector(".kerascope-chart");
   if (!node || typeof data !== "string" || data === "") {
-    loadPlotly().catch(() => {}); // mounted without a figure: fetch plotly.js while the page script still runs
+    // Mounted without a figure: fetch plotly.js while the page script still runs.
+    loadPlotly(data === "full" ? "full" : "cartesian").catch(() => {});
     return;
   }
   const spec = JSON.parse(data);
   node.style.height = spec.height + "px";
-  loadPlotly()
+  loadPlotly(spec.bundle)
     .then(async (Plotly) => {
-      const state = (node.__kerascope = node.__kerascope || { width: null, ignoreRelayout: false, watched: false });
+      let state = node.__kerascope;
+      if (state && state.Plotly !== Plotly) {
+        state.Plotly.purge(node); // drawn by the other bundle: start over with this one
+        state = null;
+      }
+      if (!state) state = node.__kerascope = { Plotly, width: null, ignoreRelayout: false, watched: false };
       await Plotly.react(node, spec.figure.data, spec.figure.layout, spec.config);
       if (!state.watched) {
         watchZoom(node, state);

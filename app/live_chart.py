@@ -20,6 +20,9 @@ import streamlit as st
 from plotly.io.json import to_json_plotly
 
 CONFIG = {"displaylogo": False, "responsive": True}
+# The trace types in plotly.js's cartesian bundle (app/vendor/README.md); any other type needs the full bundle.
+CARTESIAN_TRACES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour",
+                              "image", "pie", "scatter", "scatterternary", "violin"})
 DEFAULT_HEIGHT = 320
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "live_chart.js"), encoding="utf-8") as _source:
@@ -57,6 +60,33 @@ def last_x(figure: go.Figure) -> Any:
     return float(newest)
 
 
+def chart_payload(figure: go.Figure, *, key: str, view: str = "", follow: bool = False) -> str:
+    """What the browser receives for `figure` (JSON); the figure itself is left as it was, so figures shared by
+    several sessions can be drawn by all of them. Arguments as for `live_chart`."""
+    x_last = last_x(figure)
+    drawn = figure.to_plotly_json()
+    # A digest: plotly.js only compares it, and the view may hold user text (a run id).
+    layout = {**drawn["layout"], "uirevision": hashlib.sha1(f"{key}|{view}".encode()).hexdigest()[:16]}
+    points = sum(len(trace.x) for trace in figure.data if getattr(trace, "x", None) is not None)
+    spec = {
+        "figure": {"data": drawn["data"], "layout": layout},
+        "config": CONFIG,
+        "height": figure.layout.height or DEFAULT_HEIGHT,
+        "follow": follow,
+        "x_last": x_last,
+        "x_is_time": isinstance(x_last, str),
+        "points": points,
+        "revision": hash((points, x_last)),
+        "bundle": "cartesian" if all(trace.type in CARTESIAN_TRACES for trace in figure.data) else "full",
+    }
+    return to_json_plotly(spec)
+
+
+def draw_chart(payload: str, *, key: str) -> None:
+    """Draw a chart from `chart_payload(...)`; on later reruns with the same `key`, update that chart in place."""
+    _component(data=payload, key=key, height="content")
+
+
 def live_chart(figure: go.Figure, *, key: str, view: str = "", follow: bool = False) -> None:
     """Draw `figure`; on later reruns with the same `key`, update that same chart in place.
 
@@ -73,18 +103,4 @@ def live_chart(figure: go.Figure, *, key: str, view: str = "", follow: bool = Fa
     live_chart(metric_figure(series, title="loss"), key="epoch_loss", view="step|linear", follow=True)
     ```
     """
-    x_last = last_x(figure)
-    # A digest: plotly.js only compares it, and the view may hold user text (a run id).
-    figure.update_layout(uirevision=hashlib.sha1(f"{key}|{view}".encode()).hexdigest()[:16])
-    points = sum(len(trace.x) for trace in figure.data if getattr(trace, "x", None) is not None)
-    spec = {
-        "figure": figure.to_plotly_json(),
-        "config": CONFIG,
-        "height": figure.layout.height or DEFAULT_HEIGHT,
-        "follow": follow,
-        "x_last": x_last,
-        "x_is_time": isinstance(x_last, str),
-        "points": points,
-        "revision": hash((points, x_last)),
-    }
-    _component(data=to_json_plotly(spec), key=key, height="content")
+    draw_chart(chart_payload(figure, key=key, view=view, follow=follow), key=key)

@@ -8,7 +8,10 @@ RunStore lock their caches, the watcher only bumps counters under a condition), 
 from __future__ import annotations
 
 import os
+import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
@@ -17,8 +20,16 @@ import streamlit as st
 from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
 from kerascope.monitor import Run, RunStore, RunWatcher
 from kerascope.monitor import format as fmt
+from kerascope.monitor.remote_reader import RemoteWatcher
+from kerascope.monitor.storage import redact_url, url_protocol
 
 LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a few ms (docs/benchmarks.md)
+# Viewers that share the server's cores before the timer slows down: two sessions ticking every 0.2 s keep a 2-core
+# server mostly idle; ten would queue their ticks behind each other (p95 record -> visible of many seconds).
+VIEWERS_AT_FULL_SPEED = 2
+VIEWER_TIMEOUT_S = 5.0  # a session that has not ticked for this long has closed its tab
+SESSION_ID_KEY = "session_id"
+INTERVAL_KEY = "live_interval_s"  # the timer this session's live fragments were started with
 RUN_KEY = "run_id"  # the run the single-run pages show
 COMPARE_KEY = "compare_ids"  # runs picked on the Runs page, shown on the Compare page
 LIVE_KEY = "live"  # False while the user paused live updates
@@ -27,7 +38,14 @@ T = TypeVar("T")
 
 
 def logdir() -> str:
-    return os.path.abspath(os.environ.get(LOGDIR_ENV) or "runs")
+    """The runs root: a local folder (absolute), or an object-store URL as given (`s3://bucket/runs`)."""
+    root = os.environ.get(LOGDIR_ENV) or "runs"
+    return root if url_protocol(root) else os.path.abspath(root)
+
+
+def logdir_label() -> str:
+    """The runs root as shown to people: an object-store URL without any user part or query (keys never show)."""
+    return redact_url(logdir())
 
 
 @st.cache_resource(show_spinner=False)
@@ -36,7 +54,10 @@ def _store(logdir: str) -> RunStore:
 
 
 @st.cache_resource(show_spinner=False)
-def _watcher(logdir: str, poll: bool) -> RunWatcher:
+def _watcher(logdir: str, poll: bool) -> RunWatcher | RemoteWatcher:
+    remote = _store(logdir).remote
+    if remote is not None:  # an object store sends no file events: poll its listing (shared with the store)
+        return RemoteWatcher(remote)
     return RunWatcher(logdir, poll=True if poll else None)
 
 
@@ -44,17 +65,108 @@ def store() -> RunStore:
     return _store(logdir())
 
 
-def watcher() -> RunWatcher:
+def watcher() -> RunWatcher | RemoteWatcher:
     return _watcher(logdir(), bool(os.environ.get(POLL_ENV)))
+
+
+class SharedCache:
+    """What every session derives alike from the runs (figures, chart payloads), built once for all of them.
+
+    A bounded LRU, safe across the sessions' script threads: two sessions asking for the same missing key wait for one
+    build instead of doing it twice.
+
+    Args:
+        capacity: entries kept (the oldest used go first).
+
+    Example:
+    ```python
+    payloads = shared().get(("run_charts", run.id, run.version, options), lambda: build_payloads(run, options))
+    ```
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._building: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._items)
+
+    def get(self, key: Hashable, build: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            key_lock = self._building.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            try:
+                value = build()
+            finally:
+                with self._lock:
+                    self._building.pop(key, None)
+            with self._lock:
+                self._items[key] = value
+                while len(self._items) > self._capacity:
+                    self._items.popitem(last=False)
+        return value
+
+
+class Viewers:
+    """The sessions showing live pages now (each tick says "still here"): the fragment timer grows with their number."""
+
+    def __init__(self) -> None:
+        self._last_tick: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def tick(self, session: str, now: float | None = None) -> int:
+        """Note that `session` is watching (at `now`, by default `time.monotonic()`); how many sessions watch."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._last_tick[session] = now
+            for other, at in list(self._last_tick.items()):
+                if now - at > VIEWER_TIMEOUT_S:
+                    del self._last_tick[other]
+            return len(self._last_tick)
+
+
+@st.cache_resource(show_spinner=False)
+def shared() -> SharedCache:
+    return SharedCache()
+
+
+@st.cache_resource(show_spinner=False)
+def _viewers() -> Viewers:
+    return Viewers()
 
 
 def live() -> bool:
     return st.session_state.get(LIVE_KEY, True)
 
 
+def _paced_interval() -> float:
+    session = st.session_state.setdefault(SESSION_ID_KEY, uuid.uuid4().hex)
+    watching = _viewers().tick(session)
+    return round(LIVE_INTERVAL_S * max(1.0, watching / VIEWERS_AT_FULL_SPEED), 1)
+
+
 def live_interval() -> float | None:
-    """The fragment timer while live, None (no timer) while paused."""
-    return LIVE_INTERVAL_S if live() else None
+    """The timer to start a live fragment with: LIVE_INTERVAL_S, longer when many sessions watch; None (no timer)
+    while paused."""
+    interval = _paced_interval() if live() else None
+    st.session_state[INTERVAL_KEY] = interval
+    return interval
+
+
+def keep_pace() -> None:
+    """Call in every tick of a live fragment: counts this session as watching, and reruns the page (which restarts
+    the timers) when the number of sessions watching calls for another interval than the one running."""
+    if live() and _paced_interval() != st.session_state.get(INTERVAL_KEY):
+        st.rerun()
 
 
 def session_cached(name: str, key: Hashable, build: Callable[[], T], *, max_age_s: float | None = None) -> T:

@@ -18,7 +18,10 @@ from kerascope.app import auth, links, state, widgets  # noqa: E402
 from kerascope.app.formatting import md_escape  # noqa: E402
 from kerascope.app.live_chart import preload_plotly  # noqa: E402
 
-st.set_page_config(page_title="Kerascope", page_icon=":material/monitoring:", layout="wide")
+# A local icon: a Material icon as page_icon makes every browser fetch it from fonts.gstatic.com (offline: an error,
+# online: a request to a third party).
+st.set_page_config(page_title="Kerascope", page_icon=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                  "favicon.png"), layout="wide")
 auth.require_password()  # before anything that reads runs
 with st.sidebar:  # first thing on every page: the browser fetches plotly.js while the page script runs
     preload_plotly()
@@ -46,7 +49,7 @@ if not links.restore(page.url_path) and page in single_run_pages:
 if (problem := links.problem()) is not None:
     st.error(md_escape(problem), icon=":material/link_off:")
 st.sidebar.caption("Kerascope · runs in")
-st.sidebar.text(state.logdir())  # not st.code: its syntax highlighter is 1.5 MB more to load
+st.sidebar.text(state.logdir_label())  # not st.code: its syntax highlighter is 1.5 MB more to load
 if page in single_run_pages:
     widgets.run_picker()
 widgets.live_toggle()

@@ -54,8 +54,12 @@ def live_toggle() -> None:
 
 
 def no_runs_message() -> None:
-    st.info(f"No runs under `{md_escape(state.logdir())}` yet. Start a training with "
-            "`LiveMonitor(\"" + md_escape(state.logdir()) + "\")` in its callbacks, or point the dashboard at "
+    remote = state.store().remote
+    if remote is not None and remote.error:  # an unreachable store or refused credentials, not an empty root
+        st.error(f"Cannot list {md_escape(state.logdir_label())}: {md_escape(remote.error)}")
+        return
+    st.info(f"No runs under `{md_escape(state.logdir_label())}` yet. Start a training with "
+            "`LiveMonitor(\"" + md_escape(state.logdir_label()) + "\")` in its callbacks, or point the dashboard at "
             "another directory with `python -m kerascope --logdir DIR`; new runs appear here on their own.")
 
 

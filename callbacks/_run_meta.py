@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from kerascope.monitor.format import to_jsonable
+from kerascope.monitor.storage import redact_url
 
 
 def environment() -> dict[str, Any]:
@@ -81,6 +82,7 @@ OPTION_NAMES = (
 def recorded_options(callback: Any) -> dict[str, Any]:
     """The options of a LiveMonitor (`callback`) in effect, and how many activation samples it was given."""
     options = {name: to_jsonable(getattr(callback, name)) for name in OPTION_NAMES}
+    options["logdir"] = redact_url(str(callback.logdir))  # a URL may carry keys in its user part or query
     data = callback.activation_data
     options["activation_samples"] = int(data.shape[0]) if hasattr(data, "shape") else None
     return options

@@ -27,6 +27,7 @@ from kerascope.callbacks._system import SystemSampler
 from kerascope.callbacks._tuner import current_trial, new_group_id
 from kerascope.monitor import RunWriter
 from kerascope.monitor import format as fmt
+from kerascope.monitor.storage import check_logdir, local_path, url_protocol
 
 
 @dataclass
@@ -77,7 +78,10 @@ class LiveMonitor(keras.callbacks.Callback):
     marks it `failed`. After `kill -9` the heartbeat stops and readers show the run as `stale`.
 
     Args:
-        logdir: the runs folder; the run directory `logdir/<time>-<name>-<hex>` is created at the first fit().
+        logdir: the runs folder; the run directory `logdir/<time>-<name>-<hex>` is created at the first fit(). An
+            fsspec URL (`s3://bucket/runs`, `gs://...`, `az://...`) writes the run to object storage (format version
+            2): the backend must be installed (`pip install "kerascope[s3]"`, else ImportError here) and takes its
+            credentials from its own environment and config; uploads run in the background from a local spool.
         name: the run's display name (any text); defaults to the model's name.
         hparams: hyperparameters to record (a dict; values that are not JSON are stored as their repr).
         tags: a list of short labels.
@@ -100,7 +104,8 @@ class LiveMonitor(keras.callbacks.Callback):
         metric_directions: `{"metric name": "min" | "max"}` for metrics whose Keras object does not say which way is
             better (a custom metric function); a name covers its `val_` twin. Others are taken from Keras.
         system_freq: seconds between CPU / RSS / GPU memory samples (0 turns them off).
-        flush_interval: seconds between background appends; a crash loses at most this much data.
+        flush_interval: seconds between background appends; a crash loses at most this much data. None: 0.5 s for
+            a local logdir, 5 s between uploads for an object store (the local spool still gets every 0.5 s).
         strict: re-raise errors from the callback instead of warning (for debugging the monitor itself).
 
     Example:
@@ -136,10 +141,11 @@ class LiveMonitor(keras.callbacks.Callback):
         mode: str = "auto",
         metric_directions: dict[str, str] | None = None,
         system_freq: float = 2.0,
-        flush_interval: float = 0.5,
+        flush_interval: float | None = None,
         strict: bool = False,
     ) -> None:
         super().__init__()
+        check_logdir(logdir)  # a URL whose backend is missing fails here, never as a local folder named "s3:"
         self._log_every = batch_interval(update_freq)
         check_checkpoint_options(checkpoint, mode)
         # Batch hooks only touch plain Python state, so Keras may run them off the main thread (JAX, torch).
@@ -163,7 +169,9 @@ class LiveMonitor(keras.callbacks.Callback):
         self.mode = mode
         self.metric_directions = check_directions(metric_directions)
         self.system_freq = system_freq
-        self.flush_interval = flush_interval
+        remote = url_protocol(logdir) is not None
+        default_interval = fmt.REMOTE_FLUSH_INTERVAL_S if remote else 0.5
+        self.flush_interval = default_interval if flush_interval is None else flush_interval
         self.strict = strict
         # One group id per KerasTuner search, shared by this instance and all its deep copies (one per trial).
         self._search_groups: dict[int, str] = {}
@@ -171,7 +179,8 @@ class LiveMonitor(keras.callbacks.Callback):
 
     def _new_run(self) -> None:
         """The state of one run (none yet): what lasts across the run's fit() calls."""
-        self.run_dir: str | None = None
+        self.run_dir: str | None = None  # the run's directory, or its URL on an object store
+        self._spool_dir: str | None = None  # an object-store run: the local directory it is written to first
         self._reporter = RunReporter(self.strict, self._position)
         self._writer: RunWriter | None = None
         self._disabled = False  # not the chief process, or the run directory could not be written
@@ -204,6 +213,17 @@ class LiveMonitor(keras.callbacks.Callback):
         clone.metric_directions = dict(self.metric_directions)
         clone._new_run()
         return clone
+
+    def wait_uploaded(self, timeout: float | None = None) -> bool:
+        """For a run on an object store: block until everything the ended fit() recorded is uploaded and compacted
+        (True), or `timeout` seconds pass (False). A local run is always complete: True at once.
+
+        At interpreter exit this happens by itself (for up to 60 s); call it to be sure before reading the run
+        elsewhere, e.g. at the end of a notebook cell.
+        """
+        writer = self._writer
+        wait = getattr(writer, "wait_uploaded", None)
+        return True if wait is None else wait(timeout)
 
     # -- fit() boundaries --------------------------------------------------------------------------------------
 
@@ -407,9 +427,7 @@ class LiveMonitor(keras.callbacks.Callback):
             fit_meta["model"] = model_info(model)
         try:
             if self.run_dir is not None:
-                writer = RunWriter.resume(
-                    self.run_dir, flush_interval=self.flush_interval, on_error=self._reporter.warn_once
-                )
+                writer = self._resume_writer()
                 writer.update_meta(**fit_meta)
                 return writer
             name, hparams = self.name or model.name, self.hparams
@@ -428,8 +446,17 @@ class LiveMonitor(keras.callbacks.Callback):
                 "options": recorded_options(self),
                 **fit_meta,
             }
+            if url_protocol(self.logdir) is not None:
+                from kerascope.monitor.remote_writer import RemoteRunWriter
+
+                writer = RemoteRunWriter(
+                    self.logdir, name, meta=meta, flush_interval=self.flush_interval,
+                    on_error=self._reporter.warn_once,
+                )
+                self.run_dir, self._spool_dir = writer.url, writer.run_dir
+                return writer
             writer = RunWriter(
-                self.logdir,
+                local_path(self.logdir),
                 name,
                 meta=meta,
                 flush_interval=self.flush_interval,
@@ -448,6 +475,16 @@ class LiveMonitor(keras.callbacks.Callback):
                 stacklevel=3,
             )
             return None
+
+    def _resume_writer(self) -> RunWriter:
+        """Reopen this monitor's run for a later fit() (from the local spool for an object-store run)."""
+        if self._spool_dir is not None:
+            from kerascope.monitor.remote_writer import RemoteRunWriter
+
+            return RemoteRunWriter.resume_remote(
+                self.logdir, self._spool_dir, flush_interval=self.flush_interval, on_error=self._reporter.warn_once
+            )
+        return RunWriter.resume(self.run_dir, flush_interval=self.flush_interval, on_error=self._reporter.warn_once)
 
     def _begin_fit(self, params: dict[str, Any]) -> _Fit:
         """The state of a new fit(), watched from now on for an exception that leaves it (see `_abort`)."""

@@ -12,7 +12,11 @@ import re
 import tempfile
 from typing import Any
 
-FORMAT_VERSION = 1
+# The newest format readers open. Run directories on a local filesystem are written as version 1; runs on an object
+# store (an fsspec URL logdir) as version 2, the segment layout below.
+FORMAT_VERSION = 2
+LOCAL_FORMAT_VERSION = 1
+OBJECT_FORMAT_VERSION = 2
 
 RUN_FILE = "run.json"
 STATUS_FILE = "status.json"
@@ -31,6 +35,14 @@ GRAPH_DOT_FILE = "model/graph.dot"
 GRAPH_PNG_FILE = "model/graph.png"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_INDEX_FILE = "checkpoints/index.json"
+
+# Object-store layout (format version 2): each upload adds immutable segments `segments/<stream>/<seq>.jsonl` (seq
+# 1-based, zero-padded, consecutive); finishing a fit() compacts each stream into its version-1 file name
+# (batch.jsonl, ...) and writes COMPACTED_FILE, which says how many segments (and bytes) each compacted file holds.
+SEGMENTS_DIR = "segments"
+SEGMENT_DIGITS = 8
+COMPACTED_FILE = "compacted.json"
+REMOTE_FLUSH_INTERVAL_S = 5.0  # default seconds between uploads to an object store (local runs: 0.5 s to disk)
 
 # run.json `group`: runs recorded together as one sweep (the trials of one KerasTuner search). An added field.
 RUN_GROUP = "group"

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kerascope.monitor import format as fmt
+from kerascope.monitor.remote_reader import RemoteRoot, RemoteRunFiles, SegmentTail
 from kerascope.monitor.run_files import RunFiles, RunFormatError
 from kerascope.monitor.run_info import Divergence, ModelInfo, RunProgress, Stop, as_time
 from kerascope.monitor.table import MAX_DROPPED_NAMES, NumericTable
@@ -45,8 +46,9 @@ class Run:
     written), `error`, `problems` (what was skipped while reading), `version` (grows with each new record read).
 
     Args:
-        path: the run directory.
+        path: the run directory (with `root`: the run's id).
         logdir: the runs folder that every file read must resolve inside; defaults to the run's parent.
+        root: the object-store runs root the run lives in (format version 2); None for a local directory.
 
     Example:
     ```python
@@ -57,19 +59,25 @@ class Run:
     ```
     """
 
-    def __init__(self, path: str, logdir: str | None = None) -> None:
-        self.path = os.path.abspath(path)
-        self.logdir = os.path.abspath(logdir) if logdir else os.path.dirname(self.path)
-        self.id = os.path.basename(self.path)
+    def __init__(self, path: str, logdir: str | None = None, *, root: RemoteRoot | None = None) -> None:
         self.meta: dict[str, Any] = {}
         self.error: str | None = None
         self.problems: list[str] = []
         self.version = 0
-        self._files = RunFiles(self.path, self.logdir)
         self._status_info: dict[str, Any] = {}
-        self._status_stamp: tuple[int, int] | None = None
+        self._status_stamp: tuple[Any, int] | None = None
         self._lock = threading.RLock()
-        self._tails = {s: JsonlTail(self._files.path(name), self.logdir) for s, name in fmt.STREAM_FILES.items()}
+        if root is not None:  # on an object store (`path` is the run id): segments instead of appended files
+            self.id, self.logdir = path, root.url
+            self.path = root.store.run_url(path)
+            self._files: RunFiles | RemoteRunFiles = RemoteRunFiles(root, path)
+            self._tails: dict[str, JsonlTail | SegmentTail] = {s: SegmentTail(root, path, s) for s in fmt.STREAM_FILES}
+        else:
+            self.path = os.path.abspath(path)
+            self.logdir = os.path.abspath(logdir) if logdir else os.path.dirname(self.path)
+            self.id = os.path.basename(self.path)
+            self._files = RunFiles(self.path, self.logdir)
+            self._tails = {s: JsonlTail(self._files.path(name), self.logdir) for s, name in fmt.STREAM_FILES.items()}
         self._tables = {stream: NumericTable(MAX_METRIC_COLUMNS, MAX_CELLS[stream], NUMERIC_COLUMNS[stream])
                         for stream in NUMERIC_COLUMNS}
         self._records: dict[str, list[dict[str, Any]]] = {s: [] for s in fmt.STREAM_FILES if s not in NUMERIC_COLUMNS}
@@ -263,7 +271,7 @@ class Run:
                 self._frames.clear()
             return changed
 
-    def _read_stream(self, stream: str, tail: JsonlTail) -> bool:
+    def _read_stream(self, stream: str, tail: JsonlTail | SegmentTail) -> bool:
         changed, more = False, True
         while more:
             # Parsed a slice at a time, so a huge backlog (a long run opened late) never sits in memory as text.

@@ -8,13 +8,16 @@ import threading
 from kerascope.monitor import format as fmt
 from kerascope.monitor.format import inside
 from kerascope.monitor.reader import Run
+from kerascope.monitor.remote_reader import RemoteRoot
+from kerascope.monitor.storage import check_logdir, local_path, url_protocol
 
 
 class RunStore:
     """The runs under `logdir` (one directory per run, as written by LiveMonitor or RunWriter).
 
     Args:
-        logdir: the runs folder (it may not exist yet).
+        logdir: the runs folder (it may not exist yet), or an fsspec URL of an object-store root (`s3://bucket/runs`;
+            the backend must be installed: ImportError naming the pip extra otherwise).
 
     Example:
     ```python
@@ -25,21 +28,27 @@ class RunStore:
     """
 
     def __init__(self, logdir: str | os.PathLike[str]) -> None:
-        self.logdir = os.path.abspath(os.fspath(logdir))
+        logdir = check_logdir(logdir)
+        # An object-store root: runs are listed from one shared listing of the root (monitor/remote_reader.py).
+        self.remote = RemoteRoot(logdir) if url_protocol(logdir) else None
+        self.logdir = self.remote.url if self.remote else os.path.abspath(local_path(logdir))
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
 
     def runs(self) -> list[Run]:
         """All runs, newest first. New directories are picked up and deleted ones dropped at each call."""
-        try:
-            entries = [entry for entry in os.scandir(self.logdir) if self._is_run_dir(entry)]
-        except OSError:
-            entries = []
-        found = {entry.name for entry in entries}
+        if self.remote is not None:
+            paths = {run_id: run_id for run_id in self.remote.run_ids()}
+        else:
+            try:
+                paths = {entry.name: entry.path for entry in os.scandir(self.logdir) if self._is_run_dir(entry)}
+            except OSError:
+                paths = {}
+        found = set(paths)
         with self._lock:
-            new = [entry for entry in entries if entry.name not in self._runs]
+            new = [name for name in paths if name not in self._runs]
         # Opening a run reads its files: done outside the lock, so one slow run never holds up the other sessions.
-        opened = {entry.name: Run(entry.path, self.logdir) for entry in new}
+        opened = {name: Run(paths[name], self.logdir, root=self.remote) for name in new}
         with self._lock:
             for name, run in opened.items():
                 self._runs.setdefault(name, run)  # another thread may have opened it meanwhile: keep one
@@ -52,7 +61,7 @@ class RunStore:
         """The run with this id (its directory name). Raises KeyError when there is none."""
         with self._lock:
             cached = self._runs.get(run_id)
-        if cached is not None and os.path.isdir(cached.path):
+        if cached is not None and (self.remote is not None or os.path.isdir(cached.path)):
             return cached
         for run in self.runs():
             if run.id == run_id:

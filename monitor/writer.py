@@ -38,6 +38,8 @@ class RunWriter:
     ```
     """
 
+    ID_HEX_BYTES = 2  # random bytes that end a run id (after its time and name)
+
     def __init__(
         self,
         logdir: str | os.PathLike[str],
@@ -53,7 +55,7 @@ class RunWriter:
         os.makedirs(os.path.join(self.run_dir, fmt.MODEL_DIR), exist_ok=True)
         now = time.time()
         self.meta: dict[str, Any] = {
-            "format_version": fmt.FORMAT_VERSION,
+            "format_version": fmt.LOCAL_FORMAT_VERSION,
             "id": self.run_id,
             "name": name,
             "created": now,
@@ -135,12 +137,12 @@ class RunWriter:
         self._thread = threading.Thread(target=self._flush_loop, name=f"kerascope-writer-{self.run_id}", daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _create_dir(logdir: str, name: str) -> tuple[str, str]:
+    @classmethod
+    def _create_dir(cls, logdir: str, name: str) -> tuple[str, str]:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         slug = fmt.slugify(name)
         for _ in range(100):
-            run_id = f"{stamp}-{slug}-{secrets.token_hex(2)}"
+            run_id = f"{stamp}-{slug}-{secrets.token_hex(cls.ID_HEX_BYTES)}"
             path = os.path.join(logdir, run_id)
             try:
                 os.mkdir(path)

@@ -243,10 +243,11 @@ def make_broken_run(root: str | os.PathLike[str], run_id: str = "20260101-000000
 
 
 def make_future_run(root: str | os.PathLike[str], run_id: str = "20260101-000001-future-0000") -> str:
-    """A run written by a newer Kerascope (format_version 2): shown as broken, with a message to upgrade."""
+    """A run written by a newer Kerascope (format_version 3): shown as broken, with a message to upgrade."""
     path = os.path.join(os.fspath(root), run_id)
     os.makedirs(path, exist_ok=True)
-    fmt.write_json_atomic(os.path.join(path, fmt.RUN_FILE), {"format_version": 2, "id": run_id, "name": "from 2030"})
+    fmt.write_json_atomic(os.path.join(path, fmt.RUN_FILE),
+                          {"format_version": fmt.FORMAT_VERSION + 1, "id": run_id, "name": "from 2030"})
     fmt.write_json_atomic(os.path.join(path, fmt.STATUS_FILE), {"status": "finished", "heartbeat": time.time()})
     return path
 

@@ -52,3 +52,28 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("keras", "tensorflow"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_vendored_cartesian_bundle_matches_the_installed_plotly_js():
+    """A plotly upgrade that changes plotly.js must come with the matching cartesian bundle (app/vendor/README.md):
+    the figures plotly.py writes are for its own plotly.js."""
+    import plotly
+
+    installed = os.path.join(os.path.dirname(plotly.__file__), "package_data", cli.PLOTLY_JS)
+    assert cli.plotly_js_version(cli.VENDORED_CARTESIAN) == cli.plotly_js_version(installed) is not None
+
+
+def test_plotly_js_is_served_gzipped_and_the_cartesian_bundle_only_for_the_same_version(tmp_path, monkeypatch):
+    import gzip
+
+    served = cli.install_plotly_js(os.fspath(tmp_path))
+    assert sorted(os.path.basename(path) for path in served) == ["plotly-cartesian.min.js.gz", "plotly.min.js.gz"]
+    with gzip.open(tmp_path / "plotly.min.js.gz") as bundle:
+        assert b"plotly.js v" in bundle.read(200)
+    other = tmp_path / "other-version.js.gz"  # what an older vendored file would be
+    with gzip.open(other, "wb") as bundle:
+        bundle.write(b"/**\n* plotly.js (cartesian - minified) v1.0.0\n*/\n")
+    monkeypatch.setattr(cli, "VENDORED_CARTESIAN", os.fspath(other))
+    served = cli.install_plotly_js(os.fspath(tmp_path))
+    assert [os.path.basename(path) for path in served] == ["plotly.min.js.gz"]
+    assert not (tmp_path / "plotly-cartesian.min.js.gz").exists()  # the charts then draw with the full bundle

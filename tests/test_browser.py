@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -47,7 +48,7 @@ def free_port() -> int:
 def wait_healthy(port: int, process: subprocess.Popen, patience_s: float = 60.0) -> None:
     deadline = time.monotonic() + patience_s
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read().decode(errors="replace")
+        assert process.poll() is None, app_log(process)
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
                 if response.read() == b"ok":
@@ -58,10 +59,20 @@ def wait_healthy(port: int, process: subprocess.Popen, patience_s: float = 60.0)
 
 
 def start_app(logdir: str, port: int) -> subprocess.Popen:
+    """The app's output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a server whose pipe
+    is full blocks on its next log line."""
+    log = tempfile.NamedTemporaryFile(prefix="kerascope-app-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen([sys.executable, "-m", "kerascope", "--logdir", logdir, "--port", str(port)], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               stdout=log, stderr=subprocess.STDOUT)
+    process.log_path = log.name
+    log.close()
     wait_healthy(port, process)
     return process
+
+
+def app_log(process: subprocess.Popen, tail: int = 6000) -> str:
+    with open(process.log_path, errors="replace") as log:
+        return log.read()[-tail:]
 
 
 def stop_app(process: subprocess.Popen) -> None:
@@ -70,6 +81,50 @@ def stop_app(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+    with contextlib.suppress(OSError):
+        os.remove(process.log_path)
+
+
+def watch_console(page) -> None:
+    """Keep what the page logs, its errors, navigations and WebSocket closes (a repeated line is counted, not kept)."""
+    page.console_lines = []
+
+    def note(line: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        if page.console_lines and page.console_lines[-1][1] == line:
+            page.console_lines[-1][2] += 1
+        else:
+            page.console_lines.append([stamp, line, 1])
+
+    page.on("console", lambda message: note(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: note(f"page error: {error}"))
+    page.on("crash", lambda _: note("page crashed"))
+    page.on("framenavigated", lambda frame: note(f"navigated: {frame.url}") if frame == page.main_frame else None)
+    page.on("websocket", lambda socket: (note(f"websocket open: {socket.url}"),
+                                         socket.on("close", lambda _: note("websocket closed"))))
+
+
+# The pages dashboard_page has open: conftest.py saves what they show when a test fails (a fixture never sees the
+# test's exception, and a timeout alone says nothing about why).
+OPEN_PAGES: list[tuple[object, subprocess.Popen]] = []
+
+
+def save_evidence(page, process: subprocess.Popen, name: str) -> str:
+    """What a failed browser test saw: a screenshot, the page's text and the app's log, under test-artifacts/."""
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    stem = os.path.join(ARTIFACTS, re.sub(r"[^\w.-]+", "_", name))
+    with contextlib.suppress(Exception):
+        page.screenshot(path=f"{stem}.png", full_page=True)
+    text = ""
+    with contextlib.suppress(Exception):
+        text = page.inner_text("body")
+    log = app_log(process)
+    console = "\n".join(f"{stamp} {line}" + (f" (x{count})" if count > 1 else "")
+                        for stamp, line, count in getattr(page, "console_lines", [])[-300:])
+    with open(f"{stem}.txt", "w") as out:
+        out.write(f"URL: {page.url}\n\n--- page text ---\n{text}\n\n--- console ---\n{console}\n\n"
+                  f"--- app log ---\n{log}\n")
+    return f"page text: {text[-1500:]!r}\nconsole: {console[-3000:]}\napp log: {log[-3000:]}"
 
 
 def launch_chromium(playwright):
@@ -85,9 +140,16 @@ def dashboard_page(logdir: str, width: int = 1400, height: int = 1000) -> Iterat
     try:
         with sync_api.sync_playwright() as playwright:
             browser = launch_chromium(playwright)
+            page = browser.new_page(viewport={"width": width, "height": height})
+            watch_console(page)
+            OPEN_PAGES.append((page, process))
             try:
-                yield browser.new_page(viewport={"width": width, "height": height}), f"http://127.0.0.1:{port}"
+                yield page, f"http://127.0.0.1:{port}"
+            except Exception:  # used as a `with` block in the test itself: the exception passes through here
+                print(save_evidence(page, process, os.environ.get("PYTEST_CURRENT_TEST", "browser test")))
+                raise
             finally:
+                OPEN_PAGES.remove((page, process))
                 browser.close()
     finally:
         stop_app(process)
@@ -143,6 +205,9 @@ def test_live_epoch_appears_without_reload_and_every_page_renders(served, browse
     writer, port = served
     os.makedirs(ARTIFACTS, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    elsewhere = []  # the dashboard works offline and tells no third party who opens it (fonts, icons, CDNs)
+    page.on("request", lambda request: None if request.url.startswith((f"http://127.0.0.1:{port}/", "blob:", "data:"))
+            else elsewhere.append(request.url))
     page.goto(f"http://127.0.0.1:{port}/run")
     page.get_by_text("live browser run", exact=True).first.wait_for(timeout=PATIENCE_MS)
     page.get_by_text("epoch 1/5", exact=False).first.wait_for(timeout=PATIENCE_MS)
@@ -162,6 +227,7 @@ def test_live_epoch_appears_without_reload_and_every_page_renders(served, browse
         name = link.lower().replace(" ", "-").replace("&", "and").replace("(", "").replace(")", "")
         page.screenshot(path=os.path.join(ARTIFACTS, f"page-{name}.png"), full_page=True)
     assert not page.get_by_text("Traceback", exact=False).count()
+    assert elsewhere == []
 
 
 def test_a_new_run_appears_in_the_list_without_reload(served, browser):

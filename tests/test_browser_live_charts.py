@@ -9,6 +9,7 @@ import os
 import time
 
 import pytest
+from run_factory import make_root
 from test_browser import CHROMIUM, PATIENCE_MS, dashboard_page, log_epoch
 
 from kerascope import RunWriter
@@ -126,3 +127,18 @@ def test_pause_stops_updates_and_resume_catches_up(live):
     assert points(page, "loss") == 1
     page.get_by_text("Live updates").first.click()
     wait_points(page, "loss", 4)
+
+
+def test_metric_charts_load_the_cartesian_bundle_and_parallel_coordinates_the_full_one(runs_root):
+    ids = {key: os.path.basename(path) for key, path in make_root(runs_root).items()}
+    with dashboard_page(os.fspath(runs_root)) as (page, base):
+        bundles: list[str] = []
+        page.on("request", lambda request: bundles.append(request.url.rsplit("/", 1)[-1])
+                if "/app/static/" in request.url else None)
+        page.goto(f"{base}/run?run={ids['wide']}")
+        page.wait_for_function("() => !!document.querySelector('.kerascope-chart .scatterlayer .trace path.js-line')",
+                               timeout=PATIENCE_MS)
+        assert bundles == ["plotly-cartesian.min.js.gz"]  # a third of the full bundle: the Run page draws sooner
+        page.goto(f"{base}/compare?runs={ids['baseline']},{ids['wide']}")
+        page.wait_for_function("() => !!document.querySelector('.kerascope-chart .parcoords')", timeout=PATIENCE_MS)
+        assert "plotly.min.js.gz" in bundles

@@ -38,7 +38,7 @@ EXPECTED: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "run-json-is-a-directory": ("broken", "run.json unreadable: Is a directory", ()),
     "future-format-version": (
         "broken",
-        "written in run format 2; this Kerascope reads formats up to 1: upgrade Kerascope to open it",
+        "written in run format 3; this Kerascope reads formats up to 2: upgrade Kerascope to open it",
         (),
     ),
     "run-json-wrong-types": ("finished", None, ()),

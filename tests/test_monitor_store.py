@@ -103,7 +103,7 @@ def test_status_from_status_json(runs_root, status, expected, reason):
         ('{"format_version": true}', "run.json has no integer format_version (found True)"),
         (
             '{"format_version": 7}',
-            "written in run format 7; this Kerascope reads formats up to 1: upgrade Kerascope to open it",
+            "written in run format 7; this Kerascope reads formats up to 2: upgrade Kerascope to open it",
         ),
     ],
 )

@@ -39,7 +39,7 @@ def test_creates_a_run_directory_with_identity_and_running_status(runs_root):
         assert re.fullmatch(r"\d{8}-\d{6}-lr_1e-3_bn-[0-9a-f]{4}", writer.run_id)
         assert os.path.dirname(writer.run_dir) == os.fspath(runs_root)
         meta = json.loads((runs_root / writer.run_id / "run.json").read_text())
-        assert meta["format_version"] == fmt.FORMAT_VERSION and meta["id"] == writer.run_id
+        assert meta["format_version"] == fmt.LOCAL_FORMAT_VERSION and meta["id"] == writer.run_id
         assert meta["name"] == "lr=1e-3 / bn" and meta["hparams"] == {"lr": 1e-3} and meta["pid"] == os.getpid()
         status = json.loads((runs_root / writer.run_id / "status.json").read_text())
         assert status["status"] == "running" and status["heartbeat_interval"] == fmt.HEARTBEAT_INTERVAL_S

@@ -3,42 +3,54 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from kerascope.app import alerts, state, widgets
 from kerascope.app.formatting import duration, format_seconds, md_escape, progress
-from kerascope.app.live_chart import live_chart
+from kerascope.app.live_chart import chart_payload, draw_chart
 from kerascope.app.run_charts import ChartOptions, batch_figures, chart_overflow, epoch_figures, system_figures
 from kerascope.monitor import Run
 
 FORCE_REFRESH_S = 2.0  # re-read even without a file event, in case the watcher missed one (some mounts)
 
 
-def figures_for(run: Run, options: ChartOptions) -> tuple[dict[str, go.Figure], dict[str, go.Figure]]:
-    """Cached per session: figures are rebuilt only when new records were read (or the options changed).
-
-    A tick in which the watcher saw no change to this run costs two dictionary look-ups; the run's files are still
-    re-read every FORCE_REFRESH_S in case the watcher missed an event.
-    """
+def run_version(run: Run) -> int:
+    """The run's version after reading what is new. Every session reads through the one shared Run, at most every
+    FORCE_REFRESH_S unless the watcher saw a change (in case it missed an event: some mounts)."""
 
     def read() -> int:
         run.refresh()
         return run.version
 
-    version = state.session_cached("run_read", (run.id, state.watcher().version(run.id)), read,
-                                   max_age_s=FORCE_REFRESH_S)
-    return state.session_cached("run_figures", (run.id, version, options),
-                                lambda: (epoch_figures(run, options), batch_figures(run, options)))
+    return state.session_cached("run_read", (run.id, state.watcher().version(run.id)), read,
+                                max_age_s=FORCE_REFRESH_S)
 
 
-def show_charts(figures: dict[str, go.Figure], prefix: str, view: str, follow: bool) -> None:
-    names = list(figures)
+def chart_payloads(run: Run, version: int, options: ChartOptions, follow: bool) -> dict[str, dict[str, str]]:
+    """Section -> chart name -> what the browser receives, built once per run version and view for all sessions:
+    ten viewers of one live run cost the server one figure build per new record, not ten."""
+
+    def build() -> dict[str, dict[str, str]]:
+        # A zoom belongs to one run on one axis: another choice starts from the full view.
+        view = f"{run.id}|{options.x_axis}"
+        sections = {"epoch": epoch_figures(run, options), "batch": batch_figures(run, options)}
+        payloads = {prefix: {name: chart_payload(figure, key=f"{prefix}_{name}", view=view, follow=follow)
+                             for name, figure in figures.items()}
+                    for prefix, figures in sections.items()}
+        payloads["system"] = {name: chart_payload(figure, key=f"system_{name}", view=run.id)
+                              for name, figure in system_figures(run).items()}
+        return payloads
+
+    return state.shared().get(("run_charts", run.id, version, options, follow), build)
+
+
+def show_charts(payloads: dict[str, str], prefix: str) -> None:
+    names = list(payloads)
     for start in range(0, len(names), 2):
         columns = st.columns(2)
         for column, name in zip(columns, names[start : start + 2], strict=False):
             with column:
-                live_chart(figures[name], key=f"{prefix}_{name}", view=view, follow=follow)
+                draw_chart(payloads[name], key=f"{prefix}_{name}")
 
 
 def show_progress(run: Run) -> None:
@@ -86,6 +98,7 @@ def events_table(run: Run) -> None:
 
 
 def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
+    state.keep_pace()
     try:
         run = state.store().run(run_id)
     except KeyError:
@@ -93,23 +106,15 @@ def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
         return
     show_alerts(run)
     show_what_went_wrong(run)
-    epoch_charts, batch_charts = figures_for(run, options)
-    if not epoch_charts and not batch_charts:
+    charts = chart_payloads(run, run_version(run), options, follow)
+    if not charts["epoch"] and not charts["batch"]:
         st.info("No metrics recorded yet: the first ones appear at the end of the first logged batch or epoch.")
     if (overflow := chart_overflow(run)) is not None:
         st.caption(overflow)
-    # A zoom belongs to one run on one axis and scale: another choice starts from the full view.
-    view = f"{run_id}|{options.x_axis}"
-    if epoch_charts:
-        st.subheader("Epoch metrics")
-        show_charts(epoch_charts, "epoch", view, follow)
-    if batch_charts:
-        st.subheader("Batch metrics")
-        show_charts(batch_charts, "batch", view, follow)
-    system = system_figures(run)
-    if system:
-        st.subheader("System")
-        show_charts(system, "system", run_id, follow=False)
+    for prefix, title in (("epoch", "Epoch metrics"), ("batch", "Batch metrics"), ("system", "System")):
+        if charts[prefix]:
+            st.subheader(title)
+            show_charts(charts[prefix], prefix)
     st.subheader("Events")
     events_table(run)
 

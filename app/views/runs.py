@@ -19,6 +19,7 @@ SORTS = {
 RECOMPUTE_EVERY_S = 2.0  # statuses age (stale) without file events: rebuild the table at least this often
 OPENED_KEY = "runs_opened"  # runs opened from the table: part of its key, so it comes back unselected
 SHOWN_KEY = "runs_shown"  # the run ids in the table's rows as last drawn, which a row selection refers to
+OPEN_KEY = "runs_open"  # the run a click on the table asked to open
 
 
 def filtered(frame: pd.DataFrame, text: str, statuses: list[str]) -> pd.DataFrame:
@@ -55,13 +56,25 @@ def table_key() -> str:
 
 def open_clicked_run() -> None:
     """A click on a row opens that run. The row is looked up in the table as the user saw it: a live refresh may
-    since have added or reordered runs."""
+    since have added or reordered runs.
+
+    The click reaches the table's fragment; the page is switched by a full run of the app (`open_requested_run`):
+    switching from inside a fragment races the fragment's own timer, and Streamlit's frontend then fails on the new
+    page ("Bad delta path index") and drops the connection.
+    """
     selection = st.session_state.get(table_key())
     rows = selection["selection"]["rows"] if selection else []
     shown = st.session_state.get(SHOWN_KEY, [])
     if rows and rows[0] < len(shown):
-        run_id = shown[rows[0]]
         st.session_state[OPENED_KEY] = st.session_state.get(OPENED_KEY, 0) + 1
+        st.session_state[OPEN_KEY] = shown[rows[0]]
+        st.rerun(scope="app")
+
+
+def open_requested_run() -> None:
+    """Open the run clicked in the table, if any (see `open_clicked_run`)."""
+    run_id = st.session_state.pop(OPEN_KEY, None)
+    if run_id:
         st.session_state[state.RUN_KEY] = run_id
         st.session_state.pop(widgets.RUN_PICKER_KEY, None)
         st.switch_page("views/run.py", query_params={"run": run_id})
@@ -69,6 +82,7 @@ def open_clicked_run() -> None:
 
 def show_table(text: str, statuses: list[str], sort: str) -> None:
     open_clicked_run()
+    state.keep_pace()
     runs = state.store().runs()
     if not runs:
         widgets.no_runs_message()
@@ -100,6 +114,7 @@ def show_table(text: str, statuses: list[str], sort: str) -> None:
 
 
 def main() -> None:
+    open_requested_run()
     st.title("Runs")
     runs = state.store().runs()
     controls = st.columns([3, 3, 2])
