@@ -81,7 +81,7 @@ def overflowed_rows(frame: pd.DataFrame) -> list[str]:
         values = pd.to_numeric(pd.Series([record.get(k) for k in ("min", "max", "mean", "std")]), errors="coerce")
         if (~np.isfinite(values.dropna())).any() or (values.abs() >= FLOAT_LIMIT).any():
             rows.append(str(record["row"]))
-    return rows
+    return list(dict.fromkeys(rows))  # a divergence snapshot at an epoch's end repeats that step's records
 
 
 def dead_share(frame: pd.DataFrame) -> dict[str, float]:
@@ -118,3 +118,63 @@ def _activation_alerts(activations: pd.DataFrame) -> list[Alert]:
         alerts.append(Alert("warning", "Exploding activations", f"activations grew very large in "
                             f"{', '.join(exploding)}: consider normalization or a lower learning rate"))
     return alerts
+
+
+def _lr_at(run: Run, step: int | None) -> float | None:
+    """The logged learning rate of the last batch at or before `step` (runs whose divergence has no `lr`)."""
+    arrays = run.arrays("batch")
+    if step is None or "lr" not in arrays or not len(arrays["step"]):
+        return None
+    index = int(np.searchsorted(arrays["step"], step, side="right")) - 1
+    value = float(arrays["lr"][index]) if index >= 0 else float("nan")
+    return value if np.isfinite(value) else None
+
+
+def _evidence_text(evidence: dict | None) -> str | None:
+    if not evidence:
+        return None
+    source = str(evidence.get("source", ""))
+    noun = "gradient norm" if source == "gradients" else "activation spread (std)"
+    rule = evidence.get("rule")
+    value, baseline, ratio = (evidence.get(k) for k in ("value", "baseline", "ratio"))
+    if rule == "first non-finite":
+        text = f"its {source} were the first in forward order to turn NaN/Inf"
+    elif rule == "largest jump" and all(isinstance(v, (int, float)) for v in (value, baseline, ratio)):
+        text = f"its {noun} jumped to {value:.3g}, {ratio:.3g}x its recent median {baseline:.3g} (the largest jump)"
+    elif isinstance(value, (int, float)):
+        text = f"the largest {noun} ({value:.3g}); no history to compare with yet"
+    else:
+        return None
+    broken = evidence.get("nonfinite_layers")
+    if isinstance(broken, list) and broken:
+        text += f"; non-finite at that moment: {', '.join(str(layer) for layer in broken)}"
+    return text
+
+
+def what_went_wrong(run: Run) -> list[tuple[str, str]] | None:
+    """The "What went wrong" panel of a diverged run: (label, plain text) rows, or None when it did not diverge."""
+    divergence = run.divergence
+    if divergence is None:
+        return None
+    where = f"step {divergence.step:,}" if divergence.step is not None else "an unknown step"
+    if divergence.epoch is not None:
+        where += f" (epoch {divergence.epoch + 1})"
+    if divergence.rule == fmt.DIVERGENCE_SPIKE and divergence.best:
+        ratio = float(divergence.value) / divergence.best
+        what = f"{divergence.metric} rose to {divergence.value}, {ratio:.3g}x its best {divergence.best:.4g}"
+    else:
+        what = f"{divergence.metric} became {divergence.value.replace('nan', 'NaN')}"
+    rows = [("When", where), ("What", what)]
+    lr = divergence.lr if divergence.lr is not None else _lr_at(run, divergence.step)
+    rows.append(("Learning rate", f"{lr:.4g}" if lr is not None else "not recorded"))
+    if divergence.layer:
+        rows.append(("First layer to break", divergence.layer))
+        evidence = _evidence_text(divergence.evidence)
+        if evidence:
+            rows.append(("Evidence", evidence))
+    if not len(run.gradients()):
+        rows.append(("Gradients", "not recorded: pass LiveMonitor(gradient_data=(x_val[:64], y_val[:64])) to see "
+                                  "per-layer gradients and which layer broke first"))
+    else:
+        rows.append(("Gradients", "per-layer gradient norms over steps: the Activations & weights page"))
+    return rows

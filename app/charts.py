@@ -29,12 +29,14 @@ EVENT_STYLE = {
     fmt.EVENT_LR_CHANGE: ("LR changes", "#ff7f0e", "dot"),
     fmt.EVENT_EARLY_STOP: ("early stop", "#d62728", "dash"),
     fmt.EVENT_NAN: ("NaN / Inf", "#d62728", "solid"),
+    fmt.EVENT_DIVERGENCE: ("divergence", "#d62728", "dashdot"),
     fmt.FAILED: ("failed", "#d62728", "solid"),
     fmt.INTERRUPTED: ("interrupted", "#7f7f7f", "solid"),
     fmt.EVENT_RESUMED: ("resumed", "#17becf", "dash"),  # a restarted script took over from here
 }
 # Kinds that happen at the end of an epoch (x = epochs completed on the epoch axis), the others at its start.
-_AT_EPOCH_END = {fmt.EVENT_EARLY_STOP, fmt.EVENT_CHECKPOINT, fmt.EVENT_NAN, fmt.FAILED, fmt.INTERRUPTED}
+_AT_EPOCH_END = {fmt.EVENT_EARLY_STOP, fmt.EVENT_CHECKPOINT, fmt.EVENT_NAN, fmt.EVENT_DIVERGENCE, fmt.FAILED,
+                 fmt.INTERRUPTED}
 LABEL_ROWS = 3  # labels of nearby events are stacked on this many rows; a line with no free row goes unlabelled
 LABEL_WIDTH = 0.22  # of the x span: about the width of a label on a half-page chart
 HOVER_FORMAT = ".4~g"  # 4 significant digits
@@ -216,6 +218,9 @@ def event_label(event: pd.Series, nan_epochs: set[float] = frozenset()) -> str:
     if kind == fmt.EVENT_LR_CHANGE:
         new = data.get("new")
         return f"LR {number_text(new)}" if isinstance(new, (int, float)) else "LR"
+    if kind == fmt.EVENT_DIVERGENCE:
+        layer = data.get("layer")
+        return f"diverged · {plain(layer)}" if isinstance(layer, str) else "diverged"
     return {fmt.EVENT_EARLY_STOP: "early stop", fmt.EVENT_NAN: "NaN", fmt.FAILED: "failed",
             fmt.INTERRUPTED: "interrupted"}.get(kind, plain(kind))
 
@@ -314,7 +319,7 @@ def heatmap_figure(frame: pd.DataFrame, *, row: str, value: str, title: str, col
                                     hovertemplate="%{y}<br>step %{x}<br>NaN / Inf<extra></extra>"))
     figure.update_layout(title={"text": plain(title), "font": {"size": 15}}, xaxis_title="step",
                          height=max(260, 60 + 28 * len(table.index)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                         yaxis={"autorange": "reversed", "type": "category"})
+                         yaxis={"autorange": "reversed", "type": "category", "automargin": True})
     return figure
 
 
@@ -369,3 +374,62 @@ def parallel_figure(frame: pd.DataFrame, metric: str) -> go.Figure:
 def _color(index: int) -> str:
     palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
     return palette[index % len(palette)]
+
+
+def layer_gradient_norms(gradients: pd.DataFrame) -> pd.DataFrame:
+    """step, row (layer), norm: each layer's gradient norm over all its weights, NaN where any was non-finite."""
+    frame = gradients.dropna(subset=["step", "layer"])
+    norms = pd.to_numeric(frame["norm"], errors="coerce")
+    broken = ~np.isfinite(norms) | (pd.to_numeric(frame["nonfinite_frac"], errors="coerce").fillna(0) > 0)
+    squares = (norms**2).where(~broken, np.nan)
+    table = pd.DataFrame({"step": frame["step"], "row": frame["layer"].astype(str), "square": squares})
+    grouped = table.groupby(["step", "row"], sort=False)["square"].sum(min_count=1)
+    # A layer with any non-finite weight gradient is non-finite as a whole (sum would skip the NaN).
+    any_broken = table["square"].isna().groupby([table["step"], table["row"]], sort=False).any()
+    result = np.sqrt(grouped.where(~any_broken, np.nan)).rename("norm").reset_index()
+    return result.sort_values("step", kind="stable")
+
+
+def gradient_heatmap(norms: pd.DataFrame, *, title: str) -> go.Figure:
+    """Layers x step of gradient norms (`layer_gradient_norms`), coloured on a log10 scale."""
+    values = norms["norm"].to_numpy(dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    floor = positive.min() if len(positive) else 1.0
+    # Exact zeros (a layer that got no gradient) take the lowest colour rather than the NaN mark.
+    logged = np.log10(np.where(np.isfinite(values) & (values <= 0), floor, values), where=np.isfinite(values),
+                      out=np.full_like(values, np.nan))
+    figure = heatmap_figure(norms.assign(log_norm=logged), row="row", value="log_norm", title=title,
+                            colorscale="Inferno")
+    if len(positive):
+        low, high = int(np.floor(np.log10(positive.min()))), int(np.ceil(np.log10(positive.max())))
+        ticks = list(range(low, high + 1, max(1, (high - low) // 8)))
+        figure.data[0].colorbar.update(title={"text": "norm"}, tickvals=ticks, ticktext=[f"1e{k}" for k in ticks])
+    figure.data[0].hovertemplate = "%{y}<br>step %{x}<br>gradient norm 10^%{z:.2f}<extra></extra>"
+    return figure
+
+
+def gradient_lines(gradients: pd.DataFrame, layer: str, lr: tuple[np.ndarray, np.ndarray] | None, *,
+                   title: str) -> go.Figure:
+    """The gradient norm of each weight of `layer` over steps (log y), with the learning rate on a second axis."""
+    figure = go.Figure()
+    frame = gradients[gradients["layer"].astype(str) == layer]
+    for index, (weight, rows) in enumerate(frame.groupby(frame["weight"].astype(str), sort=False)):
+        rows = rows.sort_values("step", kind="stable")
+        x, y = finite(rows["step"].to_numpy(), pd.to_numeric(rows["norm"], errors="coerce").to_numpy())
+        figure.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=plain(f"{layer}/{weight}"),
+                                    line={"color": _color(index)}, hovertemplate=f"%{{y:{HOVER_FORMAT}}}"))
+        broken = rows[pd.to_numeric(rows["nonfinite_frac"], errors="coerce").fillna(0) > 0]
+        if len(broken):
+            figure.add_trace(go.Scatter(x=broken["step"].to_numpy(), y=np.full(len(broken), y.max() if len(y) else 1),
+                                        mode="markers", name=plain(f"{weight}: NaN / Inf"),
+                                        marker={"symbol": "x", "size": 10, "color": "#d62728"}))
+    if lr is not None:
+        x, y = downsample(*finite(*lr))
+        figure.add_trace(go.Scatter(x=x, y=y, mode="lines", name="learning rate", yaxis="y2",
+                                    line={"color": "#7f7f7f", "dash": "dot"}, hovertemplate=f"%{{y:{HOVER_FORMAT}}}"))
+    figure.update_layout(title={"text": plain(title), "font": {"size": 15}}, xaxis_title="step",
+                         yaxis={"type": "log", "title": "gradient norm", "automargin": True},
+                         yaxis2={"type": "log", "title": "learning rate", "overlaying": "y", "side": "right",
+                                 "showgrid": False, "automargin": True, "tickformat": ".1~e"},
+                         height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h"})
+    return figure

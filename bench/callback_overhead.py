@@ -1,4 +1,5 @@
-"""Training-time overhead of LiveMonitor against no callback, CSVLogger and TensorBoard(update_freq="batch").
+"""Training-time overhead of LiveMonitor (defaults, with statistics, with gradients) against no callback, CSVLogger
+and TensorBoard(update_freq="batch").
 
 MLP 784-256-128-10, batch 64, 20k random samples, 3 epochs, TensorFlow CPU. The configurations are interleaved
 (each repeat runs all of them, in a rotating order) in one process on one compiled model, so that machine load and
@@ -75,7 +76,8 @@ def timed(monitor: LiveMonitor) -> LiveMonitor:
     return monitor
 
 
-def configurations(workdir: str, x_val: np.ndarray) -> dict[str, Callable[[], list[keras.callbacks.Callback]]]:
+def configurations(workdir: str, x_val: np.ndarray,
+                   y_val: np.ndarray) -> dict[str, Callable[[], list[keras.callbacks.Callback]]]:
     """Name -> a function returning the fresh callback list for one fit()."""
     runs = os.path.join(workdir, "runs")
     configs = {
@@ -87,6 +89,11 @@ def configurations(workdir: str, x_val: np.ndarray) -> dict[str, Callable[[], li
         "LiveMonitor defaults": lambda: [timed(LiveMonitor(runs, name="bench"))],
         "LiveMonitor + activation & weight stats": lambda: [
             timed(LiveMonitor(runs, name="bench-stats", activation_data=x_val, activation_freq=1, weight_freq=1))
+        ],
+        # Per-layer gradients on 64 samples every DEFAULT_GRADIENT_FREQ batches (each LiveMonitor traces its own
+        # gradient function once: counted in every fit here).
+        "LiveMonitor + gradients (default gradient_freq)": lambda: [
+            timed(LiveMonitor(runs, name="bench-gradients", gradient_data=(x_val[:64], y_val[:64])))
         ],
     }
     if importlib.util.find_spec("tensorboard") is None:  # tensorflow-cpu does not bring it: pip install tensorboard
@@ -129,7 +136,7 @@ def main() -> None:
     model.fit(x[: BATCH * 20], y[: BATCH * 20], batch_size=BATCH, epochs=1, verbose=0)  # trace once, for all configs
 
     with tempfile.TemporaryDirectory() as workdir:
-        configs = configurations(workdir, x[:256])
+        configs = configurations(workdir, x[:256], y[:256])
         names = list(configs)
         wall: dict[str, list[float]] = {name: [] for name in names}
         cpu: dict[str, list[float]] = {name: [] for name in names}

@@ -67,6 +67,8 @@ OPTION_NAMES = (
     "update_freq",
     "activation_freq",
     "weight_freq",
+    "gradient_freq",
+    "divergence_factor",
     "checkpoint",
     "monitor",
     "mode",

@@ -17,6 +17,8 @@ from kerascope.callbacks import _lifecycle as lifecycle
 from kerascope.callbacks._batches import BatchOrder, BatchRecords, batch_interval
 from kerascope.callbacks._checkpoints import CheckpointKeeper, check_checkpoint_options
 from kerascope.callbacks._distributed import is_chief
+from kerascope.callbacks._divergence import DEFAULT_DIVERGENCE_FACTOR, DEFAULT_GRADIENT_FREQ, Forensics
+from kerascope.callbacks._gradients import unpack
 from kerascope.callbacks._learning_rate import LearningRateTracker
 from kerascope.callbacks._metrics import check_directions, metric_direction
 from kerascope.callbacks._model_card import write_model_card
@@ -71,8 +73,9 @@ class LiveMonitor(keras.callbacks.Callback):
     """Record a training run into a run directory that the Kerascope dashboard shows live.
 
     One directory per run under `logdir`, with per-batch and per-epoch metrics, the learning rate at every batch
-    (whatever sets it), activation and weight statistics, a model card, checkpoints, events (phases, early stopping,
-    LR changes, NaNs), which way each metric is better, and a status with a heartbeat. Repeated `fit()` calls with the
+    (whatever sets it), activation, weight and (with `gradient_data`) gradient statistics, a model card, checkpoints,
+    events (phases, early stopping, LR changes, NaNs, the first divergence with the layer that broke first), which
+    way each metric is better, and a status with a heartbeat. Repeated `fit()` calls with the
     same instance continue the same run as phases 2, 3, ... (e.g. fine-tuning after unfreezing). Monitoring never
     stops training: an error inside the callback becomes one warning (and a `warning` event) unless `strict=True`. In
     distributed training only the chief process writes. Under a KerasTuner search (which deep-copies callbacks: each
@@ -107,6 +110,13 @@ class LiveMonitor(keras.callbacks.Callback):
             statistics are computed in inference mode. None records no activations (an event says so).
         activation_freq: take activation statistics every this many epochs (0 turns them off).
         weight_freq: take weight statistics every this many epochs (0 turns them off).
+        gradient_data: `(x, y)` or `(x, y, sample_weight)`: one small fixed batch (e.g. 64 validation samples) on
+            which per-weight gradient statistics of the compiled loss are computed in inference mode. None (the
+            default) records no gradients. A model that overrides `train_step` gets a `skipped` event instead.
+        gradient_freq: take gradient statistics every this many batches (0 turns them off).
+        divergence_factor: a `divergence` event is written when a metric first becomes NaN/Inf, or when the loss
+            rises above this many times its best; None keeps only the NaN/Inf rule. The event names the step, the
+            LR and the first layer whose activations or gradients broke, with a snapshot of both at that moment.
         checkpoint: `"best"`, `"last"`, `"all"` or None: which `.keras` checkpoints to keep in the run.
         monitor: the metric compared for `"best"` and the `is_best` flag, like `ModelCheckpoint`.
         mode: `"auto"`, `"min"` or `"max"` for `monitor`; "auto" takes the metric's recorded direction.
@@ -147,6 +157,9 @@ class LiveMonitor(keras.callbacks.Callback):
         activation_data: Any = None,
         activation_freq: int = 1,
         weight_freq: int = 1,
+        gradient_data: Any = None,
+        gradient_freq: int = DEFAULT_GRADIENT_FREQ,
+        divergence_factor: float | None = DEFAULT_DIVERGENCE_FACTOR,
         checkpoint: str | None = None,
         monitor: str = "val_loss",
         mode: str = "auto",
@@ -172,6 +185,11 @@ class LiveMonitor(keras.callbacks.Callback):
         self.activation_data = activation_data
         self.activation_freq = activation_freq
         self.weight_freq = weight_freq
+        if gradient_data is not None:
+            unpack(gradient_data)  # a clear ValueError now rather than a warning in the middle of fit()
+        self.gradient_data = gradient_data
+        self.gradient_freq = gradient_freq
+        self.divergence_factor = divergence_factor
         self.checkpoint = checkpoint
         self.monitor = monitor
         self.mode = mode
@@ -205,11 +223,16 @@ class LiveMonitor(keras.callbacks.Callback):
         self._resumed: Resumed | None = None  # a run reopened after a restart, until its first epoch begins
         self._lifecycle_lock = threading.RLock()  # the fit() ends exactly once, whoever notices first
         self._batch_lock = threading.Lock()
+        self._forensics = Forensics(
+            self.gradient_data, self.gradient_freq, self.divergence_factor,
+            log=lambda stream, record: self._writer.log(stream, record), event=self._reporter.event,
+            skip=self._reporter.skip, lr_at=self._lr.at_step, activations=self._snapshot_activations,
+        )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LiveMonitor:
         """A fresh monitor with the same options, recording its own run (KerasTuner copies callbacks per trial).
 
-        `activation_data` is shared, not copied: it is only read, and may be large.
+        `activation_data` and `gradient_data` are shared, not copied: they are only read, and may be large.
         """
         clone = copy.copy(self)
         memo[id(self)] = clone
@@ -249,6 +272,7 @@ class LiveMonitor(keras.callbacks.Callback):
             fit.sampler = SystemSampler(self._log_system, self.system_freq, self._tick, self._reporter.warn_once)
             fit.sampler.start()
             self._reporter.call("learning rate", self._lr.begin_phase, model.optimizer, self._step)
+            self._forensics.begin_fit(model, self._step)
             fit.lr_at_begin = self._lr.current()
             self._batches.begin_phase(list(model.metrics))
             self._writer.update_status(
@@ -274,6 +298,7 @@ class LiveMonitor(keras.callbacks.Callback):
             return
         fit = self._fit
         try:
+            self._reporter.call("divergence snapshot", self._forensics.snapshot, self.model, self._epoch)
             self._emit_phase_event()
             self._reporter.lr_change(self._lr.check(), "after training")
             self._report_unmonitored()
@@ -318,6 +343,9 @@ class LiveMonitor(keras.callbacks.Callback):
         report.call("on_epoch_end", self._record_epoch, epoch, logs)
         report.call("metric directions", self._record_directions, logs)
         model = self.model  # on JAX this syncs the trained state into the variables, once per epoch
+        # A divergence seen in this epoch's last batches or its logs (TerminateOnNaN ends the epoch right there),
+        # judged before this epoch's statistics join the layers' history.
+        report.call("divergence snapshot", self._forensics.snapshot, model, epoch)
         # Each extra on its own: a failing activation probe must not cost the checkpoint.
         done = epoch + 1
         if self.weight_freq and done % self.weight_freq == 0:
@@ -342,6 +370,7 @@ class LiveMonitor(keras.callbacks.Callback):
         if lr is not None:
             record["lr"] = lr
         self._reporter.check_nan(logs)
+        self._forensics.watch.epoch(self._step, epoch, logs)
         writer.log("epoch", record)
         self._reporter.lr_change(self._lr.check(), f"after epoch {epoch}")  # ReduceLROnPlateau, when it ran first
 
@@ -372,6 +401,9 @@ class LiveMonitor(keras.callbacks.Callback):
         self._start_epoch_lr()
         self._lr.batch_begin()
         self._order.begin(batch)
+        step = self._fit.epoch_start_step + batch  # updates done so far: the weights the gradients are taken at
+        if self._forensics.due(step):  # every gradient_freq batches, or a divergence to snapshot: few batches
+            self._reporter.call("gradient statistics", self._forensics.at_batch_begin, self.model, step, self._epoch)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._active:
@@ -393,6 +425,7 @@ class LiveMonitor(keras.callbacks.Callback):
         if step > self._step:
             self._step = step
         self._lr.steps_done(step)
+        self._forensics.watch.batch(step, self._epoch, batch, logs, fit.steps_per_epoch)
         record = self._batches.record(step, self._epoch, batch, logs)
         if record is None:
             return
@@ -602,19 +635,33 @@ class LiveMonitor(keras.callbacks.Callback):
         for record in compute(*args):
             self._writer.log(stream, {"step": self._step, "epoch": self._epoch, **record})
 
-    def _log_activations(self, model: keras.Model) -> None:
+    def _activation_probe(self, model: keras.Model) -> ActivationProbe | None:
         fit = self._fit
         if self._reporter.skipped("activations"):
-            return
+            return None
         if fit.probe is None:
             try:
                 fit.probe = ActivationProbe(model)
             except ValueError as exc:
                 self._reporter.skip("activations", str(exc))
-                return
+                return None
             for name, reason in fit.probe.skipped:
                 self._reporter.skip(f"activations of {name}", f"no activation statistics for {name}: {reason}")
-        self._log_statistics("activations", fit.probe.records, self.activation_data)
+        return fit.probe
+
+    def _log_activations(self, model: keras.Model) -> None:
+        probe = self._activation_probe(model)
+        if probe is not None:
+            records = probe.records(self.activation_data)
+            self._forensics.observe_activations(records)  # the history a divergence's jump is measured against
+            self._log_statistics("activations", lambda: records)
+
+    def _snapshot_activations(self, model: keras.Model) -> list[dict[str, Any]] | None:
+        """Activations at a divergence, on `activation_data` or else the inputs of `gradient_data`."""
+        data = self.activation_data if self.activation_data is not None else (
+            unpack(self.gradient_data)[0] if self.gradient_data is not None else None)
+        probe = self._activation_probe(model) if data is not None else None
+        return probe.records(data) if probe is not None else None
 
     def _save_checkpoint(self, model: keras.Model, epoch: int, logs: dict[str, Any]) -> None:
         if self._checkpoints is None:

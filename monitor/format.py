@@ -24,6 +24,7 @@ BATCH_FILE = "batch.jsonl"
 EPOCH_FILE = "epoch.jsonl"
 ACTIVATIONS_FILE = "activations.jsonl"
 WEIGHTS_FILE = "weights.jsonl"
+GRADIENTS_FILE = "gradients.jsonl"
 EVENTS_FILE = "events.jsonl"
 SYSTEM_FILE = "system.jsonl"
 MODEL_DIR = "model"
@@ -52,6 +53,7 @@ STREAM_FILES = {
     "epoch": EPOCH_FILE,
     "activations": ACTIVATIONS_FILE,
     "weights": WEIGHTS_FILE,
+    "gradients": GRADIENTS_FILE,
     "events": EVENTS_FILE,
     "system": SYSTEM_FILE,
     "layers": LAYERS_FILE,
@@ -63,6 +65,8 @@ EPOCH_COLUMNS = ("epoch", "step", "time")
 SYSTEM_COLUMNS = ("time",)
 ACTIVATION_COLUMNS = ("step", "epoch", "layer", "mean", "std", "min", "max", "zero_frac", "histogram")
 WEIGHT_COLUMNS = ("step", "epoch", "layer", "weight", "mean", "std", "norm", "min", "max", "histogram")
+# gradients.jsonl: per trainable weight, on LiveMonitor's `gradient_data`; `snapshot` marks the divergence's records.
+GRADIENT_COLUMNS = ("step", "epoch", "layer", "weight", "norm", "max_abs", "nonfinite_frac", "global_norm", "snapshot")
 EVENT_COLUMNS = ("time", "step", "epoch", "kind", "message", "data")
 LAYER_COLUMNS = ("phase", "name", "class", "output_shape", "params", "trainable")
 CHECKPOINT_COLUMNS = ("epoch", "step", "path", "monitor", "value", "is_best", "bytes", "time")
@@ -91,6 +95,9 @@ EVENT_NAN = "nan"  # a metric became NaN or Inf
 EVENT_SKIPPED = "skipped"  # something the callback could not record, and why
 EVENT_WARNING = "warning"  # a monitoring error that did not stop training
 EVENT_RESUMED = "resumed"  # a restarted script continued the run (LiveMonitor(resume=...)) from a restored epoch
+EVENT_DIVERGENCE = "divergence"  # the run's first divergence: step, LR, the layer that broke first, the evidence
+# divergence `rule`: a metric became NaN/Inf, or the loss rose above LiveMonitor(divergence_factor=...) x its best.
+DIVERGENCE_NONFINITE, DIVERGENCE_SPIKE = "non-finite", "spike"
 
 # run.json `metrics`: {"<log name>": {"direction": MIN | MAX}} for every metric Keras logs.
 MIN, MAX = "min", "max"

@@ -25,14 +25,16 @@ from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_recor
 REFRESH_SLICE_BYTES = 32 * 1024 * 1024
 MAX_PROBLEMS = 50
 NUMERIC_COLUMNS = {"batch": fmt.BATCH_COLUMNS, "epoch": fmt.EPOCH_COLUMNS, "system": fmt.SYSTEM_COLUMNS}
-RECORD_COLUMNS = {"activations": fmt.ACTIVATION_COLUMNS, "weights": fmt.WEIGHT_COLUMNS, "events": fmt.EVENT_COLUMNS}
+RECORD_COLUMNS = {"activations": fmt.ACTIVATION_COLUMNS, "weights": fmt.WEIGHT_COLUMNS, "events": fmt.EVENT_COLUMNS,
+                  "gradients": fmt.GRADIENT_COLUMNS}
 # What one run may cost a reader's memory (docs/reliability.md, "Limits"); what does not fit is counted and reported
 # in `problems` as "truncated: N more ...". Float64 cells per numeric stream (2M batches of 8 columns fit):
 MAX_CELLS = {"batch": 16_000_000, "epoch": 2_000_000, "system": 2_000_000}
 MAX_METRIC_COLUMNS = 500
 # Record streams keep their newest records, at most this many bytes of JSON (and this many records) each.
-MAX_RECORD_BYTES = {"activations": 12 << 20, "weights": 12 << 20, "events": 4 << 20, "layers": 2 << 20}
-MAX_RECORDS = {"activations": 50_000, "weights": 50_000, "events": 10_000, "layers": 1_000}
+MAX_RECORD_BYTES = {"activations": 12 << 20, "weights": 12 << 20, "events": 4 << 20, "layers": 2 << 20,
+                    "gradients": 12 << 20}
+MAX_RECORDS = {"activations": 50_000, "weights": 50_000, "events": 10_000, "layers": 1_000, "gradients": 100_000}
 
 
 class Run:
@@ -176,7 +178,12 @@ class Run:
             if divergence.epoch is not None:
                 where += f" (epoch {divergence.epoch + 1})"
             guard = "; a NaN guard (TerminateOnNaN) stopped training" if stop and stop.by_nan_guard else ""
-            return f"{divergence.metric} became {divergence.value.replace('nan', 'NaN')} at {where}{guard}"
+            if divergence.rule == fmt.DIVERGENCE_SPIKE and divergence.best:
+                what = f"{divergence.metric} rose to {divergence.value} (its best was {divergence.best:.4g})"
+            else:
+                what = f"{divergence.metric} became {divergence.value.replace('nan', 'NaN')}"
+            layer = f"; first layer to break: {divergence.layer}" if divergence.layer else ""
+            return f"{what} at {where}{guard}{layer}"
         reason = self.status_info.get("reason")
         if status == fmt.BROKEN and not reason:
             found = self.status_info.get("status")
@@ -373,15 +380,25 @@ class Run:
         """step, epoch, layer, weight, mean, std, norm, min, max, histogram."""
         return self._recordframe_of("weights")
 
+    def gradients(self) -> pd.DataFrame:
+        """step, epoch, layer, weight, norm, max_abs, nonfinite_frac, global_norm, snapshot: gradient statistics per
+        trainable weight on LiveMonitor's `gradient_data` (`snapshot` true for those taken at the divergence)."""
+        return self._recordframe_of("gradients")
+
     def events(self) -> pd.DataFrame:
         """time, step, epoch, kind, message, data."""
         return self._recordframe_of("events")
 
     @property
     def divergence(self) -> Divergence | None:
-        """Where the loss (any metric named like one) first became NaN or infinite, or the NaN a NaN guard
-        (TerminateOnNaN) stopped on; None otherwise (a custom metric that is NaN does not mean the training broke)."""
+        """The run's `divergence` event (written by LiveMonitor: the step, the LR and the layer that broke first);
+        for runs without one, where the loss (any metric named like one) first became NaN or infinite, or the NaN a
+        NaN guard (TerminateOnNaN) stopped on; None otherwise (a custom metric that is NaN does not mean the training
+        broke)."""
         events = self.events()
+        recorded = events[events["kind"] == fmt.EVENT_DIVERGENCE]
+        if len(recorded):
+            return _divergence_of(recorded.iloc[0])
         nans = events[events["kind"] == fmt.EVENT_NAN]
         names = nans["data"].map(lambda data: str(data.get("metric", "")) if isinstance(data, dict) else "")
         losses = nans[names.str.contains("loss")]
@@ -510,6 +527,27 @@ def frame_of(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFra
             frame[column] = pd.Series(dtype=object)
     ordered = list(columns) + [c for c in frame.columns if c not in columns]
     return frame[ordered]
+
+
+def _divergence_of(event: pd.Series) -> Divergence:
+    """A `divergence` event as a Divergence; malformed fields read as None."""
+    data = event["data"] if isinstance(event["data"], dict) else {}
+    value, rule = data.get("value"), data.get("rule")
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    text = f"{number:.4g}" if math.isfinite(number) else str(float(number)).lower()
+    step = _whole(data.get("step"))
+    evidence = data.get("evidence")
+    return Divergence(
+        metric=str(data.get("metric") or "a metric"),
+        value=text,
+        step=step if step is not None else _whole(event["step"]),
+        epoch=_whole(event["epoch"]),
+        rule=rule if rule in (fmt.DIVERGENCE_NONFINITE, fmt.DIVERGENCE_SPIKE) else fmt.DIVERGENCE_NONFINITE,
+        lr=as_time(data.get("lr")),
+        layer=str(data["layer"]) if isinstance(data.get("layer"), str) else None,
+        best=as_time(data.get("best")),
+        evidence=evidence if isinstance(evidence, dict) else None,
+    )
 
 
 def _whole(value: Any) -> int | None:

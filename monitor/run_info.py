@@ -54,19 +54,26 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Divergence:
-    """Where a metric first became NaN or infinite: the run's first `nan` event.
+    """Where training first diverged: the run's `divergence` event (a metric became NaN/Inf, or the loss rose above
+    10x its best), or for runs without one its first `nan` event on a loss.
 
     Example:
     ```python
     if run.divergence:
-        print(f"{run.divergence.metric} became {run.divergence.value} at step {run.divergence.step}")
+        d = run.divergence
+        print(f"{d.metric} became {d.value} at step {d.step} (LR {d.lr}); first layer to break: {d.layer}")
     ```
     """
 
     metric: str
-    value: str  # "nan", "inf" or "-inf"
+    value: str  # "nan", "inf" or "-inf"; for a loss spike, the loss value as text
     step: int | None
     epoch: int | None  # 0-based, as stored
+    rule: str = "non-finite"  # or "spike": the loss rose above `best` x LiveMonitor's divergence_factor
+    lr: float | None = None  # the learning rate at that step
+    layer: str | None = None  # the first layer whose activations or gradients broke (see docs/run-format.md)
+    best: float | None = None  # the run's best running-mean loss before it
+    evidence: dict | None = None  # how `layer` was chosen: rule, source, value, baseline, ratio, nonfinite_layers
 
 
 @dataclass(frozen=True)

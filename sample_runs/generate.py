@@ -137,7 +137,9 @@ def divergent(logdir: str) -> None:
     fit(model, live_monitor(logdir, "08 learning rate too high", {"lr": "0.05, then 5e4 from epoch 3", "batch_norm": False,
                                                             "schedule": "LearningRateScheduler"},
                        ["divergence", "lr-schedule"],
-                       "A schedule typo (5e4 for 5e-4) at epoch 3: the loss turns NaN and TerminateOnNaN stops the run."),
+                       "A schedule typo (5e4 for 5e-4) at epoch 3: the loss turns NaN and TerminateOnNaN stops the run.",
+                       # Gradients at every batch (a short run): the heatmap shows which layer blew up, and when.
+                       gradient_data=(x_val[:64], y_val[:64]), gradient_freq=1),
         callbacks=(keras.callbacks.LearningRateScheduler(warm_then_typo), keras.callbacks.TerminateOnNaN()))
 
 

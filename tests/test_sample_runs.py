@@ -114,6 +114,18 @@ def test_divergent_run_is_flagged_with_a_nan_event(runs):
     assert runs["08"].epoch_metrics()["lr"].max() > 1e3
 
 
+
+def test_divergent_run_names_the_step_the_lr_and_the_layer_with_gradients(runs):
+    run = runs["08"]
+    divergence = run.divergence
+    assert divergence.lr == pytest.approx(5e4)  # the typo, at the step it broke
+    assert divergence.layer in set(run.layers()["name"])
+    gradients = run.gradients()
+    assert set(gradients["layer"]) == {"conv1", "conv2", "dense", "classifier"}  # every layer with weights
+    assert gradients["snapshot"].fillna(False).astype(bool).any()
+    assert (gradients["step"] < divergence.step).any()  # the history before it
+
+
 def test_compressed_model_is_much_smaller(runs):
     baseline, tiny = runs["01"].meta["model"], runs["09"].meta["model"]
     assert tiny["total_params"] * 10 < baseline["total_params"]

@@ -1,4 +1,5 @@
-"""Activations & weights: per-layer statistics over time, and one layer's histogram as it evolves."""
+"""Activations, weights & gradients: per-layer statistics over time, one layer's histogram as it evolves, and the
+per-layer gradient norms with the learning rate beside them."""
 
 from __future__ import annotations
 
@@ -48,6 +49,28 @@ def weight_rows(weights: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def gradient_section(run: Run) -> None:
+    """Per-layer gradient norms over steps (log colour) and the selected layer's weights with the LR."""
+    gradients = run.gradients()
+    if not len(gradients):
+        st.info("No gradient statistics in this run. Pass `LiveMonitor(gradient_data=(x_val[:64], y_val[:64]))` to "
+                "record per-layer gradient norms every `gradient_freq` batches.")
+        return
+    # Rebuilt only when the run read new records (the page reruns every 2 s).
+    norms = state.session_cached("gradient_norms", (run.id, run.version),
+                                 lambda: charts.layer_gradient_norms(gradients))
+    live_chart(charts.gradient_heatmap(norms, title="gradient norm per layer and step (log colour)"),
+               key="gradient_heatmap", view="log")
+    layers = list(dict.fromkeys(norms["row"]))
+    divergence = run.divergence
+    default = layers.index(divergence.layer) if divergence and divergence.layer in layers else 0
+    layer = st.selectbox("Layer", layers, index=default, key="gradient_layer")
+    arrays = run.arrays("batch")
+    lr = (arrays["step"], arrays["lr"]) if "lr" in arrays and len(arrays["step"]) else None
+    live_chart(charts.gradient_lines(gradients, layer, lr, title=f"{layer}: gradient norms and learning rate"),
+               key="gradient_lines", view=layer)
+
+
 def live_part(run_id: str) -> None:
     try:
         run: Run = state.store().run(run_id)
@@ -61,6 +84,8 @@ def live_part(run_id: str) -> None:
     section(activations, "activation", ACTIVATION_STATS)
     st.subheader("Weights")
     section(weights, "weight", WEIGHT_STATS)
+    st.subheader("Gradients")
+    gradient_section(run)
 
 
 def main() -> None:

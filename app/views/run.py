@@ -76,6 +76,16 @@ def show_alerts(run: Run) -> None:
             st.warning(body, icon=":material/warning:")
 
 
+def show_what_went_wrong(run: Run) -> None:
+    """The panel of a diverged run: when, what, the LR, the first layer to break and the evidence."""
+    rows = alerts.what_went_wrong(run)
+    if rows is None:
+        return
+    with st.container(border=True):
+        st.markdown("#### :material/troubleshoot: What went wrong")
+        st.markdown("\n".join(f"- **{label}:** {md_escape(text)}" for label, text in rows))
+
+
 def events_table(run: Run) -> None:
     events = run.events()
     if not len(events):
@@ -95,6 +105,7 @@ def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
         st.warning("This run's directory was removed.")
         return
     show_alerts(run)
+    show_what_went_wrong(run)
     charts = chart_payloads(run, run_version(run), options, follow)
     if not charts["epoch"] and not charts["batch"]:
         st.info("No metrics recorded yet: the first ones appear at the end of the first logged batch or epoch.")
