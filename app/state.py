@@ -7,6 +7,7 @@ RunStore lock their caches, the watcher only bumps counters under a condition), 
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Hashable
@@ -17,6 +18,7 @@ import streamlit as st
 from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
 from kerascope.monitor import Run, RunStore, RunWatcher
 from kerascope.monitor import format as fmt
+from kerascope.monitor.catalog import Catalog
 
 LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a few ms (docs/benchmarks.md)
 RUN_KEY = "run_id"  # the run the single-run pages show
@@ -31,8 +33,10 @@ def logdir() -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(logdir: str) -> RunStore:
-    return RunStore(logdir)
+def _store(logdir: str, poll: bool) -> RunStore:
+    # The catalog makes a restart (or a second dashboard on the same root) list the runs without opening them; the
+    # watcher says which runs to write back to it.
+    return RunStore(logdir, catalog=Catalog(logdir), changes=_watcher(logdir, poll).version)
 
 
 @st.cache_resource(show_spinner=False)
@@ -41,7 +45,7 @@ def _watcher(logdir: str, poll: bool) -> RunWatcher:
 
 
 def store() -> RunStore:
-    return _store(logdir())
+    return _store(logdir(), bool(os.environ.get(POLL_ENV)))
 
 
 def watcher() -> RunWatcher:
@@ -105,5 +109,5 @@ def compare_ids(runs: list[Run]) -> list[str]:
     interrupted or diverged ones are rarely what one compares first), else the newest readable ones."""
     ids = {run.id for run in runs}
     picked = [run_id for run_id in st.session_state.get(COMPARE_KEY, []) if run_id in ids]
-    finished = [run.id for run in runs if run.status == fmt.FINISHED]
+    finished = list(itertools.islice((run.id for run in runs if run.status == fmt.FINISHED), DEFAULT_COMPARED))
     return picked or finished[:DEFAULT_COMPARED] or [run.id for run in runs if run.error is None][:2]

@@ -52,6 +52,7 @@ class RunStore:
         self._cataloged: dict[str, Any] | None = None  # the catalog's rows, until the first scan has used them
         self._synced: dict[str, tuple[int, float]] = {}  # run id -> (watcher version, time) when last cataloged
         self._sorted: tuple[tuple[str, ...], list[Run]] | None = None
+        self.scanned = False  # True once a first runs() call has opened every run found
 
     def runs(self, progress: Callable[[int, int], None] | None = None) -> list[Run]:
         """All runs, newest first. New directories are picked up and deleted ones dropped at each call.
@@ -80,6 +81,7 @@ class RunStore:
                 runs = sorted(self._runs.values(), key=lambda run: (run.created, run.id), reverse=True)
                 self._sorted = (ids, runs)
             runs = list(self._sorted[1])
+            self.scanned = True
         if self.catalog is not None:
             if gone:
                 self.catalog.delete(gone)

@@ -13,3 +13,10 @@ def runs_root(tmp_path):
     root = tmp_path / "runs"
     root.mkdir()
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _catalogs_in_a_temporary_folder(tmp_path_factory):
+    """Dashboards started by the tests keep their catalogs here, not in the user's ~/.cache."""
+    os.environ["KERASCOPE_CACHE_DIR"] = str(tmp_path_factory.mktemp("catalogs"))
+    yield
