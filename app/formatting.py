@@ -101,9 +101,9 @@ def _epoch_fraction(view: Overview, epoch: int) -> float:
     return min(step / steps_per_epoch, 1.0) if view.last_epoch is None and epoch == 0 else 0.0
 
 
-def duration(run: Run) -> float | None:
+def duration(run: Run, overview: Overview | None = None) -> float | None:
     """Seconds from start to end (or to the latest heartbeat while running)."""
-    info = run.progress
+    info = overview.progress if overview is not None else run.progress
     start = info.started if info.started is not None else run.created
     end = info.ended or info.heartbeat
     return None if end is None else max(end - start, 0.0)

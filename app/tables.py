@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kerascope.app.formatting import duration, format_seconds, progress, size_text, status_label
+from kerascope.app.query import Query, QueryError
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
@@ -80,7 +81,7 @@ def run_row(run: Run) -> dict[str, object]:
         "progress": where.fraction,
         "where": where.text if run.error is None else "",
         "ETA": format_seconds(where.eta_s),
-        "duration": format_seconds(duration(run)),
+        "duration": format_seconds(duration(run, view)),
         "params": model.total_params if model and model.total_params is not None else np.nan,
         "size": size_text(model.size_bytes) if model and model.size_bytes is not None else "",
         "hparams": ", ".join(f"{k}={format_value(v)}" for k, v in (run.hparams or {}).items()),
@@ -88,7 +89,7 @@ def run_row(run: Run) -> dict[str, object]:
         "group": run.group or "",
         "notes": run.notes or "",
         "reason": view.reason or "",
-        "started": pd.Timestamp(run.created, unit="s").floor("s"),
+        "started": run.created,  # a time column for the whole frame at once (runs_frame)
         "id": run.id,
         HPARAMS: run.hparams or {},
         METRICS: {name: (_value(entry.get("last")), _value(entry.get("best")), entry.get("direction"))
@@ -120,7 +121,44 @@ def runs_frame(runs: list[Run], rows: list[dict[str, object]] | None = None) -> 
             if key not in record:
                 record[key] = value
         records.append(record)
-    return pd.DataFrame(records)
+    frame = pd.DataFrame(records)
+    if len(frame):
+        frame["started"] = pd.to_datetime(frame["started"], unit="s").dt.floor("s")
+    return frame
+
+
+# Names a filter expression may use besides hparams and metrics, and the list columns they read.
+COLUMN_NAMES = {"name": "name", "status": STATUS, "group": "group", "tags": "tags", "id": "id", "epochs": EPOCHS,
+                "params": "params"}
+
+
+def expression_column(frame: pd.DataFrame, name: str) -> pd.Series | None:
+    """The values a filter expression's `name` stands for: a list column, an hparam, a metric's last value, or
+    `best_<metric>` its best one (None when no run has it)."""
+    if name in COLUMN_NAMES:
+        return frame[COLUMN_NAMES[name]]
+    hparams = frame[HPARAMS]
+    if any(name in h for h in hparams):
+        return hparams.map(lambda h: h.get(name))
+    metrics = frame[METRICS]
+    if any(name in m for m in metrics):
+        return metrics.map(lambda m: m[name][0] if name in m else np.nan)
+    best = name.removeprefix("best_")
+    if best != name and any(best in m for m in metrics):
+        return metrics.map(lambda m: m[best][1] if best in m else np.nan)
+    return None
+
+
+def where_filtered(frame: pd.DataFrame, expression: str) -> tuple[pd.DataFrame, str | None]:
+    """The runs that match a filter expression, and the message saying why it could not be used (then unfiltered)."""
+    if not expression.strip():
+        return frame, None
+    try:
+        query = Query(expression)
+        mask = query.mask(lambda name: expression_column(frame, name), len(frame))
+    except QueryError as exc:
+        return frame, str(exc)
+    return frame[mask.to_numpy()], None
 
 
 def hparams_frame(runs: list[Run]) -> pd.DataFrame:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from kerascope.app import state, tables, widgets
 from kerascope.app.formatting import STATUS_STYLE, md_escape, number_text
-from kerascope.app.query import Query, QueryError
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
@@ -32,8 +30,6 @@ GROUP_ROW = "group:"
 PAGE_SIZES = (50, 100, 500)
 MAX_COMPARE_OPTIONS = 500  # runs offered in the Compare picker (the first ones of the table, plus those picked)
 MAX_COMPARE_FILTERED = 200  # "Compare the filtered runs" takes at most this many
-COLUMN_NAMES = {"name": "name", "status": tables.STATUS, "group": "group", "tags": "tags", "id": "id",
-                "epochs": tables.EPOCHS, "params": "params"}
 
 
 def filtered(frame: pd.DataFrame, text: str, statuses: list[str], groups: list[str] | None = None) -> pd.DataFrame:
@@ -46,35 +42,6 @@ def filtered(frame: pd.DataFrame, text: str, statuses: list[str], groups: list[s
     if groups:
         frame = frame[frame["group"].isin(groups)]
     return frame
-
-
-def expression_column(frame: pd.DataFrame, name: str) -> pd.Series | None:
-    """The values a filter expression's `name` stands for: a list column, an hparam, a metric's last value, or
-    `best_<metric>` its best one (None when no run has it)."""
-    if name in COLUMN_NAMES:
-        return frame[COLUMN_NAMES[name]]
-    hparams = frame[tables.HPARAMS]
-    if any(name in h for h in hparams):
-        return hparams.map(lambda h: h.get(name))
-    metrics = frame[tables.METRICS]
-    if any(name in m for m in metrics):
-        return metrics.map(lambda m: m[name][0] if name in m else np.nan)
-    best = name.removeprefix("best_")
-    if best != name and any(best in m for m in metrics):
-        return metrics.map(lambda m: m[best][1] if best in m else np.nan)
-    return None
-
-
-def where_filtered(frame: pd.DataFrame, expression: str) -> tuple[pd.DataFrame, str | None]:
-    """The runs that match a filter expression, and the message saying why it could not be used (then unfiltered)."""
-    if not expression.strip():
-        return frame, None
-    try:
-        query = Query(expression)
-        mask = query.mask(lambda name: expression_column(frame, name), len(frame))
-    except QueryError as exc:
-        return frame, str(exc)
-    return frame[mask.to_numpy()], None
 
 
 def run_rows(runs: list[Run]) -> list[dict[str, object]]:
@@ -212,7 +179,7 @@ def show_table(text: str, statuses: list[str], groups: list[str], where: str, so
         widgets.no_runs_message()
         return
     frame = filtered(runs_table(runs), text, statuses, groups)
-    frame, problem = where_filtered(frame, where)
+    frame, problem = tables.where_filtered(frame, where)
     if problem:
         st.error(f"Filter expression not applied: {md_escape(problem)}", icon=":material/error:")
     column, ascending = sort_order(sort, runs, frame)
@@ -296,13 +263,15 @@ def main() -> None:
     if not state.store().scanned:
         scan_progress()
     runs = state.store().runs()
+    frame = runs_table(runs) if runs else None
     controls = st.columns([3, 2, 2, 2])
     text = controls[0].text_input("Filter", placeholder="name, tag, hparam or id", key="runs_filter")
     statuses = controls[1].multiselect("Status", [style[2] for style in STATUS_STYLE.values()],
                                        key="runs_status")
     group_names = sorted({run.group for run in runs if run.group})
     groups = controls[2].multiselect("Group", group_names, key="runs_group", disabled=not group_names)
-    sorts = list(SORTS) + [f"best {metric}" for metric in tables.key_metrics(runs)]
+    best = [c.removesuffix(" (best)") for c in frame.columns if c.endswith(" (best)")] if frame is not None else []
+    sorts = list(SORTS) + [f"best {metric}" for metric in best]
     sorts += [COLUMN_SORT + name for name in ("progress", "duration", "params", "tags", "group", "id")]
     sort = controls[3].selectbox("Sort", sorts, key="runs_sort")
     more = st.columns([6, 1, 1, 1])
