@@ -97,8 +97,10 @@ def _epoch_fraction(view: Overview, epoch: int) -> float:
     if steps_per_epoch is None or steps_per_epoch <= 0 or step is None:
         return 0.0
     if view.last_epoch == epoch - 1 and view.last_step is not None:
-        return min(max((step - view.last_step) / steps_per_epoch, 0.0), 1.0)
-    return min(step / steps_per_epoch, 1.0) if view.last_epoch is None and epoch == 0 else 0.0
+        begun = view.last_step
+    else:  # no record of the previous epoch: count whole epochs from step 0
+        begun = epoch * steps_per_epoch
+    return min(max((step - begun) / steps_per_epoch, 0.0), 1.0)
 
 
 def duration(run: Run, overview: Overview | None = None) -> float | None:
