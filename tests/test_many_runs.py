@@ -281,3 +281,29 @@ def test_runs_page_pages_and_sorts_by_any_column(runs_root):
     assert ids == sorted(table_ids) and len(ids) == 50
     at.toggle(key="runs_reverse").set_value(True).run()
     assert list(at.dataframe[0].value["id"]) == sorted(os.listdir(runs_root), reverse=True)[:50]
+
+
+def test_the_catalog_follows_the_watchers_events(runs_root, tmp_path, monkeypatch):
+    """A run that changes while the dashboard runs is written back to the catalog (at most every CATALOG_SYNC_S)."""
+    from kerascope.monitor import RunWatcher, store
+
+    monkeypatch.setattr(store, "CATALOG_SYNC_S", 0.0)
+    run_dir = make_run(runs_root, "a")
+    watcher = RunWatcher(runs_root)
+    try:
+        catalog = Catalog(runs_root, str(tmp_path))
+        runs_store = RunStore(runs_root, catalog=catalog, changes=watcher.version)
+        (run,) = runs_store.runs()
+        before = watcher.version(run.id)
+        with open(os.path.join(run_dir, fmt.EPOCH_FILE), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"epoch": 4, "step": 100, "time": 3.0, "loss": 0.001}) + "\n")
+        for _ in range(60):
+            if watcher.version(run.id) != before:
+                break
+            watcher.wait(watcher.total, timeout=1.0)
+        assert watcher.version(run.id) != before
+        runs_store.runs()
+        _, snapshot = catalog.load()[run.id]
+        assert snapshot["summary"]["metrics"]["loss"]["best"] == 0.001  # derived: summary.json lags the append
+    finally:
+        watcher.stop()
