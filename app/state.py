@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import TypeVar
@@ -42,6 +43,29 @@ def _store(logdir: str, poll: bool) -> RunStore:
 @st.cache_resource(show_spinner=False)
 def _watcher(logdir: str, poll: bool) -> RunWatcher:
     return RunWatcher(logdir, poll=True if poll else None)
+
+
+class SharedTable:
+    """The Runs page's table of one root, built once for every session (it depends only on the run files): each
+    run's row is rebuilt when the watcher saw its files change, the table when any did (or, while a run is live,
+    at least every few seconds: statuses age without file events). Use under `lock`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows: dict[str, tuple[int, float, dict[str, object]]] = {}  # run id -> (watcher version, time, row)
+        self.key: Hashable = None
+        self.time = 0.0
+        self.frame: object = None
+        self.live = False
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_table(logdir: str) -> SharedTable:
+    return SharedTable()
+
+
+def shared_table() -> SharedTable:
+    return _shared_table(logdir())
 
 
 def store() -> RunStore:

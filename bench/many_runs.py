@@ -10,6 +10,7 @@ status.json, epoch.jsonl (the template's curves scaled per run) and summary.json
 - Compare of 50 runs (epoch metrics: every chart figure, the hparams and final-metrics tables);
 - in Chromium: a dashboard started over the root with its catalog present -> the Runs page's table drawn (cold), a
   second visit in a fresh browser context (warm), and the dashboard's RSS after them;
+- the same page over a root of 10 runs, measured in the same run: the floor the ratios are taken against;
 - listing time against per-run data size: the same number of tiny runs (epoch.jsonl and events only) listed cold.
 
 Run: `python bench/many_runs.py [--sizes 1000 10000]` (about 5 minutes on 2 cores; needs /usr/bin/chromium and
@@ -175,6 +176,14 @@ def browser_times(root: str, cache: str, count: int) -> dict[str, float]:
             browser.close()
 
 
+def floor(workdir: str, template: str) -> dict[str, float]:
+    """The same browser measurement over a root of 10 runs: what the page costs whatever the number of runs."""
+    root = os.path.join(workdir, "floor")
+    generate(root, 10, template)
+    child(LIST_COLD, root, os.path.join(workdir, "cache-floor"), REPO, EXPRESSION)  # its catalog, as the others
+    return browser_times(root, os.path.join(workdir, "cache-floor"), 10)
+
+
 def bench(size: int, workdir: str, template: str) -> dict[str, object]:
     root, tiny_root = os.path.join(workdir, f"runs-{size}"), os.path.join(workdir, f"tiny-{size}")
     start = time.perf_counter()
@@ -195,7 +204,7 @@ def bench(size: int, workdir: str, template: str) -> dict[str, object]:
             "browser": shown, "tiny": tiny}
 
 
-def section(results: list[dict[str, object]], load: tuple[float, float]) -> str:
+def section(results: list[dict[str, object]], base: dict[str, float], load: tuple[float, float]) -> str:
     sizes = " and ".join(f"{r['size']:,}" for r in results)
     head = ["| measure | " + " | ".join(f"{r['size']:,} runs" for r in results) + " | goal at 10,000 |",
             "| --- | " + " | ".join("---:" for _ in results) + " | --- |"]
@@ -211,6 +220,9 @@ def section(results: list[dict[str, object]], load: tuple[float, float]) -> str:
             lambda r: f"{r['browser']['cold_s']:.2f} s"),
         row("Runs page drawn in Chromium, warm revisit (fresh browser context)", "<= 0.5 s",
             lambda r: f"{r['browser']['warm_s']:.2f} s"),
+        row(f"... against a 10-run root in the same run (cold {base['cold_s']:.2f} s, warm {base['warm_s']:.2f} s)",
+            "", lambda r: f"cold {r['browser']['cold_s'] / base['cold_s']:.2f}x, warm "
+                          f"{r['browser']['warm_s'] / base['warm_s']:.2f}x"),
         row("`RunStore(...).runs()` + rows, cold (fresh process, catalog present)", "",
             lambda r: f"{r['cataloged']['cold_s']:.2f} s"),
         row("`RunStore(...).runs()` + rows, cold without a catalog", "",
@@ -247,8 +259,9 @@ def main() -> None:
     template = os.path.join(REPO, "sample_runs", TEMPLATE)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as workdir:
+        base = floor(workdir, template)
         results = [bench(size, workdir, template) for size in args.sizes]
-    text = section(results, (load_before, os.getloadavg()[0]))
+    text = section(results, base, (load_before, os.getloadavg()[0]))
     print(json.dumps(results, indent=1), file=sys.stderr)
     print(text)
     if not args.no_write:

@@ -249,7 +249,10 @@ class Run:
         except FileNotFoundError:
             return b""
         except OSError as exc:
-            self._problem(f"{relpath}: {exc.strerror or exc}")
+            if isinstance(exc, PermissionError) and exc.errno is None:  # confinement: worded as the stream readers
+                self._problem(f"{relpath}: a link that leads outside the runs root: not read")
+            else:
+                self._problem(f"{relpath}: {exc.strerror or exc}")
             return b""
 
     def snapshot(self) -> Snapshot:

@@ -23,7 +23,6 @@ COLUMN_SORT = "column: "  # "column: params" sorts by that column (ascending; "r
 RECOMPUTE_EVERY_S = 2.0  # statuses age (stale) without file events: rebuild the table at least this often
 OPENED_KEY = "runs_opened"  # clicks handled: part of the table's key, so it comes back unselected
 SHOWN_KEY = "runs_shown"  # the table's rows as last drawn (run ids, GROUP_ROW + name): what a click refers to
-ROWS_KEY = "runs_rows"  # {run id: (watcher version, time, row)}: a run's row is rebuilt only when its files changed
 EXPANDED_KEY = "runs_expanded"  # the groups whose runs are shown under their row
 FILTERED_KEY = "runs_filtered"  # the ids of the runs the table lists (all pages), in its order: what Compare offers
 GROUP_ROW = "group:"
@@ -44,10 +43,9 @@ def filtered(frame: pd.DataFrame, text: str, statuses: list[str], groups: list[s
     return frame
 
 
-def run_rows(runs: list[Run]) -> list[dict[str, object]]:
+def run_rows(runs: list[Run], cache: dict[str, tuple[int, float, dict[str, object]]]) -> list[dict[str, object]]:
     """Each run's row, rebuilt only when the watcher saw its files change (and, for runs that may be live, at least
     every RECOMPUTE_EVERY_S: their status ages without file events)."""
-    cache = st.session_state.setdefault(ROWS_KEY, {})
     watcher, now = state.watcher(), time.monotonic()
     rows = []
     for run in runs:
@@ -65,10 +63,17 @@ def run_rows(runs: list[Run]) -> list[dict[str, object]]:
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    """The runs list, rebuilt only when a file changed under the root (or statuses may have aged)."""
+    """The runs list, shared by every session: rebuilt only when a file changed under the root (or, while a run is
+    live, every RECOMPUTE_EVERY_S, as statuses age)."""
+    shared = state.shared_table()
     key = (state.watcher().total, len(runs), runs[0].id if runs else "")
-    return state.session_cached("runs_table", key, lambda: tables.runs_frame(runs, run_rows(runs)),
-                                max_age_s=RECOMPUTE_EVERY_S)
+    with shared.lock:
+        now = time.monotonic()
+        if shared.frame is None or shared.key != key or (shared.live and now - shared.time >= RECOMPUTE_EVERY_S):
+            rows = run_rows(runs, shared.rows)
+            shared.frame, shared.key, shared.time = tables.runs_frame(runs, rows), key, now
+            shared.live = any(row[tables.STATUS] == fmt.RUNNING for row in rows)
+        return shared.frame
 
 
 def column_config(frame: pd.DataFrame) -> dict[str, object]:
