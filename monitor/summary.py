@@ -118,7 +118,7 @@ class SummaryBuilder:
             direction = directions.get(name) or directions.get(name.removeprefix(fmt.VAL_PREFIX))
             direction = direction or fmt.metric_direction(name)
             best, best_epoch = (low, low_epoch) if direction == fmt.MIN else (high, high_epoch)
-            metrics[name] = {"last": last, "best": best, "best_epoch": best_epoch, "direction": direction}
+            metrics[name] = dict(zip(fmt.SUMMARY_METRIC_FIELDS, (last, best, best_epoch, direction), strict=True))
         options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
         monitored = options.get("monitor")
         candidates = ([monitored] if isinstance(monitored, str) else []) + ["val_loss", "loss"]
@@ -130,7 +130,7 @@ class SummaryBuilder:
         started, ended = _number(status.get("started")), _number(status.get("ended"))
         end = ended or _number(status.get("heartbeat"))
         model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
-        return {
+        summary = {
             "summary_version": fmt.SUMMARY_VERSION,
             "time": time.time(),
             "name": meta.get("name"),
@@ -151,6 +151,7 @@ class SummaryBuilder:
             "stop": stop,
             "sources": dict(sources),
         }
+        return {name: summary[name] for name in fmt.SUMMARY_FIELDS}  # the documented fields, in their order
 
 
 def _directions(meta: dict[str, Any]) -> dict[str, str]:
