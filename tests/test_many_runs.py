@@ -307,3 +307,17 @@ def test_the_catalog_follows_the_watchers_events(runs_root, tmp_path, monkeypatc
         assert snapshot["summary"]["metrics"]["loss"]["best"] == 0.001  # derived: summary.json lags the append
     finally:
         watcher.stop()
+
+
+def test_compare_draws_at_most_its_cap_of_runs_and_says_so(root, monkeypatch):
+    from page_charts import chart_figures, open_link
+
+    from kerascope.app import compare_charts
+
+    monkeypatch.setattr(compare_charts, "MAX_DRAWN_RUNS", 2)  # the cap (100) at the scale of this root
+    path, ids = root
+    picked = [ids["trial 0"], ids["trial 1"], ids["trial 2"]]
+    at = open_link(path, "views/compare.py", runs=",".join(picked))
+    assert "draw the first 2 of the 3 runs picked" in " ".join(c.value for c in at.caption)
+    loss = next(figure for figure in chart_figures(at) if figure["layout"]["title"]["text"] == "loss")
+    assert len([trace for trace in loss["data"] if trace.get("mode", "").startswith("lines")]) == 2
