@@ -111,6 +111,7 @@ def metric_figure(
     best: tuple[object, int] | None = None,
     markers: bool = False,
     height: int = 340,
+    max_points: int = MAX_POINTS,
 ) -> go.Figure:
     """A line chart of several series on one y axis (train and val of one metric, or one metric of many runs).
 
@@ -128,6 +129,7 @@ def metric_figure(
         best: (x, 0-based epoch) of the best epoch to mark, e.g. the weights EarlyStopping restored.
         markers: draw point markers (epoch-level charts with few points).
         height: pixels.
+        max_points: points per trace sent to the browser (many runs on one chart get fewer each).
 
     Example:
     ```python
@@ -144,12 +146,12 @@ def metric_figure(
         color = item.color or _color(index)
         mode = "lines+markers" if markers else "lines"
         if smoothing > 0 and len(y) > 1:
-            xs, ys = downsample(x, y)
+            xs, ys = downsample(x, y, max_points)
             traces.append(go.Scatter(x=to_axis(xs, x_axis), y=ys, name=plain(f"{item.name} (raw)"), mode="lines",
                                      line={"color": color, "width": 1}, opacity=0.25, showlegend=False,
                                      hoverinfo="skip"))
             y = _smoothed.smooth(item.key, y, smoothing) if item.key else ema(y, smoothing)
-        xs, ys = downsample(x, y)
+        xs, ys = downsample(x, y, max_points)
         traces.append(go.Scatter(x=to_axis(xs, x_axis), y=ys, name=plain(item.name), mode=mode,
                                  line={"color": color, "width": 2}, marker={"size": 5}))
     figure = go.Figure(traces)

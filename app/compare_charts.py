@@ -19,6 +19,12 @@ from kerascope.monitor import format as fmt
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
            "#7f7f7f")
 NO_GROUPS = "no groups"
+# Many runs on one chart: at most MAX_DRAWN_RUNS traces (the first picked), sharing MAX_CHART_POINTS points (each run
+# at least MIN_RUN_POINTS), so a chart of hundreds of runs costs the browser what a chart of a few long runs does.
+MAX_DRAWN_RUNS = 100
+MAX_CHART_POINTS = 40_000
+MIN_RUN_POINTS = 100
+MAX_LEGEND_RUNS = 20
 SEARCH = "search (run group)"  # KerasTuner trials of one search share run.json `group`
 NAME_PREFIX = "name prefix"
 FIRST_TAG = "first tag"
@@ -74,16 +80,30 @@ def run_series(run: Run, metric: str, grid: Grid, color: str | None = None) -> c
     return charts.Series(tables.run_key(run), x, arrays[column], key=f"{run.path}/{column}", color=color)
 
 
+def drawn(runs: list[Run]) -> list[Run]:
+    """The runs a chart draws: the first MAX_DRAWN_RUNS picked."""
+    return runs[:MAX_DRAWN_RUNS]
+
+
+def points_per_run(count: int) -> int:
+    return min(charts.MAX_POINTS, max(MIN_RUN_POINTS, MAX_CHART_POINTS // max(count, 1)))
+
+
 def grid_figures(runs: list[Run], grid: Grid) -> dict[str, go.Figure]:
-    """One chart per metric, every run on it in its own colour."""
+    """One chart per metric, every run on it in its own colour (at most MAX_DRAWN_RUNS runs, downsampled per run)."""
+    runs = drawn(runs)
     colors = run_colors(runs)
     figures = {}
     for metric in grid_metrics(runs, grid.level):
         series = [s for s in (run_series(run, metric, grid, colors[run.id]) for run in runs) if s is not None]
         if series:
-            figures[metric] = charts.metric_figure(
+            figure = charts.metric_figure(
                 series, title=metric, x_axis=grid.align, smoothing=0.0 if metric == "lr" else grid.smoothing,
-                log_y=metric == "lr", robust_y="loss" in metric, markers=grid.level == "epoch", height=300)
+                log_y=metric == "lr", robust_y="loss" in metric, markers=grid.level == "epoch" and len(runs) <= 10,
+                height=300, max_points=points_per_run(len(series)))
+            if len(series) > MAX_LEGEND_RUNS:  # a legend of a hundred names hides the chart; hover names each run
+                figure.update_layout(showlegend=False, hovermode="closest")
+            figures[metric] = figure
     return figures
 
 

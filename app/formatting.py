@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
+from kerascope.monitor.run_info import Overview
 
 STATUS_STYLE = {  # status -> (badge colour, icon, words)
     fmt.RUNNING: ("blue", "▶", "running"),
@@ -57,24 +58,26 @@ class Progress:
     eta_s: float | None  # seconds left, for live runs
 
 
-def progress(run: Run) -> Progress:
-    """Where the run stands: epoch/step of the current fit() call and, while it runs, the time left."""
-    info = run.progress
-    status = run.status
+def progress(run: Run, overview: Overview | None = None) -> Progress:
+    """Where the run stands: epoch/step of the current fit() call and, while it runs, the time left (from status.json
+    and the run's summary: no stream is read)."""
+    view = overview or run.overview()
+    info = view.progress
+    status = view.status
     parts = []
     fraction = None
-    stop = run.stop if status in (fmt.FINISHED, fmt.DIVERGED) else None
-    if status == fmt.DIVERGED and run.divergence is not None and run.divergence.epoch is not None:
+    stop = view.stop if status in (fmt.FINISHED, fmt.DIVERGED) else None
+    if status == fmt.DIVERGED and view.divergence is not None and view.divergence.epoch is not None:
         of = f" of {info.epochs}" if info.epochs else ""
-        parts.append(f"diverged at epoch {run.divergence.epoch + 1}{of}")
+        parts.append(f"diverged at epoch {view.divergence.epoch + 1}{of}")
     elif stop is not None and not stop.by_nan_guard:  # a bar at 39 % would say "unfinished"; it ended on purpose
         of = f" of {info.epochs}" if info.epochs else ""
-        best = run.best_epoch
+        best = view.best_epoch
         parts.append(f"stopped early at epoch {stop.epoch + 1}{of}" + (f" (best epoch {best + 1})" if best is not None
                                                                        else ""))
     elif info.epoch is not None and info.epochs is not None and info.epochs > 0:
         epoch, epochs = info.epoch, info.epochs
-        done = epoch + 1 if status == fmt.FINISHED else epoch + _epoch_fraction(run, epoch, info.steps_per_epoch)
+        done = epoch + 1 if status == fmt.FINISHED else epoch + _epoch_fraction(view, epoch)
         fraction = min(max(done / epochs, 0.0), 1.0)
         parts.append(f"epoch {min(epoch + 1, epochs)}/{epochs}")
     if info.step is not None:
@@ -85,19 +88,24 @@ def progress(run: Run) -> Progress:
     return Progress(fraction, " · ".join(parts) or "no progress recorded yet", eta)
 
 
-def _epoch_fraction(run: Run, epoch: int, steps_per_epoch: int | None) -> float:
-    """How far into `epoch` the latest logged batch is (0 when batches are not logged or the size is unknown)."""
-    if steps_per_epoch is None or steps_per_epoch <= 0:
+def _epoch_fraction(view: Overview, epoch: int) -> float:
+    """How far into `epoch` the run is: the steps status.json counts since the last epoch record (0 when the size of
+    an epoch is unknown)."""
+    steps_per_epoch, step = view.progress.steps_per_epoch, view.progress.step
+    if view.last_epoch == epoch:
+        return 1.0  # the epoch ended; the next one has not begun
+    if steps_per_epoch is None or steps_per_epoch <= 0 or step is None:
         return 0.0
-    arrays = run.arrays("batch")
-    if "batch" not in arrays or not len(arrays["batch"]) or arrays["epoch"][-1] != epoch:
-        return 0.0
-    return min((arrays["batch"][-1] + 1) / steps_per_epoch, 1.0)
+    if view.last_epoch == epoch - 1 and view.last_step is not None:
+        begun = view.last_step
+    else:  # no record of the previous epoch: count whole epochs from step 0
+        begun = epoch * steps_per_epoch
+    return min(max((step - begun) / steps_per_epoch, 0.0), 1.0)
 
 
-def duration(run: Run) -> float | None:
+def duration(run: Run, overview: Overview | None = None) -> float | None:
     """Seconds from start to end (or to the latest heartbeat while running)."""
-    info = run.progress
+    info = overview.progress if overview is not None else run.progress
     start = info.started if info.started is not None else run.created
     end = info.ended or info.heartbeat
     return None if end is None else max(end - start, 0.0)

@@ -7,6 +7,7 @@ RunStore lock their caches, the watcher only bumps counters under a condition), 
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ import streamlit as st
 from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
 from kerascope.monitor import Run, RunStore, RunWatcher
 from kerascope.monitor import format as fmt
+from kerascope.monitor.catalog import Catalog
 from kerascope.monitor.remote_reader import RemoteWatcher
 from kerascope.monitor.storage import redact_url, url_protocol
 
@@ -49,20 +51,46 @@ def logdir_label() -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(logdir: str) -> RunStore:
-    return RunStore(logdir)
+def _store(logdir: str, poll: bool) -> RunStore:
+    if url_protocol(logdir):  # an object-store root lists from its runs' summaries, polled (no catalog, no events)
+        return RunStore(logdir)
+    # The catalog makes a restart (or a second dashboard on the same root) list the runs without opening them; the
+    # watcher says which runs to write back to it.
+    return RunStore(logdir, catalog=Catalog(logdir), changes=_watcher(logdir, poll).version)
 
 
 @st.cache_resource(show_spinner=False)
 def _watcher(logdir: str, poll: bool) -> RunWatcher | RemoteWatcher:
-    remote = _store(logdir).remote
-    if remote is not None:  # an object store sends no file events: poll its listing (shared with the store)
-        return RemoteWatcher(remote)
+    if url_protocol(logdir):  # an object store sends no file events: poll its listing (shared with the store)
+        return RemoteWatcher(_store(logdir, poll).remote)
     return RunWatcher(logdir, poll=True if poll else None)
 
 
+class SharedTable:
+    """The Runs page's table of one root, built once for every session (it depends only on the run files): each
+    run's row is rebuilt when the watcher saw its files change, the table when any did (or, while a run is live,
+    at least every few seconds: statuses age without file events). Use under `lock`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows: dict[str, tuple[int, float, dict[str, object]]] = {}  # run id -> (watcher version, time, row)
+        self.key: Hashable = None
+        self.time = 0.0
+        self.frame: object = None
+        self.live = False
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_table(logdir: str) -> SharedTable:
+    return SharedTable()
+
+
+def shared_table() -> SharedTable:
+    return _shared_table(logdir())
+
+
 def store() -> RunStore:
-    return _store(logdir())
+    return _store(logdir(), bool(os.environ.get(POLL_ENV)))
 
 
 def watcher() -> RunWatcher | RemoteWatcher:
@@ -217,5 +245,5 @@ def compare_ids(runs: list[Run]) -> list[str]:
     interrupted or diverged ones are rarely what one compares first), else the newest readable ones."""
     ids = {run.id for run in runs}
     picked = [run_id for run_id in st.session_state.get(COMPARE_KEY, []) if run_id in ids]
-    finished = [run.id for run in runs if run.status == fmt.FINISHED]
+    finished = list(itertools.islice((run.id for run in runs if run.status == fmt.FINISHED), DEFAULT_COMPARED))
     return picked or finished[:DEFAULT_COMPARED] or [run.id for run in runs if run.error is None][:2]

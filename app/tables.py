@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kerascope.app.formatting import duration, format_seconds, progress, size_text, status_label
+from kerascope.app.query import Query, QueryError
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
@@ -35,9 +36,14 @@ def metric_names(frame: pd.DataFrame) -> list[str]:
 
 def key_metrics(runs: list[Run]) -> list[str]:
     """The metrics shown in the runs list: loss and val_loss first, then the most common others."""
+    return key_metrics_of([run.overview().metrics for run in runs])
+
+
+def key_metrics_of(metrics: list[dict[str, object]]) -> list[str]:
+    """key_metrics from each run's summary metrics (names only count)."""
     counts: Counter[str] = Counter()
-    for run in runs:
-        counts.update(metric_names(run.epoch_metrics()))
+    for names in metrics:
+        counts.update(list(names))
     preferred = [m for m in ("loss", "val_loss") if m in counts]
     others = [m for m, _ in counts.most_common() if m not in preferred]
     return (preferred + others)[:MAX_KEY_METRICS]
@@ -59,38 +65,100 @@ def format_value(value: object) -> str:
     return str(value)
 
 
-def runs_frame(runs: list[Run]) -> pd.DataFrame:
-    """One row per run for the runs list. Every user-written value stays plain text."""
-    metrics = key_metrics(runs)
-    rows = []
-    for run in runs:
-        where = progress(run)
-        row = {
-            "status": status_label(run.status),
-            "name": run.name,
-            "progress": where.fraction,
-            "where": where.text if run.error is None else "",
-            "ETA": format_seconds(where.eta_s),
-            "duration": format_seconds(duration(run)),
-        }
-        epoch = run.epoch_metrics()
+# Columns of a run's row that the table does not show: what filters, groups and sorting read.
+HPARAMS, METRICS, STATUS, EPOCHS = "_hparams", "_metrics", "_status", "_epochs"
+
+
+def run_row(run: Run) -> dict[str, object]:
+    """One run's row of the runs list, from run.json, status.json and its summary (no stream is read). Every
+    user-written value stays plain text; the raw hparams and metrics ride along under the HPARAMS/METRICS keys."""
+    view = run.overview()
+    where = progress(run, view)
+    model = run.model_info
+    return {
+        "status": status_label(view.status),
+        "name": run.name,
+        "progress": where.fraction,
+        "where": where.text if run.error is None else "",
+        "ETA": format_seconds(where.eta_s),
+        "duration": format_seconds(duration(run, view)),
+        "params": model.total_params if model and model.total_params is not None else np.nan,
+        "size": size_text(model.size_bytes) if model and model.size_bytes is not None else "",
+        "hparams": ", ".join(f"{k}={format_value(v)}" for k, v in (run.hparams or {}).items()),
+        "tags": ", ".join(run.tags or []),
+        "group": run.group or "",
+        "notes": run.notes or "",
+        "reason": view.reason or "",
+        "started": run.created,  # a time column for the whole frame at once (runs_frame)
+        "id": run.id,
+        HPARAMS: run.hparams or {},
+        METRICS: {name: (_value(entry.get("last")), _value(entry.get("best")), entry.get("direction"))
+                  for name, entry in view.metrics.items()},
+        STATUS: view.status,
+        EPOCHS: view.last_epoch + 1 if view.last_epoch is not None else 0,
+    }
+
+
+def _value(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+
+
+def runs_frame(runs: list[Run], rows: list[dict[str, object]] | None = None) -> pd.DataFrame:
+    """One row per run for the runs list: the shown columns, the key metrics' last and best values, and the raw
+    HPARAMS/METRICS/STATUS/EPOCHS columns (not shown) for filters. `rows` are the runs' `run_row`s when cached."""
+    rows = [run_row(run) for run in runs] if rows is None else rows
+    metrics = key_metrics_of([row[METRICS] for row in rows])  # type: ignore[misc]
+    shown = ("status", "name", "progress", "where", "ETA", "duration")
+    records = []
+    for row in rows:
+        record = {key: row[key] for key in shown}
+        values = row[METRICS]
         for metric in metrics:
-            recorded = metric in epoch and len(epoch)
-            best, last = best_and_last(epoch[metric], run.metric_direction(metric)) if recorded else (np.nan, np.nan)
-            row[f"{metric} (last)"] = last
-            row[f"{metric} (best)"] = best
-        model = run.model_info
-        row["params"] = model.total_params if model and model.total_params is not None else np.nan
-        row["size"] = size_text(model.size_bytes) if model and model.size_bytes is not None else ""
-        row["hparams"] = ", ".join(f"{k}={format_value(v)}" for k, v in (run.hparams or {}).items())
-        row["tags"] = ", ".join(run.tags or [])
-        row["group"] = run.group or ""
-        row["notes"] = run.notes or ""
-        row["reason"] = run.reason or ""
-        row["started"] = pd.Timestamp(run.created, unit="s").floor("s")
-        row["id"] = run.id
-        rows.append(row)
-    return pd.DataFrame(rows)
+            last, best, _ = values.get(metric, (np.nan, np.nan, None))  # type: ignore[union-attr]
+            record[f"{metric} (last)"] = last
+            record[f"{metric} (best)"] = best
+        for key, value in row.items():
+            if key not in record:
+                record[key] = value
+        records.append(record)
+    frame = pd.DataFrame(records)
+    if len(frame):
+        frame["started"] = pd.to_datetime(frame["started"], unit="s").dt.floor("s")
+    return frame
+
+
+# Names a filter expression may use besides hparams and metrics, and the list columns they read.
+COLUMN_NAMES = {"name": "name", "status": STATUS, "group": "group", "tags": "tags", "id": "id", "epochs": EPOCHS,
+                "params": "params"}
+
+
+def expression_column(frame: pd.DataFrame, name: str) -> pd.Series | None:
+    """The values a filter expression's `name` stands for: a list column, an hparam, a metric's last value, or
+    `best_<metric>` its best one (None when no run has it)."""
+    if name in COLUMN_NAMES:
+        return frame[COLUMN_NAMES[name]]
+    hparams = frame[HPARAMS]
+    if any(name in h for h in hparams):
+        return hparams.map(lambda h: h.get(name))
+    metrics = frame[METRICS]
+    if any(name in m for m in metrics):
+        return metrics.map(lambda m: m[name][0] if name in m else np.nan)
+    best = name.removeprefix("best_")
+    if best != name and any(best in m for m in metrics):
+        return metrics.map(lambda m: m[best][1] if best in m else np.nan)
+    return None
+
+
+def where_filtered(frame: pd.DataFrame, expression: str) -> tuple[pd.DataFrame, str | None]:
+    """The runs that match a filter expression, and the message saying why it could not be used (then unfiltered)."""
+    if not expression.strip():
+        return frame, None
+    try:
+        query = Query(expression)
+        mask = query.mask(lambda name: expression_column(frame, name), len(frame))
+    except QueryError as exc:
+        return frame, str(exc)
+    return frame[mask.to_numpy()], None
 
 
 def hparams_frame(runs: list[Run]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
 RUN_PICKER_KEY = "run_picker"
+MAX_PICKER_RUNS = 300
 
 
 def run_picker() -> None:
@@ -23,7 +24,9 @@ def run_picker() -> None:
     by_id = {run.id: run for run in runs}
     if st.session_state.get(RUN_PICKER_KEY) not in by_id:
         st.session_state[RUN_PICKER_KEY] = state.current_run(runs).id
-    chosen = st.sidebar.selectbox("Run", list(by_id), key=RUN_PICKER_KEY,
+    # The newest runs and the one shown: a sweep's ten thousand names are found on the Runs page, not in a select box.
+    options = list(dict.fromkeys([*list(by_id)[:MAX_PICKER_RUNS], st.session_state[RUN_PICKER_KEY]]))
+    chosen = st.sidebar.selectbox("Run", options, key=RUN_PICKER_KEY,
                                   format_func=lambda run_id: run_label(by_id[run_id]))
     st.session_state[state.RUN_KEY] = chosen
 

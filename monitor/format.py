@@ -35,6 +35,15 @@ GRAPH_DOT_FILE = "model/graph.dot"
 GRAPH_PNG_FILE = "model/graph.png"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_INDEX_FILE = "checkpoints/index.json"
+# What the runs list shows of a run, kept by the writer (monitor/summary.py): an added file, format version 1.
+RUN_SUMMARY_FILE = "summary.json"
+SUMMARY_VERSION = 1
+# summary.json's fields (docs/run-format.md, "summary.json"); `sources` maps EPOCH_FILE and EVENTS_FILE to the byte
+# sizes it summarizes, so a reader can tell a summary that lags its streams (a crash between two writes).
+SUMMARY_FIELDS = ("summary_version", "time", "name", "status", "progress", "duration_s", "model", "hparams", "tags",
+                  "group", "notes", "epochs_logged", "last_epoch", "metrics", "monitor", "best_epoch", "divergence",
+                  "stop", "sources")
+SUMMARY_METRIC_FIELDS = ("last", "best", "best_epoch", "direction")
 
 # Object-store layout (format version 2): each upload adds immutable segments `segments/<stream>/<seq>.jsonl` (seq
 # 1-based, zero-padded, consecutive); finishing a fit() compacts each stream into its version-1 file name

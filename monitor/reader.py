@@ -6,10 +6,13 @@ Run objects are cached by the store and are safe to share between threads (Strea
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,13 +20,17 @@ import pandas as pd
 
 from kerascope.monitor import format as fmt
 from kerascope.monitor.remote_reader import RemoteRoot, RemoteRunFiles, SegmentTail
-from kerascope.monitor.run_files import RunFiles, RunFormatError
-from kerascope.monitor.run_info import Divergence, ModelInfo, RunProgress, Stop, as_time
+from kerascope.monitor.run_files import RunFiles, RunFormatError, open_regular
+from kerascope.monitor.run_info import Divergence, ModelInfo, Overview, RunProgress, Stop, as_time
+from kerascope.monitor.summary import checked_summary, derive_summary, is_current
 from kerascope.monitor.table import MAX_DROPPED_NAMES, NumericTable
 from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records
 
 REFRESH_SLICE_BYTES = 32 * 1024 * 1024
 MAX_PROBLEMS = 50
+# The files a summary depends on, in the order of `Run.summary_key()`.
+SUMMARY_SOURCES = (fmt.RUN_SUMMARY_FILE, fmt.EPOCH_FILE, fmt.EVENTS_FILE)
+MAX_DERIVED_BYTES = 64 << 20  # a summary is derived from at most this much of epoch.jsonl and of events.jsonl
 NUMERIC_COLUMNS = {"batch": fmt.BATCH_COLUMNS, "epoch": fmt.EPOCH_COLUMNS, "system": fmt.SYSTEM_COLUMNS}
 RECORD_COLUMNS = {"activations": fmt.ACTIVATION_COLUMNS, "weights": fmt.WEIGHT_COLUMNS, "events": fmt.EVENT_COLUMNS,
                   "gradients": fmt.GRADIENT_COLUMNS}
@@ -59,7 +66,8 @@ class Run:
     ```
     """
 
-    def __init__(self, path: str, logdir: str | None = None, *, root: RemoteRoot | None = None) -> None:
+    def __init__(self, path: str, logdir: str | None = None, *, snapshot: Snapshot | None = None,
+                 root: RemoteRoot | None = None) -> None:
         self.meta: dict[str, Any] = {}
         self.error: str | None = None
         self.problems: list[str] = []
@@ -67,24 +75,31 @@ class Run:
         self._status_info: dict[str, Any] = {}
         self._status_stamp: tuple[Any, int] | None = None
         self._lock = threading.RLock()
+        self._root = root
         if root is not None:  # on an object store (`path` is the run id): segments instead of appended files
             self.id, self.logdir = path, root.url
             self.path = root.store.run_url(path)
             self._files: RunFiles | RemoteRunFiles = RemoteRunFiles(root, path)
-            self._tails: dict[str, JsonlTail | SegmentTail] = {s: SegmentTail(root, path, s) for s in fmt.STREAM_FILES}
         else:
             self.path = os.path.abspath(path)
             self.logdir = os.path.abspath(logdir) if logdir else os.path.dirname(self.path)
             self.id = os.path.basename(self.path)
             self._files = RunFiles(self.path, self.logdir)
-            self._tails = {s: JsonlTail(self._files.path(name), self.logdir) for s, name in fmt.STREAM_FILES.items()}
-        self._tables = {stream: NumericTable(MAX_METRIC_COLUMNS, MAX_CELLS[stream], NUMERIC_COLUMNS[stream])
-                        for stream in NUMERIC_COLUMNS}
+        # Streams are opened lazily, each when a reader asks for it: listing a root never reads them.
+        self._tails: dict[str, JsonlTail | SegmentTail] = {}
+        self._tables: dict[str, NumericTable] = {}
         self._records: dict[str, list[dict[str, Any]]] = {s: [] for s in fmt.STREAM_FILES if s not in NUMERIC_COLUMNS}
         self._record_sizes: dict[str, list[int]] = {stream: [] for stream in self._records}
         self._records_dropped = dict.fromkeys(self._records, 0)
         self._frames: dict[str, pd.DataFrame] = {}
-        self._load_meta()
+        self._summary: dict[str, Any] | None = None
+        self._summary_key: tuple[Any, ...] | None = None
+        if snapshot is not None:
+            self.meta, self.error = snapshot.meta, snapshot.error
+            self._status_info, self._status_stamp = snapshot.status, snapshot.status_stamp
+            self._summary, self._summary_key = snapshot.summary, snapshot.summary_key
+        else:
+            self._load_meta()
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, name={self.name!r}, status={self.status!r})"
@@ -149,9 +164,36 @@ class Run:
     @property
     def status(self) -> str:
         """running, finished, failed, interrupted; or stale (heartbeat too old) and broken (unreadable)."""
+        return self.overview().status
+
+    @property
+    def reason(self) -> str | None:
+        """Why the run is broken, failed, interrupted or stale, in words."""
+        return self.overview().reason
+
+    def overview(self) -> Overview:
+        """What the runs list shows of this run, from run.json, status.json and the summary alone (each file is
+        checked once; no stream is read when summary.json is current)."""
+        info, summary = self.status_info, self.summary
+        divergence, stop = _divergence(summary.get("divergence")), _stop(summary.get("stop"))
+        status = self._derived_status(info, divergence)
+        last = summary.get("last_epoch") if isinstance(summary.get("last_epoch"), dict) else {}
+        metrics = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else {}
+        return Overview(
+            status=status,
+            reason=self._reason(status, info, divergence, stop),
+            progress=RunProgress.from_json(info),
+            divergence=divergence,
+            stop=stop,
+            best_epoch=_whole(summary.get("best_epoch")),
+            last_epoch=_whole(last.get("epoch")),
+            last_step=_whole(last.get("step")),
+            metrics={name: entry for name, entry in metrics.items() if isinstance(entry, dict)},
+        )
+
+    def _derived_status(self, info: dict[str, Any], divergence: Divergence | None) -> str:
         if self.error:
             return fmt.BROKEN
-        info = self.status_info
         status = info.get("status")
         if status not in fmt.STATUSES:
             return fmt.BROKEN
@@ -160,20 +202,17 @@ class Run:
             not isinstance(heartbeat, (int, float)) or time.time() - heartbeat > fmt.STALE_AFTER_S
         ):
             return fmt.STALE
-        if status in (fmt.FINISHED, fmt.INTERRUPTED) and self.divergence is not None:
+        if status in (fmt.FINISHED, fmt.INTERRUPTED) and divergence is not None:
             return fmt.DIVERGED
         return status
 
-    @property
-    def reason(self) -> str | None:
-        """Why the run is broken, failed, interrupted or stale, in words."""
+    def _reason(self, status: str, info: dict[str, Any], divergence: Divergence | None, stop: Stop | None
+                ) -> str | None:
         if self.error:
             return self.error
-        status = self.status
         if status == fmt.STALE:
             return f"no heartbeat for over {fmt.STALE_AFTER_S:.0f} s: the training process probably died"
-        if status == fmt.DIVERGED:
-            divergence, stop = self.divergence, self.stop
+        if status == fmt.DIVERGED and divergence is not None:
             where = f"step {divergence.step:,}" if divergence.step is not None else "an unknown step"
             if divergence.epoch is not None:
                 where += f" (epoch {divergence.epoch + 1})"
@@ -184,11 +223,85 @@ class Run:
                 what = f"{divergence.metric} became {divergence.value.replace('nan', 'NaN')}"
             layer = f"; first layer to break: {divergence.layer}" if divergence.layer else ""
             return f"{what} at {where}{guard}{layer}"
-        reason = self.status_info.get("reason")
+        reason = info.get("reason")
         if status == fmt.BROKEN and not reason:
-            found = self.status_info.get("status")
+            found = info.get("status")
             return f"status.json has no valid status (found {found!r:.40}; expected one of {', '.join(fmt.STATUSES)})"
         return str(reason) if reason else None
+
+    # -- the summary (summary.json, or derived from epoch.jsonl and events.jsonl) ---------------------------------
+
+    def summary_key(self) -> tuple[Any, ...]:
+        """(size, mtime, inode) of summary.json, epoch.jsonl and events.jsonl (None for a missing file): the summary
+        is re-read when this changes. On an object store: summary.json's ETag and size, and this reader's version."""
+        if self._root is not None:
+            try:
+                stamp = self._files.stamp(fmt.RUN_SUMMARY_FILE)
+            except FileNotFoundError:
+                stamp = None
+            return stamp, self.version
+        return tuple(file_stamp(self._files.path(relpath)) for relpath in SUMMARY_SOURCES)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json (monitor/summary.py) when it matches epoch.jsonl and events.jsonl as they are now; else the
+        same summary derived from those two files (a run written without it, or killed between two writes)."""
+        with self._lock:
+            key = self.summary_key()
+            if self._summary is None or key != self._summary_key:
+                self._summary, self._summary_key = self._read_summary(key), key
+            return self._summary
+
+    def _read_summary(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        if self._root is not None:
+            return self._remote_summary(key[0] is not None)
+        sizes = {relpath: stamp[0] if stamp else 0 for relpath, stamp in zip(SUMMARY_SOURCES, key, strict=True)}
+        del sizes[fmt.RUN_SUMMARY_FILE]
+        if key[0] is not None:
+            try:
+                written = checked_summary(self._files.read_json(fmt.RUN_SUMMARY_FILE))
+            except (FileNotFoundError, RunFormatError):
+                written = None
+            if written is not None and is_current(written, sizes):
+                return written
+        return derive_summary(self.meta, self.status_info, self._whole_file(fmt.EPOCH_FILE),
+                              self._whole_file(fmt.EVENTS_FILE))
+
+    def _remote_summary(self, uploaded: bool) -> dict[str, Any]:
+        """An object-store run's summary.json as uploaded with its segments, else one made from its epoch and event
+        records (read through the segments)."""
+        if uploaded:
+            try:
+                written = checked_summary(self._files.read_json(fmt.RUN_SUMMARY_FILE))
+            except (FileNotFoundError, RunFormatError):
+                written = None
+            if written is not None:
+                return written
+        self.refresh(("epoch", "events"))
+        lines = {"epoch": self.epoch_metrics().to_dict("records"), "events": self.events().to_dict("records")}
+        data = {stream: "".join(json.dumps(record, default=str) + "\n" for record in records).encode()
+                for stream, records in lines.items()}
+        return derive_summary(self.meta, self.status_info, data["epoch"], data["events"])
+
+    def _whole_file(self, relpath: str) -> bytes:
+        try:
+            with open_regular(self._files.confined(relpath)) as f:
+                return f.read(MAX_DERIVED_BYTES)
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            if isinstance(exc, PermissionError) and exc.errno is None:  # confinement: worded as the stream readers
+                self._problem(f"{relpath}: a link that leads outside the runs root: not read")
+            else:
+                self._problem(f"{relpath}: {exc.strerror or exc}")
+            return b""
+
+    def snapshot(self) -> Snapshot:
+        """What listing this run read, for the catalog: a Run made from it (`Run(path, snapshot=...)`) opens no file
+        until one of them changes."""
+        with self._lock:
+            info, summary = self.status_info, self.summary
+            return Snapshot(self.meta, self.error, info, self._status_stamp, summary, self._summary_key)
 
     # -- run.json, typed (a missing or malformed value is None) -----------------------------------------------------
 
@@ -258,18 +371,36 @@ class Run:
 
     # -- incremental reading -------------------------------------------------------------------------------------
 
-    def refresh(self) -> bool:
-        """Read whatever was appended since the last call. Returns True when anything new was read."""
+    def refresh(self, streams: Iterable[str] | None = None) -> bool:
+        """Read whatever was appended since the last call to `streams` (keys of format.STREAM_FILES; default: all of
+        them). Returns True when anything new was read."""
         with self._lock:
             if self.error:
                 self._load_meta()
             changed = False
-            for stream, tail in self._tails.items():
-                changed = self._read_stream(stream, tail) or changed
+            for stream in fmt.STREAM_FILES if streams is None else streams:
+                changed = self._read_stream(stream, self._tail(stream)) or changed
             if changed:
                 self.version += 1
                 self._frames.clear()
             return changed
+
+    def _tail(self, stream: str) -> JsonlTail | SegmentTail:
+        tail = self._tails.get(stream)
+        if tail is None:
+            if self._root is not None:
+                tail = SegmentTail(self._root, self.id, stream)
+            else:
+                tail = JsonlTail(self._files.path(fmt.STREAM_FILES[stream]), self.logdir)
+            self._tails[stream] = tail
+        return tail
+
+    def _table(self, stream: str) -> NumericTable:
+        table = self._tables.get(stream)
+        if table is None:
+            table = NumericTable(MAX_METRIC_COLUMNS, MAX_CELLS[stream], NUMERIC_COLUMNS[stream])
+            self._tables[stream] = table
+        return table
 
     def _read_stream(self, stream: str, tail: JsonlTail | SegmentTail) -> bool:
         changed, more = False, True
@@ -292,14 +423,14 @@ class Run:
         return changed
 
     def _drop(self, stream: str) -> None:
-        if stream in self._tables:
-            self._tables[stream].clear()
+        if stream in NUMERIC_COLUMNS:
+            self._table(stream).clear()
         else:
             self._records[stream], self._record_sizes[stream] = [], []
             self._records_dropped[stream] = 0
 
     def _ingest(self, stream: str, data: bytes) -> None:
-        if stream in self._tables:
+        if stream in NUMERIC_COLUMNS:
             bad = self._ingest_numeric(stream, data)
         else:
             bad = self._ingest_records(stream, data)
@@ -307,7 +438,7 @@ class Run:
             self._problem(f"{fmt.STREAM_FILES[stream]}: {bad} malformed line(s) skipped")
 
     def _ingest_numeric(self, stream: str, data: bytes) -> int:
-        table = self._tables[stream]
+        table = self._table(stream)
         if table.full:  # nothing more is kept: count the lines instead of parsing them
             table.dropped_rows += data.count(b"\n")
             bad = 0
@@ -369,8 +500,8 @@ class Run:
     def arrays(self, stream: str = "batch") -> dict[str, np.ndarray]:
         """Read-only numpy views of a numeric stream's columns, without copying (for live charts)."""
         with self._lock:
-            self.refresh()
-            return self._tables[stream].arrays()
+            self.refresh((stream,))
+            return self._table(stream).arrays()
 
     def activations(self) -> pd.DataFrame:
         """step, epoch, layer, mean, std, min, max, zero_frac, histogram ({"edges": [...], "counts": [...]})."""
@@ -395,57 +526,18 @@ class Run:
         for runs without one, where the loss (any metric named like one) first became NaN or infinite, or the NaN a
         NaN guard (TerminateOnNaN) stopped on; None otherwise (a custom metric that is NaN does not mean the training
         broke)."""
-        events = self.events()
-        recorded = events[events["kind"] == fmt.EVENT_DIVERGENCE]
-        if len(recorded):
-            return _divergence_of(recorded.iloc[0])
-        nans = events[events["kind"] == fmt.EVENT_NAN]
-        names = nans["data"].map(lambda data: str(data.get("metric", "")) if isinstance(data, dict) else "")
-        losses = nans[names.str.contains("loss")]
-        stop = self.stop
-        if len(losses):
-            first = losses.iloc[0]
-        elif stop is not None and stop.by_nan_guard:
-            first = nans.iloc[0]
-        else:
-            return None
-        data = first["data"] if isinstance(first["data"], dict) else {}
-        value = data.get("value")
-        text = str(value).lower() if isinstance(value, (int, float)) else "nan"
-        return Divergence(str(data.get("metric") or "a metric"), text, _whole(first["step"]), _whole(first["epoch"]))
+        return _divergence(self.summary.get("divergence"))
 
     @property
     def stop(self) -> Stop | None:
         """The last time training stopped before its last epoch, or None (from the events)."""
-        events = self.events()
-        stops = events[events["kind"] == fmt.EVENT_EARLY_STOP]
-        if not len(stops):
-            return None
-        last = stops.iloc[-1]
-        data = last["data"] if isinstance(last["data"], dict) else {}
-        epoch = _whole(data.get("epoch"))
-        if epoch is None:
-            epoch = _whole(last["epoch"])
-        if epoch is None:
-            return None
-        nans = events[(events["kind"] == fmt.EVENT_NAN) & (pd.to_numeric(events["epoch"], errors="coerce") == epoch)]
-        return Stop(epoch, by_nan_guard=bool(len(nans)))
+        return _stop(self.summary.get("stop"))
 
     @property
     def best_epoch(self) -> int | None:
         """The 0-based epoch with the best value of the metric the run monitors (`LiveMonitor(monitor=...)`, else
         val_loss or loss), in its direction; None when no epoch logged it."""
-        frame = self.epoch_metrics()
-        monitored = (self.options or {}).get("monitor")
-        names = [monitored] if isinstance(monitored, str) else []
-        name = next((n for n in [*names, "val_loss", "loss"] if n in frame and frame[n].notna().any()), None)
-        if name is None:
-            return None
-        values = pd.to_numeric(frame[name], errors="coerce").where(lambda v: np.isfinite(v))
-        if values.isna().all():
-            return None
-        index = values.idxmin() if self.metric_direction(name) == fmt.MIN else values.idxmax()
-        return _whole(frame.loc[index, "epoch"])
+        return _whole(self.summary.get("best_epoch"))
 
     def phases(self) -> pd.DataFrame:
         """One row per fit() call: phase, step, epoch, trainable_params, non_trainable_params, epochs, lr, ..."""
@@ -459,7 +551,7 @@ class Run:
     def layers(self) -> pd.DataFrame:
         """phase, name, class, output_shape, params, trainable: the layer table recorded at each fit() call."""
         with self._lock:
-            self.refresh()
+            self.refresh(("layers",))
             rows = []
             for entry in self._records["layers"]:
                 layers = entry.get("layers")
@@ -508,15 +600,61 @@ class Run:
 
     def _numeric(self, stream: str) -> pd.DataFrame:
         with self._lock:
-            self.refresh()
-            return self._tables[stream].frame(NUMERIC_COLUMNS[stream])
+            self.refresh((stream,))
+            return self._table(stream).frame(NUMERIC_COLUMNS[stream])
 
     def _recordframe_of(self, stream: str) -> pd.DataFrame:
         with self._lock:
-            self.refresh()
+            self.refresh((stream,))
             if stream not in self._frames:
                 self._frames[stream] = frame_of(self._records[stream], RECORD_COLUMNS[stream])
             return self._frames[stream]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a Run read to be listed (run.json, status.json, the summary, and the stamps they were read at)."""
+
+    meta: dict[str, Any]
+    error: str | None
+    status: dict[str, Any]
+    status_stamp: tuple[int, int] | None
+    summary: dict[str, Any] | None
+    summary_key: tuple[Any, ...] | None
+
+
+def file_stamp(path: str) -> tuple[int, int, int] | None:
+    """(size, mtime in ns, inode) of a file, None when it is missing or cannot be examined."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _divergence(value: Any) -> Divergence | None:
+    """The summary's `divergence` (monitor/summary.py: a `divergence` event's fields, or a first NaN's) as a
+    Divergence; malformed fields read as None."""
+    if not isinstance(value, dict):
+        return None
+    rule = value.get("rule")
+    layer, evidence = value.get("layer"), value.get("evidence")
+    return Divergence(
+        metric=str(value.get("metric") or "a metric"),
+        value=str(value.get("value") or "nan"),
+        step=_whole(value.get("step")),
+        epoch=_whole(value.get("epoch")),
+        rule=rule if rule in (fmt.DIVERGENCE_NONFINITE, fmt.DIVERGENCE_SPIKE) else fmt.DIVERGENCE_NONFINITE,
+        lr=as_time(value.get("lr")),
+        layer=layer if isinstance(layer, str) else None,
+        best=as_time(value.get("best")),
+        evidence=evidence if isinstance(evidence, dict) else None,
+    )
+
+
+def _stop(value: Any) -> Stop | None:
+    epoch = _whole(value.get("epoch")) if isinstance(value, dict) else None
+    return None if epoch is None else Stop(epoch, by_nan_guard=value.get("by_nan_guard") is True)
 
 
 def frame_of(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -527,27 +665,6 @@ def frame_of(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFra
             frame[column] = pd.Series(dtype=object)
     ordered = list(columns) + [c for c in frame.columns if c not in columns]
     return frame[ordered]
-
-
-def _divergence_of(event: pd.Series) -> Divergence:
-    """A `divergence` event as a Divergence; malformed fields read as None."""
-    data = event["data"] if isinstance(event["data"], dict) else {}
-    value, rule = data.get("value"), data.get("rule")
-    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-    text = f"{number:.4g}" if math.isfinite(number) else str(float(number)).lower()
-    step = _whole(data.get("step"))
-    evidence = data.get("evidence")
-    return Divergence(
-        metric=str(data.get("metric") or "a metric"),
-        value=text,
-        step=step if step is not None else _whole(event["step"]),
-        epoch=_whole(event["epoch"]),
-        rule=rule if rule in (fmt.DIVERGENCE_NONFINITE, fmt.DIVERGENCE_SPIKE) else fmt.DIVERGENCE_NONFINITE,
-        lr=as_time(data.get("lr")),
-        layer=str(data["layer"]) if isinstance(data.get("layer"), str) else None,
-        best=as_time(data.get("best")),
-        evidence=evidence if isinstance(evidence, dict) else None,
-    )
 
 
 def _whole(value: Any) -> int | None:

@@ -121,3 +121,26 @@ class RunProgress:
             ended=as_time(value.get("ended")),
             heartbeat=as_time(value.get("heartbeat")),
         )
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the runs list shows of one run (`Run.overview()`), read in one pass over run.json, status.json and the
+    summary: the derived status and its reason, progress, and each epoch metric's last and best value.
+
+    Example:
+    ```python
+    overview = run.overview()
+    print(overview.status, overview.metrics.get("val_loss", {}).get("best"))
+    ```
+    """
+
+    status: str
+    reason: str | None
+    progress: RunProgress
+    divergence: Divergence | None
+    stop: Stop | None
+    best_epoch: int | None  # 0-based epoch with the best value of the monitored metric
+    last_epoch: int | None  # 0-based epoch of the last epoch record
+    last_step: int | None  # its step
+    metrics: dict[str, dict[str, Any]]  # summary.json `metrics`: {"val_loss": {"last", "best", "best_epoch", ...}}

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kerascope.monitor import format as fmt
+from kerascope.monitor.summary import SummaryBuilder, encode_summary
 
 
 class RunWriter:
@@ -113,6 +114,7 @@ class RunWriter:
             if not _ends_with_newline(path):
                 writer._torn.add(stream)
             writer._resumed_sizes[stream] = _size(path)
+        writer._summary_from_disk()  # the summary goes on from what the earlier phases recorded
         writer._start(write_meta=False)  # status says `running` before anything else of the new phase is written
         return writer
 
@@ -130,6 +132,8 @@ class RunWriter:
         self._stop = threading.Event()
         self._closed = False
         self._last_heartbeat = 0.0
+        self._summary = SummaryBuilder()
+        self._summary_due = True  # summary.json is rewritten at the next flush
 
     def _start(self, write_meta: bool = True) -> None:
         # The first files are written synchronously so that a failure here (unwritable logdir) raises to the caller,
@@ -137,6 +141,7 @@ class RunWriter:
         if write_meta:
             fmt.write_json_atomic(os.path.join(self.run_dir, fmt.RUN_FILE), self.meta)
         self._write_status()
+        self._update_summary({})
         self._thread = threading.Thread(target=self._flush_loop, name=f"kerascope-writer-{self.run_id}", daemon=True)
         self._thread.start()
 
@@ -188,10 +193,12 @@ class RunWriter:
     def update_status(self, **fields: Any) -> None:
         """Merge fields into status.json; written with the next heartbeat."""
         self.status.update(fields)
+        self._summary_due = True
 
     def update_meta(self, **fields: Any) -> None:
         """Merge fields into run.json and rewrite it now (atomically)."""
         self.meta.update(fields)
+        self._summary_due = True
         self._guard("run.json", fmt.write_json_atomic, os.path.join(self.run_dir, fmt.RUN_FILE), self.meta)
 
     def write_file(self, relpath: str, data: bytes | str) -> None:
@@ -242,7 +249,20 @@ class RunWriter:
                         continue
                     if count:
                         dropped[stream] = count
+            if "epoch" in dropped or "events" in dropped:
+                self._summary_from_disk()  # summary.json must not keep what the dropped records said
         return dropped
+
+    def _summary_from_disk(self) -> None:
+        """Start the summary over from what epoch.jsonl and events.jsonl hold now; rewritten at the next flush."""
+        self._summary = SummaryBuilder()
+        for stream in ("epoch", "events"):
+            try:
+                with open(os.path.join(self.run_dir, fmt.STREAM_FILES[stream]), "rb") as f:
+                    self._summary.add_lines(stream, f.read())
+            except OSError:
+                pass
+        self._summary_due = True
 
     def _rewrite(self, stream: str, size: int, keep: Callable[[str, dict[str, Any]], bool]) -> int:
         """`rewind` of one stream whose first `size` bytes are the old part (caller holds the I/O lock)."""
@@ -289,6 +309,7 @@ class RunWriter:
                     self._append(stream, records)
             if heartbeat:
                 self._write_status()
+            self._update_summary(pending)
 
     def close(self, status: str = fmt.FINISHED, reason: str | None = None) -> None:
         """Flush everything, set the final status and stop the background thread. Safe to call twice."""
@@ -300,6 +321,7 @@ class RunWriter:
         self.status.update(status=status, ended=time.time())
         if reason:
             self.status["reason"] = reason
+        self._summary_due = True
         self.flush()
         with self._io_lock:
             for fd in self._fds.values():
@@ -345,6 +367,25 @@ class RunWriter:
             self._torn.discard(stream)
         except OSError as exc:
             self._report(f"could not append to {relpath}: {exc}")
+
+    def _update_summary(self, pending: dict[str, list[dict[str, Any]]]) -> None:
+        """Fold the flushed epoch and event records into summary.json and replace it when anything it shows moved."""
+        for record in pending.get("epoch", ()):
+            self._summary.add_epoch(record)
+        for record in pending.get("events", ()):
+            self._summary.add_event(record)
+        if not (self._summary_due or pending.get("epoch") or pending.get("events")):
+            return
+        self._summary_due = False
+        sources = {}
+        for relpath in (fmt.EPOCH_FILE, fmt.EVENTS_FILE):
+            try:
+                sources[relpath] = os.stat(os.path.join(self.run_dir, relpath)).st_size
+            except OSError:
+                sources[relpath] = 0
+        summary = self._summary.summary(self.meta, dict(self.status), sources)
+        self._guard(fmt.RUN_SUMMARY_FILE, fmt.write_bytes_atomic, os.path.join(self.run_dir, fmt.RUN_SUMMARY_FILE),
+                    encode_summary(summary))
 
     def _write_status(self) -> None:
         self._last_heartbeat = self.status["heartbeat"] = time.time()

@@ -26,3 +26,10 @@ def pytest_runtest_makereport(item, call):
     browser_tests = sys.modules.get("test_browser")
     for page, process in getattr(browser_tests, "OPEN_PAGES", []):
         report.sections.append(("what the page showed", browser_tests.save_evidence(page, process, item.nodeid)))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _catalogs_in_a_temporary_folder(tmp_path_factory):
+    """Dashboards started by the tests keep their catalogs here, not in the user's ~/.cache."""
+    os.environ["KERASCOPE_CACHE_DIR"] = str(tmp_path_factory.mktemp("catalogs"))
+    yield

@@ -89,6 +89,22 @@ def test_run_meta_status_and_events(sequential_run):
     assert phase["trainable_params"] == 90 and phase["initial_epoch"] == 0 and phase["epochs"] == 3
 
 
+def test_summary_json_matches_what_training_recorded(sequential_run):
+    """The writer keeps summary.json (docs/run-format.md): last and best of every epoch metric with its direction."""
+    run_dir, history = sequential_run
+    summary = read_json(run_dir, "summary.json")
+    assert summary["status"] == "finished" and summary["epochs_logged"] == 3 and summary["name"] == "mlp / baseline"
+    assert summary["progress"]["step"] == 12 and summary["model"]["total_params"] == 90
+    val_loss = history.history["val_loss"]
+    assert summary["metrics"]["val_loss"]["last"] == pytest.approx(val_loss[-1])
+    assert summary["metrics"]["val_loss"]["best"] == pytest.approx(min(val_loss))
+    assert summary["metrics"]["val_loss"]["best_epoch"] == int(np.argmin(val_loss))
+    assert summary["metrics"]["accuracy"]["direction"] == "max" and summary["metrics"]["iou"]["direction"] == "max"
+    assert summary["metrics"]["accuracy"]["best"] == pytest.approx(max(history.history["accuracy"]))
+    assert summary["sources"] == {name: os.path.getsize(os.path.join(run_dir, name))
+                                  for name in ("epoch.jsonl", "events.jsonl")}
+
+
 def test_activation_and_weight_statistics(sequential_run):
     run_dir, _ = sequential_run
     activations = records(run_dir, "activations.jsonl")

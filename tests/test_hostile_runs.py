@@ -29,7 +29,7 @@ out = {}
 for run in RunStore(sys.argv[1]).runs():
     out[run.id] = {
         "status": run.status, "reason": run.reason, "rows": len(run.batch_metrics()),
-        "epochs": len(run.epoch_metrics()),
+        "epochs": len(run.epoch_metrics()), "system": len(run.system_metrics()),
         "events": len(run.events()), "checkpoints": len(run.checkpoints()), "summary": len(run.model_summary()),
         "dot": len(run.model_graph_dot()), "png": run.model_graph_png() is not None,
         "config": run.model_config() is not None, "layers": len(run.layers()), "problems": run.problems,

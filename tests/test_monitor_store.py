@@ -147,14 +147,14 @@ def test_refresh_is_incremental_and_versions_grow_only_with_new_data(runs_root):
     writer.flush()
     first = run.batch_metrics()
     assert run.version == 1 and first["step"].tolist() == [1, 2, 3]
-    assert run.events()["kind"].tolist() == ["train_begin"]
-    assert not run.refresh() and run.version == 1 and run.batch_metrics() is first
+    assert run.events()["kind"].tolist() == ["train_begin"]  # streams are read lazily: events only now
+    assert not run.refresh() and run.version == 2 and run.batch_metrics() is first
     tail = run._tails["batch"]
     offset = tail.offset
     writer.log("batch", {"step": 4, "epoch": 0, "batch": 3, "time": 2.0, "loss": 0.2, "new_metric": 7})
     writer.flush()
     frame = run.batch_metrics()
-    assert run.version == 2 and frame["step"].tolist() == [1, 2, 3, 4] and tail.offset > offset
+    assert run.version == 3 and frame["step"].tolist() == [1, 2, 3, 4] and tail.offset > offset
     assert frame["new_metric"].isna().tolist() == [True, True, True, False]
     writer.close()
 

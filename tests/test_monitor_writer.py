@@ -211,6 +211,8 @@ def test_rewind_drops_superseded_old_records_and_a_following_reader_stays_right(
     first = RunWriter(runs_root, name="rewound", flush_interval=60)
     for step in range(1, 9):
         first.log("batch", {"step": step, "epoch": (step - 1) // 4})
+    first.log("epoch", {"epoch": 0, "step": 4, "loss": 0.5})
+    first.log("epoch", {"epoch": 1, "step": 8, "loss": 0.1})  # superseded: the restart will log epoch 1 again
     first.log("system", {"time": 1.0})
     first.close()
     with open(os.path.join(first.run_dir, "batch.jsonl"), "ab") as f:
@@ -221,16 +223,25 @@ def test_rewind_drops_superseded_old_records_and_a_following_reader_stays_right(
     writer.log("batch", {"step": 5, "epoch": 1, "new": 1})  # the restarted training, before the rewind
     writer.flush()
     dropped = writer.rewind(lambda stream, record: record.get("epoch", 0) < 1)
-    assert dropped == {"batch": 4}  # steps 5-8 of epoch 1; the torn fragment is not a record
+    # Steps 5-8 and the record of epoch 1; the torn fragment is not a record.
+    assert dropped == {"batch": 4, "epoch": 1}
     for step in range(6, 9):
         writer.log("batch", {"step": step, "epoch": 1, "new": 1})
+    writer.log("epoch", {"epoch": 1, "step": 8, "loss": 0.3})
     writer.close()
+    summary = read_summary(first.run_dir)  # what the runs list shows: not the dropped epoch's loss
+    assert summary["epochs_logged"] == 2 and summary["metrics"]["loss"]["best"] == 0.3
     for reader in (follower, RunStore(runs_root).run(first.run_id)):
         batches = reader.batch_metrics()
         assert list(batches["step"]) == list(range(1, 9))
         assert list(batches["new"].fillna(0)) == [0] * 4 + [1] * 4
         assert len(reader.system_metrics()) == 1
     assert lines(os.path.join(first.run_dir, "batch.jsonl"))[-1] == b""  # whole lines only
+
+
+def read_summary(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, fmt.RUN_SUMMARY_FILE), encoding="utf-8") as f:
+        return json.load(f)
 
 
 PARTIAL_WRITE = r"""

@@ -11,12 +11,15 @@ import streamlit as st
 
 from kerascope.app import charts, state, tables, widgets
 from kerascope.app.compare_charts import (
+    MAX_CHART_POINTS,
+    MAX_DRAWN_RUNS,
     NO_GROUPS,
     Grid,
     grid_figures,
     grid_metrics,
     group_figures,
     group_options,
+    points_per_run,
     run_colors,
     scatter_figure,
 )
@@ -25,6 +28,8 @@ from kerascope.app.live_chart import live_chart
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
+MAX_OPTIONS = 500
+
 
 def grid_part(run_ids: list[str], grid: Grid, group_by: str) -> None:
     """Every metric's chart, live: rebuilt only when a run read new records or the choices changed."""
@@ -32,7 +37,7 @@ def grid_part(run_ids: list[str], grid: Grid, group_by: str) -> None:
     present = {run.id: run for run in state.store().runs()}  # one scan of the logdir per tick
     runs = [present[run_id] for run_id in run_ids if run_id in present]
     for run in runs:
-        run.refresh()
+        run.refresh(("epoch",) if grid.level == "epoch" else ("batch",))
     key = (tuple((run.id, run.version) for run in runs), grid, group_by)
 
     def build() -> dict[str, go.Figure]:
@@ -44,6 +49,12 @@ def grid_part(run_ids: list[str], grid: Grid, group_by: str) -> None:
     if not figures:
         st.info(f"The selected runs recorded no {grid.level}-level metrics.")
         return
+    if group_by == NO_GROUPS and len(runs) > MAX_DRAWN_RUNS:
+        st.caption(f"The charts draw the first {MAX_DRAWN_RUNS} of the {len(runs):,} runs picked (group them to see "
+                   f"all as bands); each run is downsampled to {points_per_run(MAX_DRAWN_RUNS):,} points.")
+    elif len(runs) * charts.MAX_POINTS > MAX_CHART_POINTS:
+        st.caption(f"With {len(runs):,} runs each curve is downsampled to {points_per_run(len(runs)):,} points "
+                   "(the CSV export keeps every value).")
     names = list(figures)
     view = f"{grid}|{group_by}|{sorted(run_ids)}"
     for start in range(0, len(names), 2):
@@ -69,8 +80,13 @@ def main() -> None:
         widgets.no_runs_message()
         return
     by_id = {run.id: run for run in runs}
-    picked = st.multiselect("Runs", list(by_id), default=state.compare_ids(runs), key="compare_runs",
-                            format_func=lambda run_id: run_label(by_id[run_id]))
+    # Offered: the runs picked, then the newest ones (a picker of ten thousand names is no picker; the Runs page
+    # filters and sends any selection here).
+    default = state.compare_ids(runs)
+    picked_ids = [run_id for run_id in st.session_state.get("compare_runs", default) if run_id in by_id]
+    options = list(dict.fromkeys(picked_ids + list(by_id)[:MAX_OPTIONS]))
+    picked = st.multiselect("Runs", options, default=default if "compare_runs" not in st.session_state else None,
+                            key="compare_runs", format_func=lambda run_id: run_label(by_id[run_id]))
     st.session_state[state.COMPARE_KEY] = picked
     chosen = [by_id[run_id] for run_id in picked]
     if not chosen:

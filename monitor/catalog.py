@@ -1,0 +1,180 @@
+"""Catalog: an SQLite cache of what listing each run of one root read, so that a dashboard starts warm.
+
+One database per root (named by a hash of the root's real path) in a cache directory outside the runs root, which may
+be read-only or shared: `$KERASCOPE_CACHE_DIR`, else `$XDG_CACHE_HOME/kerascope`, else `~/.cache/kerascope`. A row
+holds a run's listing snapshot (run.json, status.json and the summary as read) and the stamps (size, mtime, inode) of
+the files it was read from; it is used only while every stamp still matches, so the run directories stay the truth.
+WAL mode and a busy timeout let several dashboard processes share it; a corrupt or foreign database is deleted and
+rebuilt from the run directories. Every failure degrades to "no cache", never to an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+CACHE_ENV = "KERASCOPE_CACHE_DIR"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> str:
+    """Where catalogs live: $KERASCOPE_CACHE_DIR, else $XDG_CACHE_HOME/kerascope, else ~/.cache/kerascope."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return os.path.abspath(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(os.path.abspath(base), "kerascope")
+
+
+class Catalog:
+    """The cached listing snapshots of the runs under one root.
+
+    Args:
+        root: the runs root it caches.
+        directory: where the database lives (default `cache_dir()`); never inside the root.
+
+    Example:
+    ```python
+    catalog = Catalog("runs")
+    store = RunStore("runs", catalog=catalog)   # the store reads and fills it
+    print(catalog.path, len(catalog.load()))
+    ```
+    """
+
+    def __init__(self, root: str | os.PathLike[str], directory: str | None = None) -> None:
+        self.root = os.path.realpath(os.fspath(root))
+        folder = os.path.abspath(directory or cache_dir())
+        digest = hashlib.sha256(self.root.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+        self.path = os.path.join(folder, f"runs-{digest}.sqlite")
+        self.rebuilt: str | None = None  # why the database was deleted and recreated, if it was
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        with self._lock:
+            self._connect()
+
+    # -- connection ------------------------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        try:
+            self._conn = self._open()
+        except sqlite3.DatabaseError as exc:  # corrupt, not a database, or another schema: rebuild it
+            self._rebuild(exc)
+        except OSError as exc:  # the cache folder cannot be created: run without a catalog
+            log.warning("kerascope: no catalog (%s)", exc)
+            self._conn = None
+
+    def _open(self) -> sqlite3.Connection:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            os.chmod(self.path, 0o600)  # it holds hparams and notes of every run
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last transaction on power loss is fine
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise sqlite3.DatabaseError(f"catalog schema {version}, expected {SCHEMA_VERSION}")
+            conn.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, stamps TEXT NOT NULL, "
+                         "snapshot TEXT NOT NULL)")
+            conn.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("INSERT OR REPLACE INTO info VALUES ('root', ?)", (self.root,))
+            conn.execute("SELECT count(*) FROM runs").fetchone()  # a damaged table raises here, not later
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _rebuild(self, exc: BaseException) -> None:
+        self.rebuilt = f"{type(exc).__name__}: {exc}"
+        log.warning("kerascope: catalog %s unusable (%s): rebuilt from the run directories", self.path, exc)
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.unlink(self.path + suffix)
+        try:
+            self._conn = self._open()
+        except (sqlite3.Error, OSError) as again:
+            log.warning("kerascope: no catalog (%s)", again)
+            self._conn = None
+
+    def _run(self, action: str, work: Any) -> Any:
+        """`work(conn)` under the lock; a corrupt database is rebuilt, a busy one skipped (returns None)."""
+        with self._lock:
+            if self._conn is None:
+                return None
+            try:
+                return work(self._conn)
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    log.info("kerascope: catalog busy, %s skipped", action)
+                    return None
+                self._rebuild(exc)
+            except sqlite3.DatabaseError as exc:
+                self._rebuild(exc)
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- rows ------------------------------------------------------------------------------------------------------
+
+    def load(self) -> dict[str, tuple[Any, dict[str, Any]]]:
+        """{run id: (stamps, snapshot)} for every cataloged run (rows that do not parse are left out)."""
+        rows = self._run("load", lambda conn: conn.execute("SELECT id, stamps, snapshot FROM runs").fetchall()) or []
+        loaded = {}
+        for run_id, stamps, snapshot in rows:
+            try:
+                loaded[run_id] = (_tuples(json.loads(stamps)), json.loads(snapshot))
+            except (ValueError, RecursionError):
+                continue
+        return loaded
+
+    def put(self, rows: Iterable[tuple[str, Any, dict[str, Any]]]) -> None:
+        """Store (run id, stamps, snapshot) rows in one transaction."""
+        encoded = [(run_id, json.dumps(stamps), json.dumps(snapshot, allow_nan=True)) for run_id, stamps, snapshot
+                   in rows]
+        if not encoded:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?)", encoded)
+
+        self._run("put", write)
+
+    def delete(self, run_ids: Iterable[str]) -> None:
+        """Forget runs whose directories are gone."""
+        ids = [(run_id,) for run_id in run_ids]
+        if not ids:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("DELETE FROM runs WHERE id = ?", ids)
+
+        self._run("delete", write)
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back into the tuples they were written from (stamps compare as tuples)."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
