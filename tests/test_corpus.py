@@ -100,8 +100,8 @@ def read_everything(run) -> dict[str, object]:
         "png": run.model_graph_png(),
         "config": run.model_config(),
     }
-    for reader in ("batch_metrics", "epoch_metrics", "system_metrics", "activations", "weights", "events", "phases",
-                   "layers", "checkpoints"):
+    for reader in ("batch_metrics", "epoch_metrics", "system_metrics", "activations", "weights", "gradients", "events",
+                   "phases", "layers", "checkpoints"):
         frame = getattr(run, reader)()
         assert isinstance(frame, pd.DataFrame), reader
         results[reader] = frame
