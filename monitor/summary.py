@@ -90,7 +90,11 @@ class SummaryBuilder:
             if nan["epoch"] is not None:
                 self._nan_epochs.add(nan["epoch"])
         elif kind == fmt.EVENT_DIVERGENCE and self._divergence is None:
-            self._divergence = divergence_of_event(record)
+            found = divergence_of_event(record)
+            # Any metric that turns NaN gets the event; only a loss makes the run diverged (a custom metric that is
+            # NaN, e.g. a ratio over an empty class, does not mean the training broke).
+            if "loss" in found["metric"] or found["rule"] == fmt.DIVERGENCE_SPIKE:
+                self._divergence = found
         elif kind == fmt.EVENT_EARLY_STOP:
             epoch = _whole(data.get("epoch"))
             self._stop_epoch = epoch if epoch is not None else _whole(record.get("epoch"))
