@@ -31,7 +31,6 @@ LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a f
 VIEWERS_AT_FULL_SPEED = 2
 VIEWER_TIMEOUT_S = 5.0  # a session that has not ticked for this long has closed its tab
 SESSION_ID_KEY = "session_id"
-INTERVAL_KEY = "live_interval_s"  # the timer this session's live fragments were started with
 RUN_KEY = "run_id"  # the run the single-run pages show
 COMPARE_KEY = "compare_ids"  # runs picked on the Runs page, shown on the Compare page
 LIVE_KEY = "live"  # False while the user paused live updates
@@ -185,16 +184,16 @@ def _paced_interval() -> float:
 def live_interval() -> float | None:
     """The timer to start a live fragment with: LIVE_INTERVAL_S, longer when many sessions watch; None (no timer)
     while paused."""
-    interval = _paced_interval() if live() else None
-    st.session_state[INTERVAL_KEY] = interval
-    return interval
+    return _paced_interval() if live() else None
 
 
-def keep_pace() -> None:
-    """Call in every tick of a live fragment: counts this session as watching, and reruns the page (which restarts
-    the timers) when the number of sessions watching calls for another interval than the one running."""
-    if live() and _paced_interval() != st.session_state.get(INTERVAL_KEY):
-        st.rerun()
+def still_watching() -> None:
+    """Call in every tick of a live fragment: counts this session as watching. A session's timer is set when its
+    page runs whole (`live_interval`); it is not restarted from a tick, since a rerun started inside a timed fragment
+    races the fragment's timer and Streamlit's frontend then fails on the page ("Cannot set a node at a delta path")
+    and drops the connection."""
+    if live():
+        _paced_interval()
 
 
 def session_cached(name: str, key: Hashable, build: Callable[[], T], *, max_age_s: float | None = None) -> T:

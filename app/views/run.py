@@ -98,7 +98,7 @@ def events_table(run: Run) -> None:
 
 
 def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
-    state.keep_pace()
+    state.still_watching()
     try:
         run = state.store().run(run_id)
     except KeyError:
