@@ -11,7 +11,6 @@ import itertools
 import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TypeVar
@@ -26,11 +25,6 @@ from kerascope.monitor.remote_reader import RemoteWatcher
 from kerascope.monitor.storage import redact_url, url_protocol
 
 LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a few ms (docs/benchmarks.md)
-# Viewers that share the server's cores before the timer slows down: two sessions ticking every 0.2 s keep a 2-core
-# server mostly idle; ten would queue their ticks behind each other (p95 record -> visible of many seconds).
-VIEWERS_AT_FULL_SPEED = 2
-VIEWER_TIMEOUT_S = 5.0  # a session that has not ticked for this long has closed its tab
-SESSION_ID_KEY = "session_id"
 RUN_KEY = "run_id"  # the run the single-run pages show
 COMPARE_KEY = "compare_ids"  # runs picked on the Runs page, shown on the Compare page
 LIVE_KEY = "live"  # False while the user paused live updates
@@ -143,57 +137,18 @@ class SharedCache:
         return value
 
 
-class Viewers:
-    """The sessions showing live pages now (each tick says "still here"): the fragment timer grows with their number."""
-
-    def __init__(self) -> None:
-        self._last_tick: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def tick(self, session: str, now: float | None = None) -> int:
-        """Note that `session` is watching (at `now`, by default `time.monotonic()`); how many sessions watch."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._last_tick[session] = now
-            for other, at in list(self._last_tick.items()):
-                if now - at > VIEWER_TIMEOUT_S:
-                    del self._last_tick[other]
-            return len(self._last_tick)
-
-
 @st.cache_resource(show_spinner=False)
 def shared() -> SharedCache:
     return SharedCache()
-
-
-@st.cache_resource(show_spinner=False)
-def _viewers() -> Viewers:
-    return Viewers()
 
 
 def live() -> bool:
     return st.session_state.get(LIVE_KEY, True)
 
 
-def _paced_interval() -> float:
-    session = st.session_state.setdefault(SESSION_ID_KEY, uuid.uuid4().hex)
-    watching = _viewers().tick(session)
-    return round(LIVE_INTERVAL_S * max(1.0, watching / VIEWERS_AT_FULL_SPEED), 1)
-
-
 def live_interval() -> float | None:
-    """The timer to start a live fragment with: LIVE_INTERVAL_S, longer when many sessions watch; None (no timer)
-    while paused."""
-    return _paced_interval() if live() else None
-
-
-def still_watching() -> None:
-    """Call in every tick of a live fragment: counts this session as watching. A session's timer is set when its
-    page runs whole (`live_interval`); it is not restarted from a tick, since a rerun started inside a timed fragment
-    races the fragment's timer and Streamlit's frontend then fails on the page ("Cannot set a node at a delta path")
-    and drops the connection."""
-    if live():
-        _paced_interval()
+    """The timer to start a live fragment with: LIVE_INTERVAL_S, or None (no timer) while paused."""
+    return LIVE_INTERVAL_S if live() else None
 
 
 def session_cached(name: str, key: Hashable, build: Callable[[], T], *, max_age_s: float | None = None) -> T:

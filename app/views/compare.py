@@ -33,7 +33,6 @@ MAX_OPTIONS = 500
 
 def grid_part(run_ids: list[str], grid: Grid, group_by: str) -> None:
     """Every metric's chart, live: rebuilt only when a run read new records or the choices changed."""
-    state.still_watching()
     present = {run.id: run for run in state.store().runs()}  # one scan of the logdir per tick
     runs = [present[run_id] for run_id in run_ids if run_id in present]
     for run in runs:

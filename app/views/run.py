@@ -98,7 +98,6 @@ def events_table(run: Run) -> None:
 
 
 def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
-    state.still_watching()
     try:
         run = state.store().run(run_id)
     except KeyError:

@@ -193,7 +193,6 @@ def folded(frame: pd.DataFrame, column: str, ascending: bool, rank: tuple[str | 
 def show_table(text: str, statuses: list[str], groups: list[str], where: str, sort: str, reverse: bool,
                fold: bool, page_size: int) -> None:
     open_clicked_run()
-    state.still_watching()
     runs = state.store().runs()
     if not runs:
         widgets.no_runs_message()
