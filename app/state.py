@@ -127,13 +127,13 @@ class SharedCache:
                     return self._items[key]
             try:
                 value = build()
+                with self._lock:  # stored before the key stops being "in progress": no second build slips in
+                    self._items[key] = value
+                    while len(self._items) > self._capacity:
+                        self._items.popitem(last=False)
             finally:
                 with self._lock:
                     self._building.pop(key, None)
-            with self._lock:
-                self._items[key] = value
-                while len(self._items) > self._capacity:
-                    self._items.popitem(last=False)
         return value
 
 
