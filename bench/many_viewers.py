@@ -15,12 +15,10 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import numpy as np
 import psutil
@@ -28,7 +26,7 @@ import psutil
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO]
 
-from bench.dashboard_speed import replace_section  # noqa: E402
+from bench.dashboard_speed import free_port, replace_section, wait_health  # noqa: E402
 from kerascope import RunWriter  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -45,23 +43,6 @@ WATCH_POINTS = """() => {
         }
     }, 20);
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_health(port: int, process: subprocess.Popen) -> None:
-    while process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the dashboard exited")
 
 
 def measure(sessions: int, trials: int, gap_s: float, patience_s: float) -> dict[str, float]:
