@@ -119,6 +119,10 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "--server.fileWatcherType", "none",
         "--server.enableStaticServing", "true",  # plotly.js for the charts, from app/static/
         "--server.runOnSave", "false",
+        # Streamlit runs a full gc.collect(2) after every script run, fragment ticks included: with pandas, plotly and
+        # pyarrow loaded that is ~0.1 s per tick, most of a core for one viewer at 5 ticks a second. Python's own
+        # generational collector still runs.
+        "--runner.postScriptGC", "false",
         "--client.showErrorDetails", "type",
         "--client.toolbarMode", "minimal",
         "--browser.gatherUsageStats", "false",

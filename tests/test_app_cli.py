@@ -23,6 +23,7 @@ def test_defaults_bind_localhost_and_keep_streamlit_away_from_the_runs():
     assert option(command, "--server.fileWatcherType") == "none"
     assert option(command, "--server.headless") == "true"
     assert option(command, "--browser.gatherUsageStats") == "false"
+    assert option(command, "--runner.postScriptGC") == "false"  # a full GC after every live tick costs a core
 
 
 def test_host_port_and_logdir_from_arguments_and_environment(monkeypatch):
