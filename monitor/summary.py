@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from kerascope.monitor import format as fmt
-from kerascope.monitor.tail import parse_records
+from kerascope.monitor.tail import iter_records
 
 # status.json fields copied into the summary's `progress`.
 PROGRESS_FIELDS = ("epoch", "epochs", "step", "steps_per_epoch", "phase", "started", "ended", "heartbeat", "reason")
@@ -103,8 +103,9 @@ class SummaryBuilder:
     def add_lines(self, stream: str, data: bytes) -> None:
         """Feed complete JSONL lines of "epoch" or "events" (malformed lines are skipped, as readers do)."""
         add = self.add_epoch if stream == "epoch" else self.add_event
-        for record in parse_records(data)[0]:
-            add(record)
+        for record, _ in iter_records(data):  # one at a time: a run may hold a million events
+            if record is not None:
+                add(record)
 
     def summary(self, meta: dict[str, Any], status: dict[str, Any], sources: dict[str, int]) -> dict[str, Any]:
         """The summary.json content for a run with this run.json (`meta`) and status.json (`status`).

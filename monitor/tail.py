@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,19 @@ class JsonlTail:
         return complete
 
 
+def iter_records(data: bytes) -> Iterator[tuple[dict[str, Any] | None, int]]:
+    """Each non-blank JSONL line of `data` as (the dict it holds, or None when it is not a JSON object; its byte
+    length with the newline). A generator, so that a caller folding records one by one never holds them all."""
+    for line in io.BytesIO(data):  # line by line, not a list of a million lines (io.BytesIO shares `data`)
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):
+            value = None
+        yield (value if isinstance(value, dict) else None), len(line) + (not line.endswith(b"\n"))
+
+
 def parse_records(data: bytes, sizes: list[int] | None = None) -> tuple[list[dict[str, Any]], int]:
     """Parse complete JSONL lines into dicts; returns (records, number of lines that were not a JSON object).
 
@@ -124,20 +138,13 @@ def parse_records(data: bytes, sizes: list[int] | None = None) -> tuple[list[dic
     """
     records: list[dict[str, Any]] = []
     bad = 0
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except (ValueError, RecursionError):
+    for record, size in iter_records(data):
+        if record is None:
             bad += 1
             continue
-        if isinstance(value, dict):
-            records.append(value)
-            if sizes is not None:
-                sizes.append(len(line) + 1)
-        else:
-            bad += 1
+        records.append(record)
+        if sizes is not None:
+            sizes.append(size)
     return records, bad
 
 
