@@ -71,6 +71,52 @@ function watchZoom(node, state) {
   });
 }
 
+// Charts are drawn one per browser task, in the order their data arrived, so the browser paints the first chart
+// before it draws the next (drawn in one go, the page shows nothing until the last chart is done). A chart whose data
+// changes again before its turn is drawn once, with the newest data.
+const drawing = (window.__kerascopeDraws = window.__kerascopeDraws || { pending: new Map(), running: false });
+
+function nextTask() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+async function drawPending() {
+  if (drawing.running) return;
+  drawing.running = true;
+  try {
+    while (drawing.pending.size) {
+      const [node, spec] = drawing.pending.entries().next().value;
+      drawing.pending.delete(node);
+      try {
+        await draw(node, spec);
+      } catch (error) {
+        node.textContent = error.message;
+      }
+      await nextTask();
+    }
+  } finally {
+    drawing.running = false;
+  }
+}
+
+async function draw(node, spec) {
+  const Plotly = await loadPlotly(spec.bundle);
+  let state = node.__kerascope;
+  if (state && state.Plotly !== Plotly) {
+    state.Plotly.purge(node); // drawn by the other bundle: start over with this one
+    state = null;
+  }
+  if (!state) state = node.__kerascope = { Plotly, width: null, ignoreRelayout: false, watched: false };
+  await Plotly.react(node, spec.figure.data, spec.figure.layout, spec.config);
+  if (!state.watched) {
+    watchZoom(node, state);
+    state.watched = true;
+  }
+  node.dataset.revision = String(spec.revision);
+  node.dataset.points = String(spec.points);
+  follow(Plotly, node, state, spec);
+}
+
 export default function (component) {
   const { data, parentElement } = component;
   const node = parentElement.querySelector(".kerascope-chart");
@@ -79,26 +125,10 @@ export default function (component) {
     loadPlotly(data === "full" ? "full" : "cartesian").catch(() => {});
     return;
   }
+  if (node.__kerascopeData === data) return; // the same figure again: nothing to draw
+  node.__kerascopeData = data;
   const spec = JSON.parse(data);
   node.style.height = spec.height + "px";
-  loadPlotly(spec.bundle)
-    .then(async (Plotly) => {
-      let state = node.__kerascope;
-      if (state && state.Plotly !== Plotly) {
-        state.Plotly.purge(node); // drawn by the other bundle: start over with this one
-        state = null;
-      }
-      if (!state) state = node.__kerascope = { Plotly, width: null, ignoreRelayout: false, watched: false };
-      await Plotly.react(node, spec.figure.data, spec.figure.layout, spec.config);
-      if (!state.watched) {
-        watchZoom(node, state);
-        state.watched = true;
-      }
-      node.dataset.revision = String(spec.revision);
-      node.dataset.points = String(spec.points);
-      follow(Plotly, node, state, spec);
-    })
-    .catch((error) => {
-      node.textContent = error.message;
-    });
+  drawing.pending.set(node, spec);
+  drawPending();
 }
