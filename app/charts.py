@@ -1,4 +1,5 @@
-"""Plotly figure builders. Long series are downsampled (MinMaxLTTB) to a bounded number of WebGL points per trace.
+"""Plotly figure builders. Long series are downsampled (MinMaxLTTB) to a bounded number of points per trace, drawn
+as SVG (go.Scatter).
 
 Nothing here touches Streamlit, so the builders are cheap to test and to benchmark.
 """
