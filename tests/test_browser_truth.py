@@ -61,3 +61,55 @@ def test_the_early_stopped_sample_says_so_with_a_log_lr_axis_and_kind_toggles(pa
     page.wait_for_function(f"(t) => ({FIND_CHART})(t)._fullData.find(d => d.name === 'checkpoints').visible "
                            "=== 'legendonly'", arg="loss", timeout=PATIENCE_MS)
     assert page.evaluate(visible, "loss")["best epoch"] is True  # the other kinds stay
+
+
+# The glide-data-grid behind st.dataframe draws on a canvas: its columns (title, width in px), its theme (font,
+# cell padding) and each cell's drawn text (`displayData`) are read from the grid component's React props.
+GRID = """(grid) => {
+    const canvas = grid.querySelector('[data-testid=data-grid-canvas]');
+    let fiber = canvas[Object.keys(canvas).find(key => key.startsWith('__reactFiber'))];
+    while (fiber && !(fiber.memoizedProps && fiber.memoizedProps.columns && fiber.memoizedProps.theme
+                      && fiber.memoizedProps.getCellContent)) fiber = fiber.return;
+    return fiber.memoizedProps;
+}"""
+GRID_TEXT = f"""([grid, rows]) => {{
+    const props = ({GRID})(grid);
+    const titles = props.columns.map(column => column.title);
+    const cell = (title, row) => props.getCellContent([titles.indexOf(title), row]);
+    const context = document.createElement('canvas').getContext('2d');
+    context.font = props.theme.baseFontStyle + ' ' + props.theme.fontFamily;
+    return Object.fromEntries(props.columns.filter(column => column.title).map(column => [column.title, {{
+        width: column.width, padding: props.theme.cellHorizontalPadding,
+        texts: [...Array(rows).keys()].map(row => String(cell(column.title, row).displayData)),
+        text_widths: [...Array(rows).keys()].map(row => context.measureText(
+            String(cell(column.title, row).displayData)).width)}}]));
+}}"""
+
+
+def grid_columns(page, index: int, rows: int) -> dict[str, dict]:
+    """The `index`-th table of the page: column title -> {width, padding, texts, text_widths} of its first rows."""
+    grid = page.locator("[data-testid=stDataFrame]").nth(index)
+    grid.locator("[data-testid=data-grid-canvas]").wait_for(timeout=PATIENCE_MS)
+    page.evaluate("document.fonts.ready")
+    return page.evaluate(GRID_TEXT, [grid.element_handle(), rows])
+
+
+def test_compare_tables_read_numbers_as_the_dashboard_writes_them(page):
+    ids = [sample("08"), sample("06")]
+    page.goto(f"{page.base}/compare?runs={','.join(ids)}")
+    page.get_by_text("Final metrics and model size").first.wait_for(timeout=PATIENCE_MS)
+    columns = grid_columns(page, page.locator("[data-testid=stDataFrame]").count() - 1, 2)
+    assert columns["loss"]["texts"] == ["NaN", "0.002871"]  # the diverged run's last loss: not "None"
+    assert columns["params"]["texts"] == ["13,706", "13,706"]
+
+
+def test_a_learning_rate_hover_reads_in_scientific_notation(page):
+    page.goto(f"{page.base}/run?run={sample('06')}")
+    wait_chart(page, "learning rate per batch")
+    hover = f"""(title) => {{ const node = ({FIND_CHART})(title); node.scrollIntoView();
+        window.Plotly.Fx.hover(node, {{xval: 1306}});
+        return [...node.querySelectorAll('.hoverlayer .legend text.legendtext, .hoverlayer text')]
+            .map(text => text.textContent); }}"""
+    texts = page.evaluate(hover, "learning rate per batch")
+    assert "lr : 8.1e-05" in texts, texts  # ReduceLROnPlateau's last rate (plotly's own ".4~g" reads 0.000081)
+
