@@ -94,6 +94,19 @@ def grid_columns(page, index: int, rows: int) -> dict[str, dict]:
     return page.evaluate(GRID_TEXT, [grid.element_handle(), rows])
 
 
+def test_the_runs_table_shows_names_and_statuses_whole(page):
+    page.goto(f"{page.base}/")
+    page.get_by_text("Runs that need attention", exact=False).first.wait_for(timeout=PATIENCE_MS)
+    runs = RunStore(SAMPLES).runs()
+    columns = grid_columns(page, 0, len(runs))
+    assert "06 early stopping + ReduceLROnPlateau" in columns["name"]["texts"]
+    assert "■ interrupted" in columns["status"]["texts"]
+    for title in ("name", "status"):
+        column = columns[title]
+        needed = max(column["text_widths"]) + 2 * column["padding"]
+        assert needed <= column["width"], f"{title}: {needed:.0f} px of text in a {column['width']} px column"
+
+
 def test_compare_tables_read_numbers_as_the_dashboard_writes_them(page):
     ids = [sample("08"), sample("06")]
     page.goto(f"{page.base}/compare?runs={','.join(ids)}")
