@@ -126,3 +126,31 @@ def test_a_learning_rate_hover_reads_in_scientific_notation(page):
     texts = page.evaluate(hover, "learning rate per batch")
     assert "lr : 8.1e-05" in texts, texts  # ReduceLROnPlateau's last rate (plotly's own ".4~g" reads 0.000081)
 
+
+def test_a_laptop_screen_shows_title_status_progress_and_two_charts_at_once(page):
+    """1280x800: the run's title at the top, its status badge, its progress bar and two charts above the fold."""
+    page.goto(f"{page.base}/run?run={sample('01')}")
+    drawn = """() => [...document.querySelectorAll('[data-testid=stMain] .kerascope-chart')]
+        .filter(node => node._fullLayout).length >= 2"""
+    page.wait_for_function(drawn, timeout=PATIENCE_MS)
+    page.locator("[data-testid=stProgress]").first.wait_for(timeout=PATIENCE_MS)
+    boxes = page.evaluate("""() => {
+        const box = (node) => { const r = node.getBoundingClientRect(); return [r.top, r.bottom, r.height]; };
+        return {title: box(document.querySelector('[data-testid=stMain] h1')),
+                badge: box([...document.querySelectorAll('.stMarkdownBadge')]
+                    .find(badge => badge.textContent === 'finished')),
+                progress: box(document.querySelector('[data-testid=stProgress]')),
+                // the charts drawn in the page (the plotly.js preloader in the sidebar is an empty chart node)
+                charts: [...document.querySelectorAll('[data-testid=stMain] .kerascope-chart')]
+                    .filter(node => node._fullLayout).slice(0, 2).map(box),
+                scrolled: document.querySelector('[data-testid=stMain]').scrollTop + window.scrollY};
+    }""")
+    assert boxes["scrolled"] == 0
+    assert 0 <= boxes["title"][0] <= 64, boxes  # no blank band above the title (Streamlit's default is 6rem)
+    for name in ("title", "badge", "progress"):
+        assert boxes[name][2] > 0 and boxes[name][1] <= 800, (name, boxes)
+    assert len(boxes["charts"]) == 2
+    for top, bottom, height in boxes["charts"]:
+        assert height >= 300 and 0 < top and bottom <= 800, boxes
+
+
