@@ -328,6 +328,22 @@ def test_every_page_on_the_sample_runs(page):
         assert "No checkpoints in this run" in shown
 
 
+def test_the_run_header_follows_status_json_at_the_next_refresh(runs_root):
+    writer = RunWriter(runs_root, name="ending", flush_interval=60)
+    writer.log("batch", {"step": 1, "epoch": 0, "batch": 0, "time": 1.0, "loss": 0.5, "batch_loss": 0.5})
+    writer.update_status(epoch=0, epochs=2, step=1, steps_per_epoch=2)
+    writer.flush()
+    run_id = os.path.basename(writer.run_dir)
+    at = open_page(runs_root, "views/run.py", run_id=run_id)
+    assert [m.value for m in at.markdown if "-badge[" in m.value] == [":blue-badge[running]"]
+    writer.close()  # status.json replaced (atomically) with the final status
+    # The next script run, in a new session: AppTest cannot rerun one whose run picker's labels (which carry the
+    # status) changed; the runs and their readers are the ones the first session used (test_browser_truth.py
+    # checks the live header of one browser session).
+    at = open_page(runs_root, "views/run.py", run_id=run_id)
+    assert [m.value for m in at.markdown if "-badge[" in m.value] == [":green-badge[finished]"]
+
+
 @pytest.mark.parametrize("epochs", [1, 0])
 def test_run_page_draws_loss_the_key_metric_and_the_learning_rate_first(runs_root, epochs):
     writer = RunWriter(runs_root, name="ordered", meta={"options": {"monitor": "val_zeta"}})

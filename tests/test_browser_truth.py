@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_browser import CHROMIUM, PATIENCE_MS, REPO, dashboard_page
+from test_browser import CHROMIUM, PATIENCE_MS, REPO, dashboard_page, free_port, log_epoch, start_app, stop_app
 
-from kerascope import RunStore
+from kerascope import RunStore, RunWriter
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (make chromium)")
@@ -154,3 +154,24 @@ def test_a_laptop_screen_shows_title_status_progress_and_two_charts_at_once(page
         assert height >= 300 and 0 < top and bottom <= 800, boxes
 
 
+
+def test_the_live_header_follows_status_json_without_a_reload(page, runs_root):
+    """The status badge is redrawn by the page's live timer: training ends, the open page says "finished"."""
+    writer = RunWriter(runs_root, name="ending", flush_interval=0.2)
+    log_epoch(writer, 0, epochs=3)
+    port = free_port()
+    process = start_app(str(runs_root), port)
+    live = page.context.browser.new_page(viewport={"width": 1280, "height": 800})  # one Playwright per thread
+    try:
+        live.goto(f"http://127.0.0.1:{port}/run?run={os.path.basename(writer.run_dir)}")
+        badge = live.locator(".stMarkdownBadge")
+        badge.filter(has_text="running").first.wait_for(timeout=PATIENCE_MS)
+        navigations = live.evaluate("performance.getEntriesByType('navigation').length")
+        writer.close()  # status.json replaced with the final status
+        badge.filter(has_text="finished").first.wait_for(timeout=PATIENCE_MS)
+        assert badge.all_inner_texts() == ["finished"]
+        assert live.evaluate("performance.getEntriesByType('navigation').length") == navigations
+    finally:
+        live.close()
+        writer.close()
+        stop_app(process)
