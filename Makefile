@@ -32,8 +32,9 @@ test: setup chromium
 	$(MAKE) --no-print-directory test-distributed
 	$(PYTHON) -m pytest -q
 
-# Distributed training: two real JAX processes joined by jax.distributed; only process 0 may write a run. TensorFlow
-# (the suite's backend) would need a TF_CONFIG cluster; JAX's CPU wheels are a plain pip install (~15 s of test).
+# Distributed training: two real JAX processes joined by jax.distributed; only process 0 may write a run (~15 s of
+# test; JAX's CPU wheels are a plain pip install). The TensorFlow variant (two MultiWorkerMirroredStrategy workers)
+# runs with the rest of the suite.
 test-distributed: setup
 	$(PIP) $(JAX_CPU)
 	KERAS_BACKEND=jax $(PYTHON) -m pytest -q tests/test_callback_distributed.py

@@ -1,4 +1,5 @@
-"""Plotly figure builders. Long series are downsampled (MinMaxLTTB) to a bounded number of WebGL points per trace.
+"""Plotly figure builders. Long series are downsampled (MinMaxLTTB) to a bounded number of points per trace, drawn
+as SVG (go.Scatter).
 
 Nothing here touches Streamlit, so the builders are cheap to test and to benchmark.
 """
@@ -13,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from tsdownsample import MinMaxLTTBDownsampler
 
-from kerascope.app.formatting import number_text
+from kerascope.app.formatting import number_text, numbers_text
 from kerascope.app.smoothing import EmaCache, ema
 from kerascope.monitor import format as fmt
 
@@ -39,7 +40,9 @@ _AT_EPOCH_END = {fmt.EVENT_EARLY_STOP, fmt.EVENT_CHECKPOINT, fmt.EVENT_NAN, fmt.
                  fmt.INTERRUPTED}
 LABEL_ROWS = 3  # labels of nearby events are stacked on this many rows; a line with no free row goes unlabelled
 LABEL_WIDTH = 0.22  # of the x span: about the width of a label on a half-page chart
-HOVER_FORMAT = ".4~g"  # 4 significant digits
+# A value's hover reads as the tables do (`number_text`: "8.1e-05", not 0.000081): plotly's number formats cannot
+# switch to scientific notation below 1e-3, so each point carries its text.
+HOVER_TEMPLATE = "%{customdata}"
 _downsampler = MinMaxLTTBDownsampler()
 _smoothed = EmaCache()  # process-wide: sessions watching the same run share the work
 
@@ -153,15 +156,14 @@ def metric_figure(
             y = _smoothed.smooth(item.key, y, smoothing) if item.key else ema(y, smoothing)
         xs, ys = downsample(x, y, max_points)
         traces.append(go.Scatter(x=to_axis(xs, x_axis), y=ys, name=plain(item.name), mode=mode,
-                                 line={"color": color, "width": 2}, marker={"size": 5}))
+                                 line={"color": color, "width": 2}, marker={"size": 5}, **value_hover(ys)))
     figure = go.Figure(traces)
     figure.update_layout(
         title={"text": plain(title), "font": {"size": 15}, "x": 0.0, "xanchor": "left", "xref": "paper"},
         height=height, margin={"l": 10, "r": 10, "t": 44, "b": 10},
         # Below the plot: the toolbar (top right) and the scale buttons never cover it.
         legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0.0},
-        yaxis={"type": "log" if log_y else "linear", "automargin": True,
-                                                         "hoverformat": HOVER_FORMAT, "exponentformat": "e"},
+        yaxis={"type": "log" if log_y else "linear", "automargin": True, "exponentformat": "e"},
         yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True},
         hovermode="x unified", updatemenus=[scale_buttons(np.concatenate(values) if values else np.array([]),
                                                           log_y, robust_y)],
@@ -177,6 +179,11 @@ def metric_figure(
                      "EarlyStopping(restore_best_weights=True) restores")
     figure.add_traces(event_traces(marked, x_axis, span, best_line))
     return figure
+
+
+def value_hover(y: np.ndarray) -> dict[str, object]:
+    """A trace's hover arguments: each point's y value as `number_text` writes it."""
+    return {"customdata": numbers_text(y), "hovertemplate": HOVER_TEMPLATE}
 
 
 def scale_buttons(values: np.ndarray, log_y: bool, robust_y: bool) -> dict:
@@ -305,14 +312,21 @@ def _vertical_lines(name: str, color: str, dash: str, lines: list[tuple[object, 
 
 
 def heatmap_figure(frame: pd.DataFrame, *, row: str, value: str, title: str, colorscale: str = "Viridis",
-                   zmax: float | None = None) -> go.Figure:
-    """Rows (layers) x step heatmap of one statistic; `frame` has columns `row`, step and `value`."""
+                   zmax: float | None = None, shown: tuple[str, str] | None = None) -> go.Figure:
+    """Rows (layers) x step heatmap of one statistic; `frame` has columns `row`, step and `value`. The hover reads
+    `value`, or with `shown` = (column, label) another column of `frame` (the colour may be a transform of it)."""
     table = frame.pivot_table(index=row, columns="step", values=value, aggfunc="last", sort=False)
+    hovered_column, hover_label = shown or (value, value)
+    hovered = table
+    if hovered_column != value:
+        hovered = frame.pivot_table(index=row, columns="step", values=hovered_column, aggfunc="last", sort=False,
+                                    dropna=False).reindex(index=table.index, columns=table.columns)
     labels = [plain(label) for label in table.index]
     figure = go.Figure(go.Heatmap(z=table.to_numpy(dtype=float), x=table.columns.to_numpy(), y=labels,
                                   colorscale=colorscale, zmin=0 if zmax is not None else None, zmax=zmax,
-                                  colorbar={"title": {"text": value}}, hovertemplate="%{y}<br>step %{x}<br>"
-                                  f"{value} %{{z:.4g}}<extra></extra>"))
+                                  colorbar={"title": {"text": value}}, text=cell_texts(hovered.to_numpy(dtype=float)),
+                                  hovertemplate=f"%{{y}}<br>step %{{x}}<br>{plain(hover_label)} %{{text}}"
+                                  "<extra></extra>"))
     missing = np.argwhere(~np.isfinite(table.to_numpy(dtype=float)))
     if len(missing):  # a blank cell would read "no data": non-finite values get an explicit mark
         figure.add_trace(go.Scatter(x=table.columns.to_numpy()[missing[:, 1]], y=[labels[i] for i in missing[:, 0]],
@@ -323,6 +337,13 @@ def heatmap_figure(frame: pd.DataFrame, *, row: str, value: str, title: str, col
                          height=max(260, 60 + 28 * len(table.index)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                          yaxis={"autorange": "reversed", "type": "category", "automargin": True})
     return figure
+
+
+def cell_texts(z: np.ndarray) -> list[list[str]]:
+    """A heatmap's values as `number_text` writes them, row by row (its hover text)."""
+    texts = numbers_text(z)
+    width = z.shape[1] if z.ndim == 2 else len(texts)
+    return [texts[start:start + width] for start in range(0, len(texts), max(width, 1))]
 
 
 def histogram_over_time(frame: pd.DataFrame, *, title: str, bins: int = 40) -> go.Figure:
@@ -401,12 +422,11 @@ def gradient_heatmap(norms: pd.DataFrame, *, title: str) -> go.Figure:
     logged = np.log10(np.where(np.isfinite(values) & (values <= 0), floor, values), where=np.isfinite(values),
                       out=np.full_like(values, np.nan))
     figure = heatmap_figure(norms.assign(log_norm=logged), row="row", value="log_norm", title=title,
-                            colorscale="Inferno")
+                            colorscale="Inferno", shown=("norm", "gradient norm"))
     if len(positive):
         low, high = int(np.floor(np.log10(positive.min()))), int(np.ceil(np.log10(positive.max())))
         ticks = list(range(low, high + 1, max(1, (high - low) // 8)))
         figure.data[0].colorbar.update(title={"text": "norm"}, tickvals=ticks, ticktext=[f"1e{k}" for k in ticks])
-    figure.data[0].hovertemplate = "%{y}<br>step %{x}<br>gradient norm 10^%{z:.2f}<extra></extra>"
     return figure
 
 
@@ -419,7 +439,7 @@ def gradient_lines(gradients: pd.DataFrame, layer: str, lr: tuple[np.ndarray, np
         rows = rows.sort_values("step", kind="stable")
         x, y = finite(rows["step"].to_numpy(), pd.to_numeric(rows["norm"], errors="coerce").to_numpy())
         figure.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=plain(f"{layer}/{weight}"),
-                                    line={"color": _color(index)}, hovertemplate=f"%{{y:{HOVER_FORMAT}}}"))
+                                    line={"color": _color(index)}, **value_hover(y)))
         broken = rows[pd.to_numeric(rows["nonfinite_frac"], errors="coerce").fillna(0) > 0]
         if len(broken):
             figure.add_trace(go.Scatter(x=broken["step"].to_numpy(), y=np.full(len(broken), y.max() if len(y) else 1),
@@ -428,7 +448,7 @@ def gradient_lines(gradients: pd.DataFrame, layer: str, lr: tuple[np.ndarray, np
     if lr is not None:
         x, y = downsample(*finite(*lr))
         figure.add_trace(go.Scatter(x=x, y=y, mode="lines", name="learning rate", yaxis="y2",
-                                    line={"color": "#7f7f7f", "dash": "dot"}, hovertemplate=f"%{{y:{HOVER_FORMAT}}}"))
+                                    line={"color": "#7f7f7f", "dash": "dot"}, **value_hover(y)))
     figure.update_layout(title={"text": plain(title), "font": {"size": 15}}, xaxis_title="step",
                          yaxis={"type": "log", "title": "gradient norm", "automargin": True},
                          yaxis2={"type": "log", "title": "learning rate", "overlaying": "y", "side": "right",

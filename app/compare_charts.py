@@ -166,15 +166,14 @@ def group_figures(runs: list[Run], grid: Grid, group_by: str) -> dict[str, go.Fi
                                         fillcolor=_translucent(color), showlegend=False, hoverinfo="skip",
                                         legendgroup=label))
             figure.add_trace(go.Scatter(x=x, y=mean, mode="lines", name=label, line={"color": color, "width": 2},
-                                        legendgroup=label))
+                                        legendgroup=label, **charts.value_hover(mean)))
         if figure.data:
             figure.update_layout(
                 title={"text": charts.plain(f"{metric} · mean and min-max per group"), "font": {"size": 15},
                        "x": 0.0, "xanchor": "left"},
                 height=300, margin={"l": 10, "r": 10, "t": 44, "b": 10}, hovermode="x unified",
                 legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0.0},
-                yaxis={"type": "log" if metric == "lr" else "linear", "hoverformat": charts.HOVER_FORMAT,
-                       "automargin": True})
+                yaxis={"type": "log" if metric == "lr" else "linear", "automargin": True})
             figures[metric] = figure
     return figures
 
@@ -190,7 +189,7 @@ def scatter_figure(frame: pd.DataFrame, x: str, y: str, colors: list[str], *, lo
     figure.update_layout(title={"text": charts.plain(f"{y} against {x}"), "font": {"size": 15}, "x": 0.0},
                          height=340, margin={"l": 10, "r": 10, "t": 44, "b": 10}, showlegend=False,
                          xaxis={"title": charts.plain(x), "type": "log" if log_x else "-", "automargin": True},
-                         yaxis={"title": charts.plain(y), "hoverformat": charts.HOVER_FORMAT, "automargin": True})
+                         yaxis={"title": charts.plain(y), "automargin": True})
     return figure
 
 

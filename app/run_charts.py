@@ -15,6 +15,7 @@ from kerascope.monitor import format as fmt
 # Charts per level on the Run page: a run that logs hundreds of metrics would otherwise take the page (and the server)
 # minutes to draw; the rest are named in `chart_overflow`'s message and stay in the CSV export and the notebook API.
 MAX_CHARTS = 24
+LR_CHART = "learning rate"  # the per-batch learning rate's chart among the batch figures
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,20 @@ def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
                                              x_axis=options.x_axis, smoothing=options.smoothing, events=events,
                                              best=best, robust_y="loss" in name)
     if "lr" in arrays:  # log y: schedules span decades; never smoothed: the LR is exact, not noisy
-        figures["learning rate"] = charts.metric_figure([charts.Series("lr", x, arrays["lr"])],
+        figures[LR_CHART] = charts.metric_figure([charts.Series("lr", x, arrays["lr"])],
                                                         title="learning rate per batch", x_axis=options.x_axis,
                                                         log_y=True, events=events)
-    first = [name for name in ("loss", "learning rate") if name in figures]
+    first = [name for name in ("loss", LR_CHART) if name in figures]
     return {name: figures[name] for name in first + [name for name in figures if name not in first]}
+
+
+def page_figures(run: Run, options: ChartOptions) -> dict[str, dict[str, go.Figure]]:
+    """The Run page's metric charts by section ("epoch", "batch"), each in page order: loss, the key metric and the
+    learning rate come first (the charts a user looks at first), then the other epoch metrics, then the batch
+    metrics. Before the first epoch ends, the batch section opens with loss and the learning rate."""
+    epoch, batch = epoch_figures(run, options), batch_figures(run, options)
+    if not epoch or LR_CHART not in batch:
+        return {"epoch": epoch, "batch": batch}
+    leading = [name for name in epoch if name in ("loss", key_metric(run))]  # epoch_figures puts them first
+    lr = {LR_CHART: batch.pop(LR_CHART)}
+    return {"epoch": {**{name: epoch[name] for name in leading}, **lr, **epoch}, "batch": batch}

@@ -34,7 +34,7 @@ from run_factory import make_run  # noqa: E402
 
 from kerascope import RunStore, RunWriter  # noqa: E402
 from kerascope.app import tables  # noqa: E402
-from kerascope.app.run_charts import ChartOptions, batch_figures, epoch_figures  # noqa: E402
+from kerascope.app.run_charts import ChartOptions, page_figures  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SECTION = "## Dashboard"
@@ -67,8 +67,9 @@ def batch_lines(start: int, count: int) -> bytes:
 
 def serialized_charts(run) -> int:
     """Build the Run page's charts and serialize them as st.plotly_chart does; returns the payload bytes."""
-    figures = {**epoch_figures(run, OPTIONS), **batch_figures(run, OPTIONS)}
-    return sum(len(plotly.io.to_json(figure, validate=False)) for figure in figures.values())
+    sections = page_figures(run, OPTIONS)
+    return sum(len(plotly.io.to_json(figure, validate=False)) for figures in sections.values()
+               for figure in figures.values())
 
 
 def bench_long_series(root: str) -> dict[str, object]:

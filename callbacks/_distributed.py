@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 
-def process_index() -> int:
-    """The distributed process index under the active backend (0 when not distributed)."""
+def process_index(model: Any = None) -> int:
+    """The distributed process index under the active backend (0 when not distributed).
+
+    Args:
+        model: the model being trained: on TensorFlow its `distribute_strategy` (the strategy whose scope built it)
+            tells, even when the training loop runs outside that scope (a custom loop driving the callbacks).
+    """
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -22,11 +29,12 @@ def process_index() -> int:
         import tensorflow as tf
 
         # In multi-worker training only the chief's strategy checkpoints; Keras 3 has no chief notion of its own.
-        extended = tf.distribute.get_strategy().extended
+        strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+        extended = strategy.extended
         return 0 if getattr(extended, "should_checkpoint", True) else 1
     return 0
 
 
-def is_chief() -> bool:
+def is_chief(model: Any = None) -> bool:
     """True in the process that should write the run directory (JAX process 0, torch rank 0, TF's checkpointer)."""
-    return process_index() == 0
+    return process_index(model) == 0

@@ -261,10 +261,10 @@ class LiveMonitor(keras.callbacks.Callback):
         if self._active:
             self._abort(None, "a new fit() began before the previous one reached on_train_end")
         try:
-            if not is_chief():
+            model, params = self.model, dict(self.params or {})
+            if not is_chief(model):
                 self._disabled = True  # only the chief process writes; the others create nothing
                 return
-            model, params = self.model, dict(self.params or {})
             self._writer = self._open_writer(model, params)
             if self._writer is None:
                 return

@@ -115,3 +115,32 @@ def test_numbers_read_with_four_significant_digits_and_spelled_out_non_finite_va
     from kerascope.app.formatting import number_text
     assert [number_text(v) for v in (8.1e-05, 0.005694743, 0.31234, 12345.0, float("nan"), float("-inf"))] == [
         "8.1e-05", "0.005695", "0.3123", "1.234e+04", "NaN", "-Inf"]
+
+
+def test_number_texts_of_an_array_read_as_number_text_writes_each():
+    from kerascope.app.formatting import number_text, numbers_text
+    values = np.array([8.1e-05, 8.1e-05, 0.0001234, -0.000987, 9.99995e-05, 9.99995e-04, 1e-3, 0.005694743, 0.5, 0.0,
+                       -0.0, 12345.6, 1e20, 5e-324, np.nan, np.inf, -np.inf])
+    assert numbers_text(values) == [number_text(value) for value in values.tolist()]
+    assert numbers_text(values[:4]) == ["8.1e-05", "8.1e-05", "1.234e-04", "-9.87e-04"]
+
+
+def test_chart_hovers_read_values_as_the_tables_do():
+    x = np.arange(1.0, 5.0)
+    lr = np.array([0.003, 9e-4, 2.7e-4, 8.1e-05])
+    figure = charts.metric_figure([charts.Series("lr", x, lr)], title="learning rate", log_y=True)
+    assert figure.data[0].hovertemplate == "%{customdata}"
+    assert list(figure.data[0].customdata) == ["0.003", "9e-04", "2.7e-04", "8.1e-05"]
+    smoothed = charts.metric_figure([charts.Series("loss", x, np.array([1.0, 0.5, 0.25, 0.125]))], title="loss",
+                                    smoothing=0.5)
+    drawn = next(trace for trace in smoothed.data if trace.name == "loss")
+    assert list(drawn.customdata) == [f"{value:.4g}" for value in drawn.y]  # the smoothed values, as drawn
+    frame = pd.DataFrame({"row": ["dense", "dense", "conv", "conv"], "step": [1, 2, 1, 2],
+                          "std": [8.1e-05, 0.5694743, 12345.6, np.inf]})
+    heatmap = charts.heatmap_figure(frame, row="row", value="std", title="std")
+    assert [list(row) for row in heatmap.data[0].text] == [["8.1e-05", "0.5695"], ["1.235e+04", "Inf"]]
+    assert "std %{text}" in heatmap.data[0].hovertemplate
+    norms = pd.DataFrame({"step": [1, 1], "row": ["dense", "conv"], "norm": [8.1e-05, 0.0]})
+    gradients = charts.gradient_heatmap(norms, title="norms")
+    assert [list(row) for row in gradients.data[0].text] == [["8.1e-05"], ["0"]]  # the norm, not its log colour
+    assert "gradient norm %{text}" in gradients.data[0].hovertemplate

@@ -328,14 +328,35 @@ def test_every_page_on_the_sample_runs(page):
         assert "No checkpoints in this run" in shown
 
 
-def test_run_page_draws_loss_the_key_metric_and_the_learning_rate_first(runs_root):
+def test_the_run_header_follows_status_json_at_the_next_refresh(runs_root):
+    writer = RunWriter(runs_root, name="ending", flush_interval=60)
+    writer.log("batch", {"step": 1, "epoch": 0, "batch": 0, "time": 1.0, "loss": 0.5, "batch_loss": 0.5})
+    writer.update_status(epoch=0, epochs=2, step=1, steps_per_epoch=2)
+    writer.flush()
+    run_id = os.path.basename(writer.run_dir)
+    at = open_page(runs_root, "views/run.py", run_id=run_id)
+    assert [m.value for m in at.markdown if "-badge[" in m.value] == [":blue-badge[running]"]
+    writer.close()  # status.json replaced (atomically) with the final status
+    # The next script run, in a new session: AppTest cannot rerun one whose run picker's labels (which carry the
+    # status) changed; the runs and their readers are the ones the first session used (test_browser_truth.py
+    # checks the live header of one browser session).
+    at = open_page(runs_root, "views/run.py", run_id=run_id)
+    assert [m.value for m in at.markdown if "-badge[" in m.value] == [":green-badge[finished]"]
+
+
+@pytest.mark.parametrize("epochs", [1, 0])
+def test_run_page_draws_loss_the_key_metric_and_the_learning_rate_first(runs_root, epochs):
     writer = RunWriter(runs_root, name="ordered", meta={"options": {"monitor": "val_zeta"}})
     for step in range(1, 4):
         writer.log("batch", {"step": step, "epoch": 0, "batch": step - 1, "time": 1.0, "alpha": 0.5,
                              "batch_alpha": 0.5, "loss": 1.0 / step, "batch_loss": 1.0 / step, "lr": 0.01})
-    writer.log("epoch", {"epoch": 0, "step": 3, "time": 2.0, "alpha": 0.5, "loss": 0.5, "val_loss": 0.6,
-                         "zeta": 0.1, "val_zeta": 0.2})
+    if epochs:
+        writer.log("epoch", {"epoch": 0, "step": 3, "time": 2.0, "alpha": 0.5, "loss": 0.5, "val_loss": 0.6,
+                             "zeta": 0.1, "val_zeta": 0.2})
     writer.close()
     at = open_page(runs_root, "views/run.py", run_id=os.path.basename(writer.run_dir))
     titles = [figure["layout"]["title"]["text"] for figure in chart_figures(at)]
-    assert titles == ["loss", "zeta", "alpha", "loss per batch", "learning rate per batch", "alpha per batch"]
+    if epochs:
+        assert titles == ["loss", "zeta", "learning rate per batch", "alpha", "loss per batch", "alpha per batch"]
+    else:  # before the first epoch ends: the batch charts, loss and the learning rate first
+        assert titles == ["loss per batch", "learning rate per batch", "alpha per batch"]

@@ -178,3 +178,31 @@ def test_the_model_page_shows_the_chosen_phase():
     assert layers.set_index("name").loc["conv1", "trainable (phase 2)"] == "no"
     assert layers.set_index("name").loc["digit_features", "parent"] == "—"  # missing reads one way
     assert "nan" not in layers.to_string()
+
+
+def test_hovers_and_tables_read_small_values_in_scientific_notation(runs_root):
+    """8.1e-05, not 0.000081 (plotly's ".4~g") or 81μ: the Run page's hover texts and Compare's final values."""
+    import pyarrow as pa
+
+    from kerascope import RunWriter
+    ids = []
+    for name, loss in (("tiny", 8.1e-05), ("small", 0.005694743)):
+        writer = RunWriter(runs_root, name=name)
+        writer.log("batch", {"step": 1, "epoch": 0, "batch": 0, "time": 1.0, "loss": loss, "batch_loss": loss,
+                             "lr": 2.7e-04})
+        writer.log("epoch", {"epoch": 0, "step": 1, "time": 2.0, "loss": loss, "val_loss": np.nan})
+        writer.close()
+        ids.append(os.path.basename(writer.run_dir))
+    at = open_link(runs_root, "views/run.py", run=ids[0])
+    hovers = {figure["layout"]["title"]["text"]: {trace["name"]: (trace.get("hovertemplate"), trace.get("customdata"))
+                                                  for trace in figure["data"] if trace.get("yaxis") != "y2"}
+              for figure in chart_figures(at)}
+    assert hovers["loss"]["loss"] == ("%{customdata}", ["8.1e-05"])
+    assert hovers["learning rate per batch"]["lr"] == ("%{customdata}", ["2.7e-04"])
+    at = open_link(runs_root, "views/compare.py", runs=",".join(ids))
+    finals = at.dataframe[-1]
+    assert list(finals.value.columns[:3]) == ["epochs", "params", "size"]
+    shown = pa.ipc.open_stream(finals.proto.arrow_data.styler.display_values).read_all().to_pandas()
+    assert shown["loss"].tolist() == ["8.1e-05", "0.005695"]
+    assert shown["val_loss"].tolist() == ["NaN", "NaN"] and shown["params"].tolist() == ["—", "—"]
+    assert finals.value["loss"].tolist() == [8.1e-05, 0.005694743]  # the cells sort as numbers

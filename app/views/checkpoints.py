@@ -56,8 +56,7 @@ def main() -> None:
         st.info("No checkpoints in this run." + ("" if option else " Pass `checkpoint=\"best\"` (or \"last\", "
                                                                     "\"all\") to LiveMonitor to save them."))
         return
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"value": st.column_config.NumberColumn("value", format="%.5g")})
+    st.dataframe(table, hide_index=True, width="stretch")  # value: number_text's text
     paths = [str(path) for path in table["path"].dropna().unique()]
     if paths:
         relpath = st.selectbox("Checkpoint file", paths, key="checkpoint_file")

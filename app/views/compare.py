@@ -23,7 +23,7 @@ from kerascope.app.compare_charts import (
     run_colors,
     scatter_figure,
 )
-from kerascope.app.formatting import md_escape, run_label
+from kerascope.app.formatting import count_text, md_escape, number_text, run_label
 from kerascope.app.live_chart import live_chart
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
@@ -130,8 +130,11 @@ def main() -> None:
 
     st.subheader("Final metrics and model size")
     finals = tables.final_metrics_frame(chosen)
-    st.dataframe(finals, width="stretch", column_config={c: st.column_config.NumberColumn(c, format="%.4g")
-                                                         for c in finals.columns if c not in ("params", "size")})
+    # Shown as number_text writes them ("8.1e-05", "NaN"), sorted as numbers.
+    values = [column for column in finals.columns if column not in ("params", "size")]
+    finals_shown = finals.style.format(number_text, subset=values).format(
+        lambda count: count_text(None if pd.isna(count) else int(count)), subset=["params"])
+    st.dataframe(finals_shown, width="stretch")
     final_names = [c for c in finals.columns if c not in ("epochs", "params", "size")]
     if len(chosen) < 2 or not final_names:
         return

@@ -8,7 +8,7 @@ import streamlit as st
 from kerascope.app import alerts, state, widgets
 from kerascope.app.formatting import duration, format_seconds, md_escape, progress
 from kerascope.app.live_chart import chart_payload, draw_chart
-from kerascope.app.run_charts import ChartOptions, batch_figures, chart_overflow, epoch_figures, system_figures
+from kerascope.app.run_charts import ChartOptions, chart_overflow, page_figures, system_figures
 from kerascope.monitor import Run
 
 FORCE_REFRESH_S = 2.0  # re-read even without a file event, in case the watcher missed one (some mounts)
@@ -33,10 +33,9 @@ def chart_payloads(run: Run, version: int, options: ChartOptions, follow: bool) 
     def build() -> dict[str, dict[str, str]]:
         # A zoom belongs to one run on one axis: another choice starts from the full view.
         view = f"{run.id}|{options.x_axis}"
-        sections = {"epoch": epoch_figures(run, options), "batch": batch_figures(run, options)}
         payloads = {prefix: {name: chart_payload(figure, key=f"{prefix}_{name}", view=view, follow=follow)
                              for name, figure in figures.items()}
-                    for prefix, figures in sections.items()}
+                    for prefix, figures in page_figures(run, options).items()}
         payloads["system"] = {name: chart_payload(figure, key=f"system_{name}", view=run.id)
                               for name, figure in system_figures(run).items()}
         return payloads

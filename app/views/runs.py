@@ -4,6 +4,8 @@ group and a hparam/metric expression, sorted by any column, one page at a time, 
 from __future__ import annotations
 
 import time
+import unicodedata
+from collections.abc import Iterable
 
 import pandas as pd
 import streamlit as st
@@ -77,10 +79,27 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
         return shared.frame
 
 
+def text_width(texts: Iterable[object], floor: int = 80, ceiling: int = 480) -> int:
+    """Pixels a table column needs to show its longest text whole, within [floor, ceiling].
+
+    The browser's font is not known here: a generous width per character of the table's 14 px font (wide East Asian
+    characters take a full em), plus the cell's padding of 8 px on each side.
+    """
+    longest = max((_text_px(str(text)) for text in texts), default=0)
+    return min(max(longest + 2 * 8, floor), ceiling)
+
+
+def _text_px(text: str) -> int:
+    if text.isascii():
+        return 8 * len(text)
+    return sum(14 if unicodedata.east_asian_width(char) in "WF" else 8 for char in text)
+
+
 def column_config(frame: pd.DataFrame) -> dict[str, object]:
     config: dict[str, object] = {
-        "status": st.column_config.TextColumn("status", width=110),
-        "name": st.column_config.TextColumn("name", width="medium"),
+        # Names and statuses whole: a run is found by its name (sample names are ~40 characters).
+        "status": st.column_config.TextColumn("status", width=text_width(frame["status"], floor=100)),
+        "name": st.column_config.TextColumn("name", width=text_width(frame["name"], floor=120)),
         "where": st.column_config.TextColumn("where", width="large"),
         "params": st.column_config.NumberColumn("params", format="localized"),
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=100.0, format="%.0f%%"),
