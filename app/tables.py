@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from kerascope.app.formatting import duration, format_seconds, progress, size_text, status_label
+from kerascope.app.formatting import duration, format_seconds, md_escape, progress, size_text, status_label
 from kerascope.app.query import Query, QueryError
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
@@ -227,3 +227,25 @@ def series_csv(runs: list[Run], metric: str, level: str) -> bytes:
     if not parts:
         return b""
     return pd.concat(parts, ignore_index=True).to_csv(index=False).encode("utf-8")
+
+
+EVENT_TABLE_ROWS = 200  # the newest events listed on the Run page (run.events() holds them all)
+
+
+def events_markdown(events: pd.DataFrame, rows: int = EVENT_TABLE_ROWS) -> str:
+    """The newest `rows` events, newest first, as a markdown table (time UTC, step, epoch as Keras prints it, kind,
+    message). Markdown rather than a data grid: the Run page then loads no table component before its charts."""
+    newest = events.iloc[::-1].iloc[:rows]
+    times = pd.to_datetime(pd.to_numeric(newest["time"], errors="coerce"), unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
+    epochs = pd.to_numeric(newest["epoch"], errors="coerce") + 1  # as Keras prints it: "Epoch 1/10"
+    steps = pd.to_numeric(newest["step"], errors="coerce")
+    lines = ["| time (UTC) | step | epoch | kind | message |", "| --- | ---: | ---: | --- | --- |"]
+    for time, step, epoch, kind, message in zip(times, steps, epochs, newest["kind"], newest["message"], strict=True):
+        texts = [text if isinstance(text, str) else "" for text in (kind, message)]
+        cells = [time if isinstance(time, str) else "", _whole_text(step), _whole_text(epoch), *map(md_escape, texts)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _whole_text(value: float) -> str:
+    return f"{int(value):,}" if np.isfinite(value) else ""

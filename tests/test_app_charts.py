@@ -144,3 +144,19 @@ def test_chart_hovers_read_values_as_the_tables_do():
     gradients = charts.gradient_heatmap(norms, title="norms")
     assert [list(row) for row in gradients.data[0].text] == [["8.1e-05"], ["0"]]  # the norm, not its log colour
     assert "gradient norm %{text}" in gradients.data[0].hovertemplate
+
+
+def test_the_events_table_lists_the_newest_events_first_as_inert_text():
+    events = pd.DataFrame({
+        "time": [1_700_000_000.0, 1_700_000_060.0, 1_700_000_120.0, np.nan],
+        "step": [1.0, 10.0, 1234.0, np.nan],
+        "epoch": [0.0, 0.0, 2.0, np.nan],
+        "kind": ["phase", "warning", "early_stop", None],
+        "message": ["phase 1", "a | pipe, *stars* and <b>html</b>", "stopped", None],
+    })
+    lines = tables.events_markdown(events, rows=3).splitlines()
+    assert lines[:2] == ["| time (UTC) | step | epoch | kind | message |", "| --- | ---: | ---: | --- | --- |"]
+    assert lines[2] == "|  |  |  |  |  |"  # a record without values: empty cells, not "nan"
+    assert lines[3] == r"| 2023-11-14 22:15:20 | 1,234 | 3 | early\_stop | stopped |"
+    assert lines[4] == (r"| 2023-11-14 22:14:20 | 10 | 1 | warning | a \| pipe, \*stars\* and \<b\>html\</b\> |")
+    assert len(lines) == 5  # the newest 3 rows only

@@ -139,8 +139,10 @@ def test_run_page_shows_train_and_val_on_one_chart_batch_charts_lr_and_events(ro
     assert [text for text in events["phases"]["text"] if text] == ["phase 1 · 8,554 trainable"]
     assert [text for text in events["LR changes"]["text"] if text] == ["LR 0.005"]
     assert events["checkpoints"]["mode"] == "markers"  # ticks on the x axis, not lines across the chart
-    events = at.dataframe[0].value
-    assert {"phase", "lr_change", "checkpoint", "train_end"} <= set(events["kind"])
+    table = next(block.value for block in at.markdown if block.value.startswith("| time (UTC) |"))
+    rows = [[cell.strip().replace("\\", "") for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    assert rows[0][1:4] == ["80", "4", "train_end"]  # newest first: step, epoch as Keras prints it, kind
+    assert {"phase", "lr_change", "checkpoint", "train_end"} <= {row[3] for row in rows}
     assert "epoch 4/4 · step 80" in at.get("progress")[0].proto.text
 
 

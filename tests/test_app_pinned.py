@@ -45,6 +45,21 @@ def test_user_text_in_the_runs_attention_box_stays_text(runs_root):
     assert not re.search(r"(?<!\\)(:[a-z]+\[|:smile:|\$)", body)
 
 
+def test_user_text_in_the_run_pages_events_table_stays_text(runs_root):
+    writer = RunWriter(runs_root, name="events")
+    writer.event("warning", USER_REASON, step=7, epoch=0)
+    writer.event(USER_NAME, "a kind a user named", step=8, epoch=1)
+    writer.close("finished")
+    at = open_page(runs_root, "views/run.py", run_id=os.path.basename(writer.run_dir))
+    table = next(block.value for block in at.markdown if block.value.startswith("| time (UTC) |"))
+    html_table = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(table)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", html_table)
+    # One row per event and five cells per row, newest first: a "|" in the text splits no cell.
+    assert len(cells) == 5 * len(RunStore(runs_root).runs()[0].events())
+    assert html.escape(USER_NAME, quote=False) in cells and html.escape(USER_REASON, quote=False) in cells
+    assert not re.search(r"(?<!\\)(:[a-z]+\[|:smile:|\$)", table)
+
+
 def test_a_run_with_a_heartbeat_seconds_old_reads_running_on_the_runs_page(runs_root):
     writer = RunWriter(runs_root, name="training now", flush_interval=3600.0)
     try:

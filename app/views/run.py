@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from kerascope.app import alerts, state, widgets
+from kerascope.app import alerts, state, tables, widgets
 from kerascope.app.formatting import duration, format_seconds, md_escape, progress
 from kerascope.app.live_chart import chart_payload, draw_chart
 from kerascope.app.run_charts import ChartOptions, chart_overflow, page_figures, system_figures
@@ -90,10 +89,10 @@ def events_table(run: Run) -> None:
     if not len(events):
         st.caption("No events recorded yet.")
         return
-    frame = events[["time", "step", "epoch", "kind", "message"]].copy()
-    frame["time"] = pd.to_datetime(pd.to_numeric(frame["time"], errors="coerce"), unit="s").dt.floor("s")
-    frame["epoch"] = pd.to_numeric(frame["epoch"], errors="coerce") + 1  # as Keras prints it: "Epoch 1/10"
-    st.dataframe(frame.iloc[::-1], hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 320))
+    if len(events) > tables.EVENT_TABLE_ROWS:
+        st.caption(f"The newest {tables.EVENT_TABLE_ROWS:,} of {len(events):,} events (`run.events()` holds them all).")
+    with st.container(height=min(60 + 36 * len(events), 360)):
+        st.markdown(tables.events_markdown(events))
 
 
 def live_part(run_id: str, options: ChartOptions, follow: bool) -> None:
