@@ -25,7 +25,14 @@ def texts(at: AppTest) -> str:
 
 
 def overlay(figure: dict) -> dict[str, dict]:
-    return {trace["name"]: trace for trace in figure["data"] if trace.get("yaxis") == "y2"}
+    """The event kinds' lines and ticks by legend name."""
+    return {trace["name"]: trace for trace in figure["data"] if trace.get("yaxis") == "y2" and trace["mode"] != "text"}
+
+
+def labels(figure: dict) -> dict[str, list[str]]:
+    """The event kinds' drawn labels by legend name."""
+    return {trace["name"]: trace["text"] for trace in figure["data"]
+            if trace.get("yaxis") == "y2" and trace["mode"] == "text"}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +79,8 @@ def test_an_early_stopped_run_says_so_and_marks_its_best_epoch(trained):
     loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss")
     marker = overlay(loss)["best epoch"]
     assert [x for x in marker["x"] if x is not None] == [best + 1.0, best + 1.0]  # the end of the best epoch
-    assert [t for t in marker["text"] if t] == [f"best epoch {best + 1}"]
-    assert [t for t in overlay(loss)["early stop"]["text"] if t] == ["early stop"]
+    assert labels(loss)["best epoch"] == [f"best epoch {best + 1}"]
+    assert labels(loss)["early stop"] == ["early stop"]
 
 
 def test_notes_tags_and_system_metrics_are_shown(trained):
@@ -101,7 +108,7 @@ def test_the_sample_runs_read_as_they_ran():
     assert "best epoch" in overlay(figures["loss"])
     at = open_link(SAMPLES, "views/run.py", run=runs["07"].id)
     loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss")
-    phases = [t for t in overlay(loss)["phases"]["text"] if t]
+    phases = labels(loss)["phases"]
     assert len(phases) == 3 and all(label.endswith("trainable") for label in phases)
     assert len({label.split(" · ")[1] for label in phases}) >= 2  # the trainable count changes between phases
     assert np.all(np.isfinite([runs["06"].best_epoch]))
