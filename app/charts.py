@@ -411,9 +411,13 @@ def histogram_over_time(frame: pd.DataFrame, *, title: str, bins: int = 40) -> g
         counts, _ = np.histogram((edges[:-1] + edges[1:]) / 2, bins=grid, weights=np.asarray(h["counts"], float))
         columns.append(counts / counts.sum() if counts.sum() else counts)
     centres = (grid[:-1] + grid[1:]) / 2
-    figure = go.Figure(go.Heatmap(z=np.array(columns).T, x=[step for step, _ in records], y=centres,
-                                  colorscale="Blues", colorbar={"title": {"text": "share"}},
-                                  hovertemplate="step %{x}<br>value %{y:.3g}<br>share %{z:.3f}<extra></extra>"))
+    shares = np.array(columns).T
+    # Hover texts as number_text writes them (plotly's ".3g" reads 0.000081): each cell's value and share.
+    values = np.repeat(np.array(numbers_text(centres), dtype=object)[:, None], len(records), axis=1)
+    figure = go.Figure(go.Heatmap(z=shares, x=[step for step, _ in records], y=centres, text=values.tolist(),
+                                  customdata=cell_texts(shares), colorscale="Blues",
+                                  colorbar={"title": {"text": "share"}},
+                                  hovertemplate="step %{x}<br>value %{text}<br>share %{customdata}<extra></extra>"))
     figure.update_layout(title={"text": plain(title), "font": {"size": 15}}, xaxis_title="step", yaxis_title="value",
                          height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure

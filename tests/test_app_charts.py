@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from run_factory import make_run
 
-from kerascope import RunStore
+from kerascope import RunStore, RunWriter
 from kerascope.app import alerts, charts, smoothing, tables
+from kerascope.monitor import format as fmt
 
 
 def test_downsample_bounds_points_and_keeps_extremes():
@@ -70,6 +71,46 @@ def test_alerts_for_divergence_and_exploding_activations(runs_root):
     assert [a.title for a in alerts._divergence(pd.DataFrame({"loss": [1.0, 0.5, 0.4, 1.5]}))] == ["loss is diverging"]
     activations = pd.DataFrame({"step": [1, 2], "layer": ["d", "d"], "std": [0.5, 5000.0], "zero_frac": [0.1, 0.1]})
     assert [a.title for a in alerts._activation_alerts(activations)] == ["Exploding activations"]
+
+
+def test_alert_texts_read_numbers_as_number_text_writes_them(runs_root):
+    """"5e-04", not Python's "0.0005": the banners and "What went wrong" write numbers as the tables do."""
+    (diverging,) = alerts._divergence(pd.DataFrame({"loss": [0.5, 4e-04, 9e-04, 0.002]}))
+    assert diverging.detail == "loss is 0.002, 5x its best value 4e-04"
+    activations = pd.DataFrame({"step": [1, 2], "layer": ["d", "d"], "std": [1e-05, 0.0123456], "zero_frac": [0, 0]})
+    (exploding,) = alerts._activation_alerts(activations)
+    assert "d (std 0.01235)" in exploding.detail
+    writer = RunWriter(runs_root, name="spike")
+    for epoch, loss in enumerate([0.5, 4e-04]):
+        writer.log("epoch", {"epoch": epoch, "step": epoch + 1, "time": float(epoch), "loss": loss})
+    writer.event(fmt.EVENT_DIVERGENCE, "the loss spiked", step=3, epoch=2,
+                 data={"metric": "loss", "value": 0.0123456, "rule": fmt.DIVERGENCE_SPIKE, "lr": 0.0005,
+                       "best": 0.0004, "layer": "dense",
+                       "evidence": {"rule": "largest jump", "source": "gradients", "value": 0.0123456,
+                                    "baseline": 0.0005, "ratio": 24.6912}})
+    writer.close(fmt.DIVERGED)
+    rows = dict(alerts.what_went_wrong(RunStore(runs_root).run(os.path.basename(writer.run_dir))))
+    assert rows["What"] == "loss rose to 0.01235, 30.87x its best 4e-04"
+    assert rows["Learning rate"] == "5e-04"
+    assert rows["Evidence"] == "its gradient norm jumped to 0.01235, 24.69x its recent median 5e-04 (the largest jump)"
+
+
+def test_a_nan_divergence_reads_nan_and_inf_spelled_out(runs_root):
+    writer = RunWriter(runs_root, name="inf")
+    writer.event(fmt.EVENT_DIVERGENCE, "the loss became inf", step=3, epoch=0,
+                 data={"metric": "loss", "value": float("inf"), "rule": fmt.DIVERGENCE_NONFINITE})
+    writer.close(fmt.DIVERGED)
+    rows = dict(alerts.what_went_wrong(RunStore(runs_root).run(os.path.basename(writer.run_dir))))
+    assert rows["What"] == "loss became Inf"
+
+
+def test_a_histogram_hover_reads_values_and_shares_as_number_text_writes_them():
+    frame = pd.DataFrame({"step": [1, 2], "histogram": [{"edges": [-2e-04, 0.0, 2e-04], "counts": [1, 3]},
+                                                        {"edges": [-2e-04, 0.0, 2e-04], "counts": [2, 2]}]})
+    heatmap = charts.histogram_over_time(frame, title="dense", bins=2).data[0]
+    assert heatmap.hovertemplate == "step %{x}<br>value %{text}<br>share %{customdata}<extra></extra>"
+    assert [list(row) for row in heatmap.text] == [["-1e-04", "-1e-04"], ["1e-04", "1e-04"]]
+    assert [list(row) for row in heatmap.customdata] == [["0.25", "0.5"], ["0.75", "0.5"]]
 
 
 def test_csv_export_holds_every_recorded_value(runs_root):
