@@ -142,17 +142,38 @@ def grid_columns(page, index: int, rows: int) -> dict[str, dict]:
     return page.evaluate(GRID_TEXT, [grid.element_handle(), rows])
 
 
-def test_the_runs_table_shows_names_and_statuses_whole(page):
+def test_the_runs_table_shows_names_statuses_and_where_whole(page):
     page.goto(f"{page.base}/")
     page.get_by_text("Runs that need attention", exact=False).first.wait_for(timeout=PATIENCE_MS)
     runs = RunStore(SAMPLES).runs()
     columns = grid_columns(page, 0, len(runs))
     assert "06 early stopping + ReduceLROnPlateau" in columns["name"]["texts"]
     assert "■ interrupted" in columns["status"]["texts"]
-    for title in ("name", "status"):
+    assert "stopped early at epoch 31 of 80 (best epoch 27) · step 1,395" in columns["where"]["texts"]
+    for title in ("name", "status", "where"):
         column = columns[title]
         needed = max(column["text_widths"]) + 2 * column["padding"]
         assert needed <= column["width"], f"{title}: {needed:.0f} px of text in a {column['width']} px column"
+
+
+def test_a_long_where_text_shows_whole(page, runs_root):
+    """72 characters (a long run stopped early) need more than a fixed "large" column's 400 px."""
+    writer = RunWriter(runs_root, name="long")
+    writer.update_status(epochs=10_000, epoch=1233, step=12_345_678)
+    for epoch, val_loss in ((1199, 0.1), (1233, 0.2)):
+        writer.log("epoch", {"epoch": epoch, "step": (epoch + 1) * 10_000, "time": 1.0, "val_loss": val_loss})
+    writer.event("early_stop", "EarlyStopping stopped training", step=12_345_678, epoch=1233, data={"epoch": 1233})
+    writer.close()
+    port = free_port()
+    process = start_app(str(runs_root), port)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        column = grid_columns(page, 0, 1)["where"]
+        assert column["texts"] == ["stopped early at epoch 1234 of 10000 (best epoch 1200) · step 12,345,678"]
+        needed = column["text_widths"][0] + 2 * column["padding"]
+        assert needed <= column["width"], f"{needed:.0f} px of text in a {column['width']} px column"
+    finally:
+        stop_app(process)
 
 
 def test_compare_tables_read_numbers_as_the_dashboard_writes_them(page):
