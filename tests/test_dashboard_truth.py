@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from page_charts import chart_figures, open_link
 from streamlit.testing.v1 import AppTest
+from test_app_pages import decode
 from train_helpers import data, mlp
 
 from kerascope import LiveMonitor, RunStore
@@ -94,6 +95,27 @@ def test_notes_tags_and_system_metrics_are_shown(trained):
     assert table.loc["stopped run", "params"] == 90  # 8*8+8 + 8*2+2
 
 
+def test_a_run_logged_per_epoch_only_charts_its_learning_rate_per_epoch(tmp_path):
+    """update_freq="epoch" writes no batch records: the LR each epoch ran with (ReduceLROnPlateau halving it) is
+    charted after loss and the key metric, on a log axis."""
+    x, y = data()
+    model = mlp(keras.optimizers.SGD(0.1))
+    plateau = keras.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=0, min_delta=10)  # halves it each epoch
+    model.fit(x, y, validation_split=0.25, epochs=4, batch_size=32, verbose=0,
+              callbacks=[plateau, LiveMonitor(tmp_path, name="per epoch", update_freq="epoch",
+                                              monitor="val_accuracy")])
+    (run,) = RunStore(tmp_path).runs()
+    assert not run.arrays("batch")
+    at = open_link(tmp_path, "views/run.py", run=run.id)
+    figures = chart_figures(at)
+    assert [f["layout"]["title"]["text"] for f in figures][:3] == ["loss", "accuracy", "learning rate"]
+    lr = figures[2]
+    assert lr["layout"]["yaxis"]["type"] == "log"
+    (line,) = [trace for trace in lr["data"] if trace.get("yaxis") != "y2"]  # no smoothed twin
+    assert line["name"] == "lr" and decode(line["y"]) == pytest.approx([0.1, 0.1, 0.05, 0.025])
+    assert line["customdata"] == ["0.1", "0.1", "0.05", "0.025"]
+
+
 def test_the_sample_runs_read_as_they_ran():
     runs = {run.name[:2]: run for run in RunStore(SAMPLES).runs()}
     at = open_link(SAMPLES, "views/runs.py")
@@ -136,7 +158,6 @@ def test_compare_groups_runs_by_an_hparam_into_mean_and_band(runs_root):
     assert set(means) == {"lr=0.01 (2 runs)", "lr=0.1 (1 run)"}
     store = RunStore(runs_root)
     pair = np.vstack([store.run(run_id).epoch_metrics()["val_loss"].to_numpy() for run_id in ids[:2]])
-    from test_app_pages import decode
     np.testing.assert_allclose(decode(means["lr=0.01 (2 runs)"]["y"]), pair.mean(axis=0))
     bands = [trace for trace in val_loss["data"] if trace.get("fill") == "tonexty"]
     assert len(bands) == 2
