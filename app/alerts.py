@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kerascope.app.formatting import number_text
 from kerascope.monitor import Run
 from kerascope.monitor import format as fmt
 
@@ -63,7 +64,8 @@ def _divergence(epoch: pd.DataFrame) -> list[Alert]:
         best, last = values.min(), values[-1]
         if best > 0 and last > DIVERGENCE_FACTOR * best and last > values[-2]:
             alerts.append(Alert("warning", f"{column} is diverging",
-                                f"{column} is {last:.4g}, {last / best:.1f}x its best value {best:.4g}"))
+                                f"{column} is {number_text(last)}, {number_text(last / best)}x its best value "
+                                f"{number_text(best)}"))
     return alerts
 
 
@@ -113,7 +115,7 @@ def _activation_alerts(activations: pd.DataFrame) -> list[Alert]:
         start = first.get(layer)
         grown = start is not None and start > 0 and std / start > EXPLODING_GROWTH
         if np.isfinite(std) and (std > EXPLODING_STD or grown):
-            exploding.append(f"{layer} (std {std:.3g})")
+            exploding.append(f"{layer} (std {number_text(std)})")
     if exploding:
         alerts.append(Alert("warning", "Exploding activations", f"activations grew very large in "
                             f"{', '.join(exploding)}: consider normalization or a lower learning rate"))
@@ -140,15 +142,24 @@ def _evidence_text(evidence: dict | None) -> str | None:
     if rule == "first non-finite":
         text = f"its {source} were the first in forward order to turn NaN/Inf"
     elif rule == "largest jump" and all(isinstance(v, (int, float)) for v in (value, baseline, ratio)):
-        text = f"its {noun} jumped to {value:.3g}, {ratio:.3g}x its recent median {baseline:.3g} (the largest jump)"
+        text = (f"its {noun} jumped to {number_text(value)}, {number_text(ratio)}x its recent median "
+                f"{number_text(baseline)} (the largest jump)")
     elif isinstance(value, (int, float)):
-        text = f"the largest {noun} ({value:.3g}); no history to compare with yet"
+        text = f"the largest {noun} ({number_text(value)}); no history to compare with yet"
     else:
         return None
     broken = evidence.get("nonfinite_layers")
     if isinstance(broken, list) and broken:
         text += f"; non-finite at that moment: {', '.join(str(layer) for layer in broken)}"
     return text
+
+
+def _number(text: str) -> float | None:
+    """A divergence value ("nan", "inf", "-inf" or the loss as text) as a number; None when it is not one."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def what_went_wrong(run: Run) -> list[tuple[str, str]] | None:
@@ -159,14 +170,15 @@ def what_went_wrong(run: Run) -> list[tuple[str, str]] | None:
     where = f"step {divergence.step:,}" if divergence.step is not None else "an unknown step"
     if divergence.epoch is not None:
         where += f" (epoch {divergence.epoch + 1})"
-    if divergence.rule == fmt.DIVERGENCE_SPIKE and divergence.best:
-        ratio = float(divergence.value) / divergence.best
-        what = f"{divergence.metric} rose to {divergence.value}, {ratio:.3g}x its best {divergence.best:.4g}"
+    value = _number(divergence.value)
+    if divergence.rule == fmt.DIVERGENCE_SPIKE and divergence.best and value is not None:
+        what = (f"{divergence.metric} rose to {number_text(value)}, {number_text(value / divergence.best)}x its best "
+                f"{number_text(divergence.best)}")
     else:
-        what = f"{divergence.metric} became {divergence.value.replace('nan', 'NaN')}"
+        what = f"{divergence.metric} became {number_text(value) if value is not None else divergence.value}"
     rows = [("When", where), ("What", what)]
     lr = divergence.lr if divergence.lr is not None else _lr_at(run, divergence.step)
-    rows.append(("Learning rate", f"{lr:.4g}" if lr is not None else "not recorded"))
+    rows.append(("Learning rate", number_text(lr) if lr is not None else "not recorded"))
     if divergence.layer:
         rows.append(("First layer to break", divergence.layer))
         evidence = _evidence_text(divergence.evidence)

@@ -7,6 +7,7 @@ Nothing here touches Streamlit, so the builders are cheap to test and to benchma
 from __future__ import annotations
 
 import html
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,11 +36,20 @@ EVENT_STYLE = {
     fmt.INTERRUPTED: ("interrupted", "#7f7f7f", "solid"),
     fmt.EVENT_RESUMED: ("resumed", "#17becf", "dash"),  # a restarted script took over from here
 }
+# Whose labels win the rows above the chart where space runs out: the one-off events a run is read by first.
+LABEL_PRIORITY = ("early stop", "NaN / Inf", "divergence", "failed", "interrupted", "best epoch", "phases", "resumed",
+                  "LR changes")
 # Kinds that happen at the end of an epoch (x = epochs completed on the epoch axis), the others at its start.
 _AT_EPOCH_END = {fmt.EVENT_EARLY_STOP, fmt.EVENT_CHECKPOINT, fmt.EVENT_NAN, fmt.EVENT_DIVERGENCE, fmt.FAILED,
                  fmt.INTERRUPTED}
 LABEL_ROWS = 3  # labels of nearby events are stacked on this many rows; a line with no free row goes unlabelled
-LABEL_WIDTH = 0.22  # of the x span: about the width of a label on a half-page chart
+LABEL_ROW_HEIGHT = 0.09  # of the plot's height: a 10 px label's line on a 340 px chart
+# Labels are placed in Python, where the chart's width is unknown: in pixels of a plot area LABEL_PLOT_PX wide (a Run
+# page chart's on a 1280 px wide window, two charts a row, is 364 px), with LABEL_CHAR_PX per character (the 10 px
+# label font draws 4.5 to 5.3 px; the margin covers wider fonts). A wider chart only spreads the labels further apart.
+LABEL_PLOT_PX = 340.0
+LABEL_CHAR_PX = 6.0
+LABEL_GAP_PX = 8.0  # between two labels on a row, and plotly's offset of a label from its line
 # A value's hover reads as the tables do (`number_text`: "8.1e-05", not 0.000081): plotly's number formats cannot
 # switch to scientific notation below 1e-3, so each point carries its text.
 HOVER_TEMPLATE = "%{customdata}"
@@ -170,7 +180,7 @@ def metric_figure(
     )
     all_x = [item.x for item in series if len(item.x)]
     span = (float(np.nanmin([np.nanmin(x) for x in all_x])), float(np.nanmax([np.nanmax(x) for x in all_x]))) \
-        if all_x and x_axis != "time" else None
+        if all_x else None
     marked = events if events is not None else pd.DataFrame(columns=["kind"])
     best_line = None
     if best is not None:
@@ -236,10 +246,11 @@ def event_label(event: pd.Series, nan_epochs: set[float] = frozenset()) -> str:
 
 def event_traces(events: pd.DataFrame, x_axis: str, span: tuple[float, float] | None,
                  best: tuple[object, str, str] | None = None) -> list[go.Scatter]:
-    """One trace per event kind on the overlay axis: labelled vertical lines, and checkpoints as ticks on the x axis.
+    """Per event kind on the overlay axis: its vertical lines, and their labels as a second trace of the same legend
+    group (a click on the kind's legend entry hides both); checkpoints are ticks on the x axis.
 
-    Each kind has its legend entry (a click hides it); hovering shows the event's message. `best` adds the best
-    epoch's line (x, label, hover).
+    Hovering shows the event's message. `best` adds the best epoch's line (x, label, hover). `span` is the x range of
+    the chart's data (numbers; Unix seconds on the time axis), used to keep labels apart.
     """
     kinds: list[tuple[str, str, str, list[tuple[object, str, str]]]] = []
     nan_epochs = set(pd.to_numeric(events.loc[events["kind"] == fmt.EVENT_NAN, "epoch"], errors="coerce")) \
@@ -254,10 +265,13 @@ def event_traces(events: pd.DataFrame, x_axis: str, span: tuple[float, float] | 
             kinds.append((name, color, dash, lines))
     if best is not None:
         kinds.append(("best epoch", "#2ca02c", "dash", [best]))
-    tops = label_tops([x for *_, lines in kinds for x, _, _ in lines], span)
+    # Labels are placed in order of importance: where rows run out, the LR changes' go first.
+    ranked = sorted(range(len(kinds)), key=lambda k: LABEL_PRIORITY.index(kinds[k][0]))
+    placed = iter(place_labels([(x, label) for k in ranked for x, label, _ in kinds[k][3]], span))
+    places = {k: [next(placed) for _ in kinds[k][3]] for k in ranked}
     traces = []
-    for name, color, dash, lines in kinds:
-        traces.append(_vertical_lines(name, color, dash, [(*line, tops.pop(0)) for line in lines], span))
+    for k, (name, color, dash, lines) in enumerate(kinds):
+        traces += _labelled_lines(name, color, dash, lines, places[k])
     checkpoints = events[events["kind"] == fmt.EVENT_CHECKPOINT].tail(MAX_EVENT_MARKERS)
     ticks = [(event_x(event, x_axis), plain(event.get("message", ""))) for _, event in checkpoints.iterrows()]
     ticks = [(x, text) for x, text in ticks if x is not None]
@@ -268,47 +282,79 @@ def event_traces(events: pd.DataFrame, x_axis: str, span: tuple[float, float] | 
     return traces
 
 
-def label_tops(xs: list[object], span: tuple[float, float] | None) -> list[float]:
-    """The height of each label (in the order given), or None for no label: a label too close to the last one on a
-    row goes to the next row, and where every row is taken the line stays unlabelled (its hover still says it), so
-    labels never overlap."""
-    width = (span[1] - span[0]) if span else 0.0
-    row_last: list[float | None] = [None] * LABEL_ROWS
-    tops: list[float | None] = [1.0] * len(xs)
-    for index in sorted(range(len(xs)), key=lambda i: (not isinstance(xs[i], float), xs[i] if isinstance(xs[i], float)
-                                                       else 0.0)):
-        x = xs[index]
-        if not (width and isinstance(x, float)):
-            continue
-        free = [row for row, last in enumerate(row_last) if last is None or x - last > LABEL_WIDTH * width]
-        if not free:
-            tops[index] = None
-            continue
-        row_last[free[0]] = x
-        tops[index] = 1.0 - 0.09 * free[0]
-    return tops
+@dataclass(frozen=True)
+class LabelPlace:
+    """Where an event's label is drawn: its height on the overlay axis (0 to 1) and which side of its line it reads."""
+
+    top: float
+    leftwards: bool
 
 
-def _vertical_lines(name: str, color: str, dash: str, lines: list[tuple[object, str, str, float | None]],
-                    span: tuple[float, float] | None) -> go.Scatter:
-    """Full-height lines at each x (x, label, hover, label height or None) with their label at the top; labels in
-    the right quarter of the chart read leftwards, so the chart's edge does not cut them."""
+def place_labels(labels: list[tuple[object, str]], span: tuple[float, float] | None,
+                 plot_px: float = LABEL_PLOT_PX) -> list[LabelPlace | None]:
+    """Each label's place (in the order given), or None for no label, so that no two labels overlap.
+
+    A label reads rightwards from its line, or leftwards where it would pass the chart's right edge; in the order
+    given, each takes the first row (from the top) where it clears every label already there by LABEL_GAP_PX, in
+    pixels of a plot area `plot_px` wide. Where every row is taken the line stays unlabelled (its hover still says
+    what it is).
+
+    Args:
+        labels: (x as drawn: a number or a timestamp, label text) per event line.
+        span: the x range of the chart's data (Unix seconds on the time axis); the lines widen it.
+        plot_px: the plot area's assumed width.
+    """
+    xs = [_x_number(x) for x, _ in labels]
+    known = [x for x in xs if x is not None] + (list(span) if span else [])
+    if not known:
+        return [LabelPlace(1.0, False) if x is not None else None for x in xs]
+    low, high = min(known), max(known)
+    units_per_px = (high - low) / plot_px if high > low else 1.0 / plot_px
+    rows: list[list[tuple[float, float]]] = [[] for _ in range(LABEL_ROWS)]
+    places: list[LabelPlace | None] = [None] * len(labels)
+    for index, (x, (_, text)) in enumerate(zip(xs, labels, strict=True)):
+        if x is None:
+            continue
+        width = (len(text) * LABEL_CHAR_PX + LABEL_GAP_PX) * units_per_px
+        leftwards = x + width > high and x - low > high - x
+        extent = (x - width, x) if leftwards else (x, x + width)
+        row = next((row for row, taken in enumerate(rows)
+                    if all(extent[1] <= start or extent[0] >= end for start, end in taken)), None)
+        if row is not None:
+            rows[row].append(extent)
+            places[index] = LabelPlace(1.0 - LABEL_ROW_HEIGHT * row, leftwards)
+    return places
+
+
+def _x_number(x: object) -> float | None:
+    """An event's x as a number: timestamps of the time axis as Unix seconds."""
+    if isinstance(x, pd.Timestamp):
+        return x.timestamp()
+    return float(x) if isinstance(x, numbers.Real) and np.isfinite(x) else None
+
+
+def _labelled_lines(name: str, color: str, dash: str, lines: list[tuple[object, str, str]],
+                    places: list[LabelPlace | None]) -> list[go.Scatter]:
+    """A kind's full-height lines at each x (x, label, hover) and, as a separate text trace in the same legend group,
+    the labels that have a place (plotly.js drops some labels of a lines+text trace that has gaps and empty texts)."""
     xs: list[object] = []
     ys: list[float | None] = []
-    texts: list[str] = []
     hovers: list[str] = []
-    positions: list[str] = []
-    for x, label, hover, top in lines:
-        right = bool(span and isinstance(x, float) and x > span[0] + 0.75 * (span[1] - span[0]))
+    for x, label, hover in lines:
         xs += [x, x, None]
-        ys += [0.0, 1.0 if top is None else top, None]
-        texts += ["", "" if top is None else label, ""]
+        ys += [0.0, 1.0, None]
         hovers += [hover or label, hover or label, ""]
-        positions += ["bottom left" if right else "bottom right"] * 3
-    return go.Scatter(x=xs, y=ys, yaxis="y2", mode="lines+text", name=name, text=texts,
-                      textposition=positions, textfont={"size": 10, "color": color},
-                      line={"color": color, "width": 1, "dash": dash}, hovertext=hovers, hoverinfo="text",
-                      cliponaxis=False)
+    traces = [go.Scatter(x=xs, y=ys, yaxis="y2", mode="lines", name=name, legendgroup=name,
+                         line={"color": color, "width": 1, "dash": dash}, hovertext=hovers, hoverinfo="text")]
+    shown = [(x, label, place) for (x, label, _), place in zip(lines, places, strict=True) if place]
+    if shown:
+        traces.append(go.Scatter(x=[x for x, _, _ in shown], y=[place.top for _, _, place in shown], yaxis="y2",
+                                 mode="text", name=name, legendgroup=name, showlegend=False,
+                                 text=[label for _, label, _ in shown],
+                                 textposition=["bottom left" if place.leftwards else "bottom right"
+                                               for _, _, place in shown],
+                                 textfont={"size": 10, "color": color}, cliponaxis=False, hoverinfo="skip"))
+    return traces
 
 
 def heatmap_figure(frame: pd.DataFrame, *, row: str, value: str, title: str, colorscale: str = "Viridis",
@@ -365,9 +411,13 @@ def histogram_over_time(frame: pd.DataFrame, *, title: str, bins: int = 40) -> g
         counts, _ = np.histogram((edges[:-1] + edges[1:]) / 2, bins=grid, weights=np.asarray(h["counts"], float))
         columns.append(counts / counts.sum() if counts.sum() else counts)
     centres = (grid[:-1] + grid[1:]) / 2
-    figure = go.Figure(go.Heatmap(z=np.array(columns).T, x=[step for step, _ in records], y=centres,
-                                  colorscale="Blues", colorbar={"title": {"text": "share"}},
-                                  hovertemplate="step %{x}<br>value %{y:.3g}<br>share %{z:.3f}<extra></extra>"))
+    shares = np.array(columns).T
+    # Hover texts as number_text writes them (plotly's ".3g" reads 0.000081): each cell's value and share.
+    values = np.repeat(np.array(numbers_text(centres), dtype=object)[:, None], len(records), axis=1)
+    figure = go.Figure(go.Heatmap(z=shares, x=[step for step, _ in records], y=centres, text=values.tolist(),
+                                  customdata=cell_texts(shares), colorscale="Blues",
+                                  colorbar={"title": {"text": "share"}},
+                                  hovertemplate="step %{x}<br>value %{text}<br>share %{customdata}<extra></extra>"))
     figure.update_layout(title={"text": plain(title), "font": {"size": 15}}, xaxis_title="step", yaxis_title="value",
                          height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure

@@ -15,7 +15,10 @@ from kerascope.monitor import format as fmt
 # Charts per level on the Run page: a run that logs hundreds of metrics would otherwise take the page (and the server)
 # minutes to draw; the rest are named in `chart_overflow`'s message and stay in the CSV export and the notebook API.
 MAX_CHARTS = 24
-LR_CHART = "learning rate"  # the per-batch learning rate's chart among the batch figures
+LR_CHART = "learning rate"  # the learning rate's chart: per batch, or per epoch for runs without batch records
+# Epoch record columns holding the learning rate an epoch ran with: LiveMonitor's, then the one ReduceLROnPlateau and
+# LearningRateScheduler put in the epoch logs.
+EPOCH_LR_COLUMNS = ("lr", "learning_rate")
 
 
 @dataclass(frozen=True)
@@ -132,13 +135,29 @@ def batch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:
     return {name: figures[name] for name in first + [name for name in figures if name not in first]}
 
 
+def epoch_lr_figure(run: Run, options: ChartOptions) -> go.Figure | None:
+    """The learning rate each epoch ran with (log y, never smoothed), for runs whose LR is in their epoch records
+    only (batch logging off); None when no epoch record holds one."""
+    frame = run.epoch_metrics()
+    column = next((name for name in EPOCH_LR_COLUMNS if name in frame and frame[name].notna().any()), None)
+    if column is None:
+        return None
+    x = epoch_x(frame, options.x_axis)
+    return charts.metric_figure([charts.Series("lr", x, frame[column].to_numpy(float))], title="learning rate",
+                                x_axis=options.x_axis, log_y=True, events=run.events(),
+                                best=best_marker(run, frame, x), markers=True)
+
+
 def page_figures(run: Run, options: ChartOptions) -> dict[str, dict[str, go.Figure]]:
     """The Run page's metric charts by section ("epoch", "batch"), each in page order: loss, the key metric and the
-    learning rate come first (the charts a user looks at first), then the other epoch metrics, then the batch
-    metrics. Before the first epoch ends, the batch section opens with loss and the learning rate."""
+    learning rate (per batch, else per epoch) come first (the charts a user looks at first), then the other epoch
+    metrics, then the batch metrics. Before the first epoch ends, the batch section opens with loss and the learning
+    rate."""
     epoch, batch = epoch_figures(run, options), batch_figures(run, options)
-    if not epoch or LR_CHART not in batch:
+    if not epoch:
+        return {"epoch": epoch, "batch": batch}
+    lr = batch.pop(LR_CHART) if LR_CHART in batch else epoch_lr_figure(run, options)
+    if lr is None:
         return {"epoch": epoch, "batch": batch}
     leading = [name for name in epoch if name in ("loss", key_metric(run))]  # epoch_figures puts them first
-    lr = {LR_CHART: batch.pop(LR_CHART)}
-    return {"epoch": {**{name: epoch[name] for name in leading}, **lr, **epoch}, "batch": batch}
+    return {"epoch": {**{name: epoch[name] for name in leading}, LR_CHART: lr, **epoch}, "batch": batch}

@@ -45,7 +45,7 @@ def test_run_page_says_what_went_wrong(diverged):
     assert "**Evidence:**" in text
     loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss per batch")
     marks = [trace for trace in loss["data"] if trace.get("name") == "divergence"]
-    assert marks and f"diverged · {divergence.layer}" in str(marks[0])
+    assert marks and f"diverged · {divergence.layer}" in str(marks)  # the lines, then their labels
 
 
 def test_activations_page_draws_gradient_heatmap_and_lines_with_the_lr(diverged):

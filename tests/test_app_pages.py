@@ -166,6 +166,23 @@ def test_run_page_smoothing_and_x_axis_controls(root):
     assert not any(spec["follow"] for spec in chart_specs(at))
 
 
+def test_an_epoch_level_learning_rate_from_the_keras_logs_is_charted_per_epoch(runs_root):
+    """Epoch records with only the `learning_rate` ReduceLROnPlateau puts in the logs (no batch records, no `lr`)."""
+    writer = RunWriter(runs_root, name="per epoch", meta={"options": {"monitor": "val_accuracy"}})
+    for epoch, (loss, rate) in enumerate(((0.9, 1e-3), (0.7, 1e-3), (0.6, 2e-4), (0.55, 4e-05))):
+        writer.log("epoch", {"epoch": epoch, "step": 10 * (epoch + 1), "time": float(epoch), "loss": loss,
+                             "val_loss": loss, "accuracy": 1 - loss, "val_accuracy": 1 - loss, "mae": loss,
+                             "learning_rate": rate})
+    writer.close()
+    at = open_page(runs_root, "views/run.py", run_id=os.path.basename(writer.run_dir))
+    at.button_group[0].set_value("epoch").run()
+    figures = charts(at)
+    assert list(figures)[:4] == ["loss", "accuracy", "learning rate", "mae"]
+    assert figures["learning rate"]["layout"]["yaxis"]["type"] == "log"
+    lr = traces(figures["learning rate"])["lr"]
+    assert decode(lr["x"]) == [1.0, 2.0, 3.0, 4.0] and decode(lr["y"]) == [1e-3, 1e-3, 2e-4, 4e-05]
+
+
 def test_run_page_alerts_on_nan_and_dead_units(root):
     runs_root, ids = root
     at = open_page(runs_root, "views/run.py", run_id=ids["nan"])

@@ -63,6 +63,54 @@ def test_the_early_stopped_sample_says_so_with_a_log_lr_axis_and_kind_toggles(pa
     assert page.evaluate(visible, "loss")["best epoch"] is True  # the other kinds stay
 
 
+# Every event label a chart's figure holds, and the drawn label texts, legend and scale buttons with their boxes
+# (left, top, right, bottom) on the screen.
+EVENT_LABELS = f"""(title) => {{
+    const node = ({FIND_CHART})(title);
+    const box = (node) => {{ const r = node.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }};
+    return {{
+        labels: node._fullData.filter(trace => trace.yaxis === 'y2')
+            .flatMap(trace => [].concat(trace.text || []).filter(text => text)),
+        drawn: [...node.querySelectorAll('.scatterlayer .textpoint text')].filter(text => text.textContent)
+            .map(text => [text.textContent, box(text)]),
+        legend: box(node.querySelector('.legend')),
+        buttons: [...node.querySelectorAll('.updatemenu-button')].map(box),
+        chart: box(node),
+    }};
+}}"""
+
+
+def overlapping(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_event_labels_of_the_early_stopped_sample_are_all_drawn_and_never_overlap(page):
+    page.goto(f"{page.base}/run?run={sample('06')}")
+    for title in ("loss", "learning rate per batch"):
+        wait_chart(page, title)
+        page.evaluate("document.fonts.ready")
+        shown = page.evaluate(EVENT_LABELS, title)
+        drawn = [text for text, _ in shown["drawn"]]
+        assert sorted(drawn) == sorted(shown["labels"]), title  # plotly.js drew each label the figure holds
+        assert {"phase 1 · 13,706 trainable", "LR 9e-04", "early stop"} <= set(drawn), (title, drawn)
+        boxes = shown["drawn"]
+        for index, (text, box) in enumerate(boxes):
+            for other, other_box in boxes[index + 1:]:
+                assert not overlapping(box, other_box), (title, text, box, other, other_box)
+            for name, obstacle in [("legend", shown["legend"])] + [("button", b) for b in shown["buttons"]]:
+                assert not overlapping(box, obstacle), (title, text, box, name, obstacle)
+            assert shown["chart"][0] <= box[0] and box[2] <= shown["chart"][2], (title, text, box)  # not cut off
+    # A click on a kind's legend entry hides its labels with its lines.
+    page.evaluate(f"(t) => ({FIND_CHART})(t).scrollIntoView()", "loss")
+    toggle = """(title) => [...(%s)(title).querySelectorAll('.legendtext')]
+        .find(text => text.textContent === 'LR changes').closest('.traces').querySelector('.legendtoggle')"""
+    page.evaluate_handle(toggle % FIND_CHART, "loss").as_element().click()
+    page.wait_for_function(f"""(t) => ({FIND_CHART})(t)._fullData.filter(d => d.name === 'LR changes')
+        .every(d => d.visible === 'legendonly')""", arg="loss", timeout=PATIENCE_MS)
+    drawn = [text for text, _ in page.evaluate(EVENT_LABELS, "loss")["drawn"]]
+    assert "phase 1 · 13,706 trainable" in drawn and not [text for text in drawn if text.startswith("LR ")], drawn
+
+
 # The glide-data-grid behind st.dataframe draws on a canvas: its columns (title, width in px), its theme (font,
 # cell padding) and each cell's drawn text (`displayData`) are read from the grid component's React props.
 GRID = """(grid) => {
@@ -94,17 +142,38 @@ def grid_columns(page, index: int, rows: int) -> dict[str, dict]:
     return page.evaluate(GRID_TEXT, [grid.element_handle(), rows])
 
 
-def test_the_runs_table_shows_names_and_statuses_whole(page):
+def test_the_runs_table_shows_names_statuses_and_where_whole(page):
     page.goto(f"{page.base}/")
     page.get_by_text("Runs that need attention", exact=False).first.wait_for(timeout=PATIENCE_MS)
     runs = RunStore(SAMPLES).runs()
     columns = grid_columns(page, 0, len(runs))
     assert "06 early stopping + ReduceLROnPlateau" in columns["name"]["texts"]
     assert "■ interrupted" in columns["status"]["texts"]
-    for title in ("name", "status"):
+    assert "stopped early at epoch 31 of 80 (best epoch 27) · step 1,395" in columns["where"]["texts"]
+    for title in ("name", "status", "where"):
         column = columns[title]
         needed = max(column["text_widths"]) + 2 * column["padding"]
         assert needed <= column["width"], f"{title}: {needed:.0f} px of text in a {column['width']} px column"
+
+
+def test_a_long_where_text_shows_whole(page, runs_root):
+    """72 characters (a long run stopped early) need more than a fixed "large" column's 400 px."""
+    writer = RunWriter(runs_root, name="long")
+    writer.update_status(epochs=10_000, epoch=1233, step=12_345_678)
+    for epoch, val_loss in ((1199, 0.1), (1233, 0.2)):
+        writer.log("epoch", {"epoch": epoch, "step": (epoch + 1) * 10_000, "time": 1.0, "val_loss": val_loss})
+    writer.event("early_stop", "EarlyStopping stopped training", step=12_345_678, epoch=1233, data={"epoch": 1233})
+    writer.close()
+    port = free_port()
+    process = start_app(str(runs_root), port)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        column = grid_columns(page, 0, 1)["where"]
+        assert column["texts"] == ["stopped early at epoch 1234 of 10000 (best epoch 1200) · step 12,345,678"]
+        needed = column["text_widths"][0] + 2 * column["padding"]
+        assert needed <= column["width"], f"{needed:.0f} px of text in a {column['width']} px column"
+    finally:
+        stop_app(process)
 
 
 def test_compare_tables_read_numbers_as_the_dashboard_writes_them(page):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from page_charts import chart_figures, open_link
 from streamlit.testing.v1 import AppTest
+from test_app_pages import decode
 from train_helpers import data, mlp
 
 from kerascope import LiveMonitor, RunStore
@@ -25,7 +26,14 @@ def texts(at: AppTest) -> str:
 
 
 def overlay(figure: dict) -> dict[str, dict]:
-    return {trace["name"]: trace for trace in figure["data"] if trace.get("yaxis") == "y2"}
+    """The event kinds' lines and ticks by legend name."""
+    return {trace["name"]: trace for trace in figure["data"] if trace.get("yaxis") == "y2" and trace["mode"] != "text"}
+
+
+def labels(figure: dict) -> dict[str, list[str]]:
+    """The event kinds' drawn labels by legend name."""
+    return {trace["name"]: trace["text"] for trace in figure["data"]
+            if trace.get("yaxis") == "y2" and trace["mode"] == "text"}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +80,8 @@ def test_an_early_stopped_run_says_so_and_marks_its_best_epoch(trained):
     loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss")
     marker = overlay(loss)["best epoch"]
     assert [x for x in marker["x"] if x is not None] == [best + 1.0, best + 1.0]  # the end of the best epoch
-    assert [t for t in marker["text"] if t] == [f"best epoch {best + 1}"]
-    assert [t for t in overlay(loss)["early stop"]["text"] if t] == ["early stop"]
+    assert labels(loss)["best epoch"] == [f"best epoch {best + 1}"]
+    assert labels(loss)["early stop"] == ["early stop"]
 
 
 def test_notes_tags_and_system_metrics_are_shown(trained):
@@ -85,6 +93,27 @@ def test_notes_tags_and_system_metrics_are_shown(trained):
     table = open_link(logdir, "views/runs.py").dataframe[0].value.set_index("name")
     assert table.loc["stopped run", "notes"] == "patience 1" and table.loc["stopped run", "tags"] == "es"
     assert table.loc["stopped run", "params"] == 90  # 8*8+8 + 8*2+2
+
+
+def test_a_run_logged_per_epoch_only_charts_its_learning_rate_per_epoch(tmp_path):
+    """update_freq="epoch" writes no batch records: the LR each epoch ran with (ReduceLROnPlateau halving it) is
+    charted after loss and the key metric, on a log axis."""
+    x, y = data()
+    model = mlp(keras.optimizers.SGD(0.1))
+    plateau = keras.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=0, min_delta=10)  # halves it each epoch
+    model.fit(x, y, validation_split=0.25, epochs=4, batch_size=32, verbose=0,
+              callbacks=[plateau, LiveMonitor(tmp_path, name="per epoch", update_freq="epoch",
+                                              monitor="val_accuracy")])
+    (run,) = RunStore(tmp_path).runs()
+    assert not run.arrays("batch")
+    at = open_link(tmp_path, "views/run.py", run=run.id)
+    figures = chart_figures(at)
+    assert [f["layout"]["title"]["text"] for f in figures][:3] == ["loss", "accuracy", "learning rate"]
+    lr = figures[2]
+    assert lr["layout"]["yaxis"]["type"] == "log"
+    (line,) = [trace for trace in lr["data"] if trace.get("yaxis") != "y2"]  # no smoothed twin
+    assert line["name"] == "lr" and decode(line["y"]) == pytest.approx([0.1, 0.1, 0.05, 0.025])
+    assert line["customdata"] == ["0.1", "0.1", "0.05", "0.025"]
 
 
 def test_the_sample_runs_read_as_they_ran():
@@ -101,7 +130,7 @@ def test_the_sample_runs_read_as_they_ran():
     assert "best epoch" in overlay(figures["loss"])
     at = open_link(SAMPLES, "views/run.py", run=runs["07"].id)
     loss = next(f for f in chart_figures(at) if f["layout"]["title"]["text"] == "loss")
-    phases = [t for t in overlay(loss)["phases"]["text"] if t]
+    phases = labels(loss)["phases"]
     assert len(phases) == 3 and all(label.endswith("trainable") for label in phases)
     assert len({label.split(" · ")[1] for label in phases}) >= 2  # the trainable count changes between phases
     assert np.all(np.isfinite([runs["06"].best_epoch]))
@@ -129,7 +158,6 @@ def test_compare_groups_runs_by_an_hparam_into_mean_and_band(runs_root):
     assert set(means) == {"lr=0.01 (2 runs)", "lr=0.1 (1 run)"}
     store = RunStore(runs_root)
     pair = np.vstack([store.run(run_id).epoch_metrics()["val_loss"].to_numpy() for run_id in ids[:2]])
-    from test_app_pages import decode
     np.testing.assert_allclose(decode(means["lr=0.01 (2 runs)"]["y"]), pair.mean(axis=0))
     bands = [trace for trace in val_loss["data"] if trace.get("fill") == "tonexty"]
     assert len(bands) == 2
