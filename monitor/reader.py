@@ -404,22 +404,33 @@ class Run:
 
     def _read_stream(self, stream: str, tail: JsonlTail | SegmentTail) -> bool:
         changed, more = False, True
+        # Record streams keep only their newest MAX_RECORD_BYTES: slices wholly older than that are counted, never
+        # parsed (a million-event file costs a newline count, not a million json.loads).
+        waiting: list[bytes] = []
         while more:
-            # Parsed a slice at a time, so a huge backlog (a long run opened late) never sits in memory as text.
+            # Read a slice at a time, so a huge backlog (a long run opened late) never sits in memory as text.
             try:
                 chunk = tail.read(REFRESH_SLICE_BYTES)
             except OSError as exc:
                 self._problem(f"{fmt.STREAM_FILES[stream]}: {exc.strerror or exc}")
-                return changed
+                break
             for problem in chunk.problems:
                 self._problem(problem)
             if chunk.reset:
                 self._drop(stream)
+                waiting.clear()
                 changed = True
             if chunk.data:
-                self._ingest(stream, chunk.data)
                 changed = True
+                if stream in NUMERIC_COLUMNS:
+                    self._ingest(stream, chunk.data)
+                else:
+                    waiting.append(chunk.data)
+                    while len(waiting) > 1 and sum(map(len, waiting[1:])) >= MAX_RECORD_BYTES[stream]:
+                        self._records_dropped[stream] += waiting.pop(0).count(b"\n")
             more = chunk.more
+        if waiting:
+            self._ingest(stream, b"".join(waiting))
         return changed
 
     def _drop(self, stream: str) -> None:

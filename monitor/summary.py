@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from typing import Any
 
@@ -20,6 +21,9 @@ from kerascope.monitor.tail import iter_records
 # status.json fields copied into the summary's `progress`.
 PROGRESS_FIELDS = ("epoch", "epochs", "step", "steps_per_epoch", "phase", "started", "ended", "heartbeat", "reason")
 MODEL_FIELDS = ("name", "class", "total_params", "trainable_params", "size_bytes")
+# The event kinds `SummaryBuilder.add_event` reads, as JSON strings in a line.
+_SUMMARY_EVENT_KINDS = re.compile(b'"(?:%b)"' % b"|".join(
+    re.escape(kind.encode()) for kind in (fmt.EVENT_NAN, fmt.EVENT_DIVERGENCE, fmt.EVENT_EARLY_STOP)))
 
 
 def _whole(value: Any) -> int | None:
@@ -102,10 +106,22 @@ class SummaryBuilder:
 
     def add_lines(self, stream: str, data: bytes) -> None:
         """Feed complete JSONL lines of "epoch" or "events" (malformed lines are skipped, as readers do)."""
-        add = self.add_epoch if stream == "epoch" else self.add_event
-        for record, _ in iter_records(data):  # one at a time: a run may hold a million events
+        if stream == "events":
+            # Only three kinds of event change a summary: only the lines that name one of them are parsed (a run may
+            # hold a million events).
+            line_end = 0
+            for match in _SUMMARY_EVENT_KINDS.finditer(data):
+                if match.start() < line_end:
+                    continue  # the line was read already
+                line_start = data.rfind(b"\n", 0, match.start()) + 1
+                line_end = data.find(b"\n", match.end()) + 1 or len(data)
+                for record, _ in iter_records(data[line_start:line_end]):
+                    if record is not None:
+                        self.add_event(record)
+            return
+        for record, _ in iter_records(data):
             if record is not None:
-                add(record)
+                self.add_epoch(record)
 
     def summary(self, meta: dict[str, Any], status: dict[str, Any], sources: dict[str, int]) -> dict[str, Any]:
         """The summary.json content for a run with this run.json (`meta`) and status.json (`status`).

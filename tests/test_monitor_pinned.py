@@ -13,7 +13,10 @@ import pytest
 from run_factory import make_run
 
 from kerascope import RunStore, RunWriter
+from kerascope.monitor import format as fmt
 from kerascope.monitor.format import inside  # the confinement check itself: every reader path goes through it
+from kerascope.monitor.reader import MAX_RECORDS
+from kerascope.monitor.summary import SummaryBuilder, derive_summary
 
 
 def age_heartbeat(run_dir: str, age_s: float) -> None:
@@ -93,3 +96,49 @@ def test_a_long_backlog_read_at_once_keeps_every_row(runs_root):
     frame = RunStore(runs_root).run(writer.run_id).batch_metrics()
     assert frame["step"].tolist() == list(range(1, 3001))
     assert frame["loss"].tolist() == [1.0 / step for step in range(1, 3001)]
+
+
+def test_a_huge_events_file_keeps_its_newest_events_and_counts_the_rest(runs_root):
+    """More than one read slice (32 MB) of events: the newest MAX_RECORDS["events"] are kept, every older line is
+    counted in the truncation note, whether it was parsed or only counted."""
+    run_dir = make_run(runs_root, "many events", epochs=1, steps_per_epoch=1)
+    path = os.path.join(run_dir, fmt.EVENTS_FILE)
+    with open(path, "rb") as f:
+        written = f.read().count(b"\n")
+    filler = 300_000
+    with open(path, "ab") as f:
+        f.write(b"".join(json.dumps({"time": 1.0, "step": step, "epoch": 0, "kind": "warning",
+                                     "message": "m" * 100}).encode() + b"\n" for step in range(filler)))
+    run = RunStore(runs_root).runs()[0]
+    events = run.events()
+    kept = MAX_RECORDS["events"]
+    assert len(events) == kept
+    assert list(events["step"].iloc[[0, -1]]) == [filler - kept, filler - 1]
+    assert run.problems == [f"events.jsonl: truncated: {written + filler - kept:,} more records not kept "
+                            f"(the newest {kept:,} are)"]
+
+
+def test_a_summary_derived_from_events_reads_the_same_records_as_a_full_parse():
+    """derive_summary parses only the event lines that can change a summary: the result equals folding every
+    record, whatever surrounds those lines (filler, a kind named in a message, a malformed line)."""
+    records = [
+        {"time": 1.0, "step": 1, "epoch": 0, "kind": "warning", "message": 'the word "nan" in a message'},
+        {"time": 2.0, "step": 5, "epoch": 0, "kind": "nan", "message": "loss is nan",
+         "data": {"metric": "val_loss", "value": float("nan")}},
+        {"time": 3.0, "step": 9, "epoch": 1, "kind": "nan", "message": "loss is inf",
+         "data": {"metric": "loss", "value": float("inf")}},
+        {"time": 4.0, "step": 9, "epoch": 1, "kind": "divergence", "message": "loss spiked",
+         "data": {"metric": "loss", "rule": fmt.DIVERGENCE_NONFINITE, "step": 9, "lr": 0.5, "layer": "dense"}},
+        {"time": 5.0, "step": 12, "epoch": 2, "kind": "early_stop", "message": "stopped",
+         "data": {"epoch": 2}},
+    ]
+    lines = [json.dumps(record) for record in records]
+    data = "\n".join([lines[0], "{not json", *lines[1:3], json.dumps({"kind": "phase"}), *lines[3:]]).encode()
+    expected = SummaryBuilder()
+    for record in records:
+        expected.add_event(record)
+    meta, status = {"name": "x"}, {"status": "finished"}
+    derived = derive_summary(meta, status, b"", data + b"\n")
+    folded = expected.summary(meta, status, derived["sources"])
+    assert {**derived, "time": None} == {**folded, "time": None}
+    assert derived["divergence"]["layer"] == "dense" and derived["stop"] == {"epoch": 2, "by_nan_guard": False}
