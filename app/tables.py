@@ -17,9 +17,13 @@ MAX_KEY_METRICS = 4
 
 
 def metric_direction(runs: list[Run], metric: str) -> str:
-    """Which way `metric` is better: as the first run that recorded its direction says, else by its name."""
-    recorded = (run.metric_directions.get(metric) for run in runs)
-    return next((direction for direction in recorded if direction), fmt.metric_direction(metric))
+    """Which way `metric` is better across `runs`: as they recorded it or, for a val_ twin, its metric (the first run
+    to record a name wins), else by its name."""
+    recorded: dict[str, str] = {}
+    for run in runs:
+        for name, direction in run.metric_directions.items():
+            recorded.setdefault(name, direction)
+    return fmt.metric_direction(metric, recorded)
 
 
 def metric_names(frame: pd.DataFrame) -> list[str]:

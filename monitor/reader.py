@@ -347,15 +347,7 @@ class Run:
     def metric_directions(self) -> dict[str, str]:
         """run.json `metrics` as {"metric name": "min" | "max"}: which way each logged metric is better, taken from
         the Keras metric objects. Empty for runs recorded without it (malformed entries are left out)."""
-        metrics = self.meta.get("metrics")
-        if not isinstance(metrics, dict):
-            return {}
-        directions = {}
-        for name, entry in metrics.items():
-            direction = entry.get("direction") if isinstance(entry, dict) else None
-            if direction in (fmt.MIN, fmt.MAX):
-                directions[name] = direction
-        return directions
+        return fmt.recorded_directions(self.meta.get("metrics"))
 
     def metric_direction(self, name: str) -> str:
         """"min" or "max": which way `name` (a logged metric, `val_` twins included) is better.
@@ -363,11 +355,7 @@ class Run:
         As recorded in `metric_directions`; for runs recorded without it, and metrics it does not list, the rule of
         `monitor.format.metric_direction` on the name.
         """
-        directions = self.metric_directions
-        for key in (name, name.removeprefix(fmt.VAL_PREFIX)):
-            if key in directions:
-                return directions[key]
-        return fmt.metric_direction(name)
+        return fmt.metric_direction(name, self.metric_directions)
 
     # -- incremental reading -------------------------------------------------------------------------------------
 

@@ -114,11 +114,10 @@ class SummaryBuilder:
             meta: run.json as a dict. status: status.json as a dict.
             sources: {EPOCH_FILE: bytes, EVENTS_FILE: bytes} the records fed so far came from.
         """
-        directions = _directions(meta)
+        directions = fmt.recorded_directions(meta.get("metrics"))
         metrics = {}
         for name, (last, low, low_epoch, high, high_epoch, _) in self._metrics.items():
-            direction = directions.get(name) or directions.get(name.removeprefix(fmt.VAL_PREFIX))
-            direction = direction or fmt.metric_direction(name)
+            direction = fmt.metric_direction(name, directions)
             best, best_epoch = (low, low_epoch) if direction == fmt.MIN else (high, high_epoch)
             metrics[name] = dict(zip(fmt.SUMMARY_METRIC_FIELDS, (last, best, best_epoch, direction), strict=True))
         options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
@@ -175,14 +174,6 @@ def divergence_of_event(record: dict[str, Any]) -> dict[str, Any]:
         "best": _number(data.get("best")),
         "evidence": evidence if isinstance(evidence, dict) else None,
     }
-
-
-def _directions(meta: dict[str, Any]) -> dict[str, str]:
-    metrics = meta.get("metrics")
-    if not isinstance(metrics, dict):
-        return {}
-    return {name: entry["direction"] for name, entry in metrics.items()
-            if isinstance(entry, dict) and entry.get("direction") in (fmt.MIN, fmt.MAX)}
 
 
 def encode_summary(summary: dict[str, Any]) -> bytes:
