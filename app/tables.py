@@ -96,15 +96,15 @@ def run_row(run: Run) -> dict[str, object]:
         "started": run.created,  # a time column for the whole frame at once (runs_frame)
         "id": run.id,
         HPARAMS: run.hparams or {},
-        METRICS: {name: (_value(entry.get("last")), _value(entry.get("best")), entry.get("direction"))
-                  for name, entry in view.metrics.items()},
+        METRICS: {name: (_or_nan(metric.last), _or_nan(metric.best), metric.direction)
+                  for name, metric in view.metrics.items()},
         STATUS: view.status,
         EPOCHS: view.last_epoch + 1 if view.last_epoch is not None else 0,
     }
 
 
-def _value(value: object) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+def _or_nan(value: float | None) -> float:
+    return np.nan if value is None else value
 
 
 def runs_frame(runs: list[Run], rows: list[dict[str, object]] | None = None) -> pd.DataFrame:

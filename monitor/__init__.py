@@ -11,9 +11,12 @@ from typing import Any
 from kerascope.monitor.format import FORMAT_VERSION
 
 _LAZY = {
+    "MetricSummary": "kerascope.monitor.run_info",
     "ModelInfo": "kerascope.monitor.run_info",
+    "Overview": "kerascope.monitor.run_info",
     "Run": "kerascope.monitor.reader",
     "RunFormatError": "kerascope.monitor.run_files",
+    "RunOptions": "kerascope.monitor.run_info",
     "RunProgress": "kerascope.monitor.run_info",
     "RunStore": "kerascope.monitor.store",
     "RunWatcher": "kerascope.monitor.watcher",

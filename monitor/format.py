@@ -80,6 +80,8 @@ GRADIENT_COLUMNS = ("step", "epoch", "layer", "weight", "norm", "max_abs", "nonf
 EVENT_COLUMNS = ("time", "step", "epoch", "kind", "message", "data")
 LAYER_COLUMNS = ("phase", "name", "class", "output_shape", "params", "trainable")
 CHECKPOINT_COLUMNS = ("epoch", "step", "path", "monitor", "value", "is_best", "bytes", "time")
+# run.json `options.checkpoint`: which .keras checkpoints LiveMonitor keeps (or null: none).
+CHECKPOINT_POLICIES = ("best", "last", "all")
 # Columns of batch and epoch records that are not metrics (ReduceLROnPlateau logs `learning_rate` itself).
 NON_METRIC_COLUMNS = frozenset({"epoch", "step", "time", "phase", "batch", "lr", "learning_rate"})
 BATCH_VALUE_PREFIX = "batch_"  # batch.jsonl: `batch_<metric>` is the batch's own value of a running mean

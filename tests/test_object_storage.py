@@ -145,7 +145,7 @@ def test_credentials_are_never_written_or_shown(s3_run, s3_server, spool):  # no
             with open(os.path.join(folder, name), "rb") as f:
                 assert SECRET_KEY.encode() not in f.read(), name
     run = RunStore(url).run(run_id)
-    assert run.options["logdir"] == url
+    assert run.options.logdir == url
 
 
 def test_store_killed_mid_run_loses_nothing(s3_server):  # noqa: F811

@@ -52,9 +52,8 @@ def main() -> None:
         return
     table = checkpoint_table(run)
     if not len(table):
-        option = (run.options or {}).get("checkpoint")
-        st.info("No checkpoints in this run." + ("" if option else " Pass `checkpoint=\"best\"` (or \"last\", "
-                                                                    "\"all\") to LiveMonitor to save them."))
+        how = ' Pass `checkpoint="best"` (or "last", "all") to LiveMonitor to save them.'
+        st.info("No checkpoints in this run." + ("" if run.options.checkpoint else how))
         return
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"value": st.column_config.NumberColumn("value", format="%.5g")})
