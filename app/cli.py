@@ -20,7 +20,7 @@ from collections.abc import Callable
 from importlib.util import find_spec
 from typing import BinaryIO
 
-from kerascope.monitor.storage import check_logdir, local_path, redact_url, url_protocol
+from kerascope.monitor import check_logdir, redact_url, url_protocol
 
 APP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "streamlit_app.py")
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # served at /app/static/
@@ -199,14 +199,12 @@ def resolve_logdir(logdir: str) -> str:
     """A local runs folder as an absolute path (created when missing), or an object-store URL whose backend is
     installed (`s3://bucket/runs`: read by polling, no folder is created). SystemExit with the reason otherwise."""
     try:
-        check_logdir(logdir)
+        location = check_logdir(logdir)
     except (ImportError, ValueError) as exc:
         raise SystemExit(f"kerascope: {exc}") from None
-    if url_protocol(logdir):
-        return logdir
-    path = os.path.abspath(local_path(logdir))
-    os.makedirs(path, exist_ok=True)
-    return path
+    if not url_protocol(location):
+        os.makedirs(location, exist_ok=True)
+    return location
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,9 +8,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from kerascope.monitor import Run
+from kerascope.monitor import Overview, Run
 from kerascope.monitor import format as fmt
-from kerascope.monitor.run_info import Overview
 
 STATUS_STYLE = {  # status -> (badge colour, icon, words)
     fmt.RUNNING: ("blue", "▶", "running"),

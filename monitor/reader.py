@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -603,6 +603,18 @@ class Run:
         """Absolute path of a regular file inside this run (a checkpoint to download); refuses `..`, absolute paths
         and links that leave the run (PermissionError), and what is not a regular file (FileNotFoundError)."""
         return self._files.served(relpath)
+
+    def open_file(self, relpath: str) -> BinaryIO:
+        """Open a regular file inside this run for reading in binary mode (a checkpoint to download): refuses what
+        `file_path` refuses, and never blocks on a FIFO swapped in for the file since it was checked.
+
+        Example:
+        ```python
+        with run.open_file("checkpoints/best.keras") as f:
+            data = f.read()
+        ```
+        """
+        return open_regular(self.file_path(relpath))
 
     def _numeric(self, stream: str) -> pd.DataFrame:
         with self._lock:

@@ -35,6 +35,13 @@ def test_host_port_and_logdir_from_arguments_and_environment(monkeypatch):
     assert option(command, "--server.port") == "9000"
 
 
+def test_a_local_logdir_is_made_absolute_and_created(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.resolve_logdir("runs") == os.fspath(tmp_path / "runs") and (tmp_path / "runs").is_dir()
+    url = f"file://{tmp_path}/other/runs"
+    assert cli.resolve_logdir(url) == os.fspath(tmp_path / "other" / "runs") and (tmp_path / "other" / "runs").is_dir()
+
+
 def test_the_dashboard_never_imports_keras_or_tensorflow(runs_root):
     script = f"""
 import os, sys

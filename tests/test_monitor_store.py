@@ -223,6 +223,18 @@ def test_file_path_refuses_everything_else(served, relpath, error):
     run, _ = served
     with pytest.raises(error):
         run.file_path(relpath)
+    with pytest.raises(error):
+        run.open_file(relpath)
+
+
+def test_open_file_reads_a_file_of_the_run(served):
+    run, _ = served
+    with open(os.path.join(run.path, "checkpoints", "best.keras"), "rb") as f:
+        expected = f.read()
+    with run.open_file("checkpoints/best.keras") as f:
+        assert f.read() == expected
+    with run.open_file("alias.keras") as f:
+        assert f.read() == expected
 
 
 def test_model_files_that_link_outside_the_root_are_not_read(served):
