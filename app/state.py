@@ -108,10 +108,6 @@ class SharedCache:
         self._building: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def keys(self) -> list[Hashable]:
-        with self._lock:
-            return list(self._items)
-
     def get(self, key: Hashable, build: Callable[[], T]) -> T:
         with self._lock:
             if key in self._items:

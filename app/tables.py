@@ -38,13 +38,9 @@ def metric_names(frame: pd.DataFrame) -> list[str]:
     return ordered + [c for c in names if c not in ordered]
 
 
-def key_metrics(runs: list[Run]) -> list[str]:
-    """The metrics shown in the runs list: loss and val_loss first, then the most common others."""
-    return key_metrics_of([run.overview().metrics for run in runs])
-
-
 def key_metrics_of(metrics: list[dict[str, object]]) -> list[str]:
-    """key_metrics from each run's summary metrics (names only count)."""
+    """The metrics shown in the runs list, from each run's metrics (names only count): loss and val_loss first, then
+    the most common others."""
     counts: Counter[str] = Counter()
     for names in metrics:
         counts.update(list(names))

@@ -172,14 +172,6 @@ def encode_summary(summary: dict[str, Any]) -> bytes:
     return json.dumps(fmt.to_jsonable(summary), separators=(",", ":"), allow_nan=True).encode("utf-8")
 
 
-def decode_summary(data: bytes) -> dict[str, Any] | None:
-    """A summary read back from bytes, or None when it is not one this version reads (then derive it)."""
-    try:
-        return checked_summary(json.loads(data))
-    except (ValueError, RecursionError):
-        return None
-
-
 def checked_summary(summary: Any) -> dict[str, Any] | None:
     """`summary` (parsed JSON) when it is a summary this version reads, else None."""
     if not isinstance(summary, dict):

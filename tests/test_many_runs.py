@@ -17,15 +17,14 @@ from kerascope import RunStore, RunWriter
 from kerascope.app.query import Query, QueryError
 from kerascope.monitor import format as fmt
 from kerascope.monitor.catalog import Catalog
-from kerascope.monitor.summary import decode_summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STREAMS = (fmt.BATCH_FILE, fmt.ACTIVATIONS_FILE, fmt.WEIGHTS_FILE, fmt.SYSTEM_FILE)
 
 
 def read_summary(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, fmt.RUN_SUMMARY_FILE), "rb") as f:
-        return decode_summary(f.read())
+    with open(os.path.join(run_dir, fmt.RUN_SUMMARY_FILE), encoding="utf-8") as f:
+        return json.load(f)
 
 
 @pytest.fixture(scope="module")
