@@ -287,7 +287,8 @@ def test_monitor_never_imports_deserializers_or_keras():
             if isinstance(node, ast.keyword):
                 assert node.arg != "allow_pickle", source.name
     # pandas imports pickle for its own API; what matters is that no ML framework comes in with the readers.
-    code = "import sys, json, monitor.store, monitor.watcher, monitor.writer; print(json.dumps(list(sys.modules)))"
+    code = ("import sys, json, kerascope.monitor.store, kerascope.monitor.watcher, kerascope.monitor.writer, "
+            "kerascope.monitor.catalog, kerascope.monitor.remote_reader; print(json.dumps(list(sys.modules)))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                                        check=True).stdout)
     assert not {name.split(".")[0] for name in loaded} & {"keras", "tensorflow", "torch", "jax", "h5py"}
