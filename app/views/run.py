@@ -10,6 +10,7 @@ from kerascope.app.formatting import duration, format_seconds, md_escape, progre
 from kerascope.app.live_chart import chart_payload, draw_chart
 from kerascope.app.run_charts import ChartOptions, batch_figures, chart_overflow, epoch_figures, system_figures
 from kerascope.monitor import Run
+from kerascope.monitor import format as fmt
 
 FORCE_REFRESH_S = 2.0  # re-read even without a file event, in case the watcher missed one (some mounts)
 
@@ -91,7 +92,8 @@ def events_table(run: Run) -> None:
     if not len(events):
         st.caption("No events recorded yet.")
         return
-    frame = events[["time", "step", "epoch", "kind", "message"]].copy()
+    # Every documented column but `data`, the event's own fields, which the message already words.
+    frame = events[[column for column in fmt.EVENT_COLUMNS if column != "data"]].copy()
     frame["time"] = pd.to_datetime(pd.to_numeric(frame["time"], errors="coerce"), unit="s").dt.floor("s")
     frame["epoch"] = pd.to_numeric(frame["epoch"], errors="coerce") + 1  # as Keras prints it: "Epoch 1/10"
     st.dataframe(frame.iloc[::-1], hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 320))
