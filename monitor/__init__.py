@@ -8,7 +8,7 @@ Names are imported lazily so that the training side (which needs only RunWriter)
 - Reading: `RunStore` (the runs of a logdir) and `Run` (one run), whose typed values are `ModelInfo`, `RunOptions`,
   `RunProgress`, `Overview` and `MetricSummary`; `RunFormatError` for a file this version cannot read.
 - Following live runs: `RunWatcher` (a local logdir) and `RemoteWatcher` (an object-store one), and `Catalog`, the
-  cache that lets a `RunStore` list a large local root without opening its runs.
+  cache that lets a `RunStore` list a large local root without opening its runs, kept in `cache_dir()`.
 - Logdirs: `check_logdir` (validate, and where the runs are), `url_protocol` (None for a local folder) and
   `redact_url` (a URL safe to show).
 
@@ -39,6 +39,7 @@ _LAZY = {
     "RunStore": "kerascope.monitor.store",
     "RunWatcher": "kerascope.monitor.watcher",
     "RunWriter": "kerascope.monitor.writer",
+    "cache_dir": "kerascope.monitor.catalog",
     "check_logdir": "kerascope.monitor.storage",
     "redact_url": "kerascope.monitor.storage",
     "url_protocol": "kerascope.monitor.storage",
