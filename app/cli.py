@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import ipaddress
 import os
 import re
@@ -20,7 +21,8 @@ from collections.abc import Callable
 from importlib.util import find_spec
 from typing import BinaryIO
 
-from kerascope.monitor.storage import check_logdir, local_path, redact_url, url_protocol
+from kerascope.monitor import cache_dir, check_logdir, redact_url, url_protocol
+from kerascope.monitor.format import write_bytes_atomic
 
 APP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "streamlit_app.py")
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")  # served at /app/static/
@@ -32,6 +34,16 @@ POLL_ENV = "KERASCOPE_POLL"
 PASSWORD_ENV = "KERASCOPE_PASSWORD"  # read by the dashboard's password gate (app/auth.py)
 ALLOWED_HOSTS_ENV = "KERASCOPE_ALLOWED_HOSTS"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# The entry script written beside plotly.js when the package folder is read-only (`serve_plotly_js`).
+ENTRY_SCRIPT = '''"""Kerascope's dashboard, started from here because plotly.js could not be put beside its own
+entry script (a read-only install): Streamlit serves static files only from beside the script it runs. Written by the
+`kerascope` command."""
+
+_APP = {app!r}
+with open(_APP, encoding="utf-8") as _source:
+    _code = compile(_source.read(), _APP, "exec")
+exec(_code, {{"__name__": "__main__", "__file__": _APP}})
+'''
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,15 +113,15 @@ def check_exposure(args: argparse.Namespace, environ: dict[str, str] | None = No
             f"{args.port} can read every run, hparam, note and checkpoint.")
 
 
-def streamlit_command(args: argparse.Namespace) -> list[str]:
-    """The `streamlit run` command line for these arguments.
+def streamlit_command(args: argparse.Namespace, script: str = APP_SCRIPT) -> list[str]:
+    """The `streamlit run` command line for these arguments, running `script` (`serve_plotly_js` says which).
 
     Streamlit's own source watcher is off (`fileWatcherType none`) so it never walks the runs root; error details
     are limited to the exception type and message so a traceback cannot leak paths to a remote viewer.
     """
     hosts = [option for host in allowed_hosts(args) for option in ("--server.allowedHosts", host)]
     return [
-        sys.executable, "-m", "streamlit", "run", APP_SCRIPT,
+        sys.executable, "-m", "streamlit", "run", script,
         "--server.address", args.host,
         "--server.port", str(args.port),
         *hosts,
@@ -195,18 +207,72 @@ def install_plotly_js(static_dir: str = STATIC_DIR) -> list[str]:
     return installed
 
 
+def serve_plotly_js(static_dir: str = STATIC_DIR, fallback_root: str | None = None) -> tuple[str, str | None]:
+    """Put plotly.js where Streamlit will serve it, and say which entry script to run for that.
+
+    Streamlit serves the `static/` folder beside the script it runs: plotly.js goes beside the dashboard's entry script
+    (`install_plotly_js`, which writes nothing when the files there are current). When the package folder cannot be
+    written (a read-only site-packages), the files go to a folder of Kerascope's cache directory, beside a small entry
+    script that runs the dashboard's; when that fails too, the dashboard starts without plotly.js and draws no chart.
+
+    Args:
+        static_dir: the `static/` folder beside the dashboard's entry script.
+        fallback_root: where the fallback folder goes (default: `cache_dir()`: $KERASCOPE_CACHE_DIR, else
+            $XDG_CACHE_HOME/kerascope, else ~/.cache/kerascope).
+
+    Returns:
+        The entry script to run, and a one-line warning for the terminal (None when plotly.js is where it belongs).
+
+    Example:
+    ```python
+    script, warning = serve_plotly_js()
+    if warning:
+        print(warning, file=sys.stderr)
+    command = streamlit_command(parse_args(["--logdir", "runs"]), script)
+    ```
+    """
+    try:
+        install_plotly_js(static_dir)
+        return APP_SCRIPT, None
+    except OSError as exc:
+        refused = f"cannot write plotly.js into {static_dir} ({exc.strerror or exc})"
+    # One folder per installed dashboard: two installs sharing the cache directory never run each other's script.
+    digest = hashlib.sha256(APP_SCRIPT.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    folder = os.path.join(fallback_root or cache_dir(), f"dashboard-{digest}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        install_plotly_js(os.path.join(folder, "static"))
+        script = _write_entry_script(folder)
+    except OSError as exc:
+        return APP_SCRIPT, (f"Kerascope: WARNING: {refused}, nor into {folder} ({exc.strerror or exc}): the "
+                            "dashboard's charts will not draw")
+    return script, f"Kerascope: {refused}; serving it from {folder}"
+
+
+def _write_entry_script(folder: str) -> str:
+    """The entry script in `folder` that runs the dashboard's (rewritten only when it says something else)."""
+    path = os.path.join(folder, os.path.basename(APP_SCRIPT))
+    content = ENTRY_SCRIPT.format(app=APP_SCRIPT).encode("utf-8")
+    try:
+        with open(path, "rb") as current:
+            if current.read() == content:
+                return path
+    except FileNotFoundError:
+        pass
+    write_bytes_atomic(path, content)
+    return path
+
+
 def resolve_logdir(logdir: str) -> str:
     """A local runs folder as an absolute path (created when missing), or an object-store URL whose backend is
     installed (`s3://bucket/runs`: read by polling, no folder is created). SystemExit with the reason otherwise."""
     try:
-        check_logdir(logdir)
+        location = check_logdir(logdir)
     except (ImportError, ValueError) as exc:
         raise SystemExit(f"kerascope: {exc}") from None
-    if url_protocol(logdir):
-        return logdir
-    path = os.path.abspath(local_path(logdir))
-    os.makedirs(path, exist_ok=True)
-    return path
+    if not url_protocol(location):
+        os.makedirs(location, exist_ok=True)
+    return location
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[LOGDIR_ENV] = logdir
     os.environ[POLL_ENV] = "1" if args.poll else ""
     print(f"Kerascope: serving {redact_url(logdir)} on http://{args.host}:{args.port}", flush=True)
-    install_plotly_js()
-    command = streamlit_command(args)
+    script, warning = serve_plotly_js()
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    command = streamlit_command(args, script)
     os.execv(command[0], command)

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kerascope.monitor import Run
+from kerascope.monitor import Overview, Run
 from kerascope.monitor import format as fmt
-from kerascope.monitor.run_info import Overview
 
 STATUS_STYLE = {  # status -> (badge colour, icon, words)
     fmt.RUNNING: ("blue", "▶", "running"),

@@ -39,8 +39,8 @@ def best_marker(run: Run, frame: pd.DataFrame, x: np.ndarray) -> tuple[float, in
 
 def key_metric(run: Run) -> str | None:
     """The metric the run is judged by: the one its checkpoints / "best" flag monitor, without its val_ prefix."""
-    monitored = (run.options or {}).get("monitor")
-    return monitored.removeprefix(fmt.VAL_PREFIX) if isinstance(monitored, str) else None
+    monitored = run.options.monitor
+    return monitored.removeprefix(fmt.VAL_PREFIX) if monitored else None
 
 
 def epoch_figures(run: Run, options: ChartOptions) -> dict[str, go.Figure]:

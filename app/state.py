@@ -18,11 +18,8 @@ from typing import TypeVar
 import streamlit as st
 
 from kerascope.app.cli import LOGDIR_ENV, POLL_ENV
-from kerascope.monitor import Run, RunStore, RunWatcher
+from kerascope.monitor import Catalog, RemoteWatcher, Run, RunStore, RunWatcher, redact_url, url_protocol
 from kerascope.monitor import format as fmt
-from kerascope.monitor.catalog import Catalog
-from kerascope.monitor.remote_reader import RemoteWatcher
-from kerascope.monitor.storage import redact_url, url_protocol
 
 LIVE_INTERVAL_S = 0.2  # fragment timer; a tick that finds nothing new costs a few ms (docs/benchmarks.md)
 RUN_KEY = "run_id"  # the run the single-run pages show
@@ -110,10 +107,6 @@ class SharedCache:
         self._items: OrderedDict[Hashable, object] = OrderedDict()
         self._building: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
-
-    def keys(self) -> list[Hashable]:
-        with self._lock:
-            return list(self._items)
 
     def get(self, key: Hashable, build: Callable[[], T]) -> T:
         with self._lock:

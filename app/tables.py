@@ -17,9 +17,13 @@ MAX_KEY_METRICS = 4
 
 
 def metric_direction(runs: list[Run], metric: str) -> str:
-    """Which way `metric` is better: as the first run that recorded its direction says, else by its name."""
-    recorded = (run.metric_directions.get(metric) for run in runs)
-    return next((direction for direction in recorded if direction), fmt.metric_direction(metric))
+    """Which way `metric` is better across `runs`: as they recorded it or, for a val_ twin, its metric (the first run
+    to record a name wins), else by its name."""
+    recorded: dict[str, str] = {}
+    for run in runs:
+        for name, direction in run.metric_directions.items():
+            recorded.setdefault(name, direction)
+    return fmt.metric_direction(metric, recorded)
 
 
 def metric_names(frame: pd.DataFrame) -> list[str]:
@@ -34,13 +38,9 @@ def metric_names(frame: pd.DataFrame) -> list[str]:
     return ordered + [c for c in names if c not in ordered]
 
 
-def key_metrics(runs: list[Run]) -> list[str]:
-    """The metrics shown in the runs list: loss and val_loss first, then the most common others."""
-    return key_metrics_of([run.overview().metrics for run in runs])
-
-
 def key_metrics_of(metrics: list[dict[str, object]]) -> list[str]:
-    """key_metrics from each run's summary metrics (names only count)."""
+    """The metrics shown in the runs list, from each run's metrics (names only count): loss and val_loss first, then
+    the most common others."""
     counts: Counter[str] = Counter()
     for names in metrics:
         counts.update(list(names))
@@ -92,15 +92,15 @@ def run_row(run: Run) -> dict[str, object]:
         "started": run.created,  # a time column for the whole frame at once (runs_frame)
         "id": run.id,
         HPARAMS: run.hparams or {},
-        METRICS: {name: (_value(entry.get("last")), _value(entry.get("best")), entry.get("direction"))
-                  for name, entry in view.metrics.items()},
+        METRICS: {name: (_or_nan(metric.last), _or_nan(metric.best), metric.direction)
+                  for name, metric in view.metrics.items()},
         STATUS: view.status,
         EPOCHS: view.last_epoch + 1 if view.last_epoch is not None else 0,
     }
 
 
-def _value(value: object) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+def _or_nan(value: float | None) -> float:
+    return np.nan if value is None else value
 
 
 def runs_frame(runs: list[Run], rows: list[dict[str, object]] | None = None) -> pd.DataFrame:

@@ -55,25 +55,25 @@ HOOKS = (
 )
 
 
-def timed(monitor: LiveMonitor) -> LiveMonitor:
-    """Sum the time the training loop spends inside the monitor's hooks into `monitor.hook_seconds`.
+def timed(live_monitor: LiveMonitor) -> LiveMonitor:
+    """Sum the time the training loop spends inside the monitor's hooks into `live_monitor.hook_seconds`.
 
     This attributes time to the callback directly, which stays readable when machine load swamps the wall-clock
     difference between two fits.
     """
-    monitor.hook_seconds = 0.0
+    live_monitor.hook_seconds = 0.0
     for name in HOOKS:
-        hook = getattr(monitor, name)
+        hook = getattr(live_monitor, name)
 
         def wrapper(*args: object, _hook: Callable[..., None] = hook, **kwargs: object) -> None:
             start = time.perf_counter()
             try:
                 _hook(*args, **kwargs)
             finally:
-                monitor.hook_seconds += time.perf_counter() - start
+                live_monitor.hook_seconds += time.perf_counter() - start
 
-        setattr(monitor, name, wrapper)
-    return monitor
+        setattr(live_monitor, name, wrapper)
+    return live_monitor
 
 
 def configurations(workdir: str, x_val: np.ndarray,
@@ -106,20 +106,20 @@ def hook_cost_us(calls: int = 50_000) -> float:
     """Microseconds per batch in a live LiveMonitor's batch hooks (begin + end: metrics, LR, record)."""
     with tempfile.TemporaryDirectory() as workdir:
         model = build_model()
-        monitor = LiveMonitor(workdir, system_freq=0, weight_freq=0)
+        live_monitor = LiveMonitor(workdir, system_freq=0, weight_freq=0)
         x = np.random.default_rng(0).random((BATCH, 784), dtype=np.float32)
-        model.fit(x, np.zeros(BATCH, "int32"), epochs=1, verbose=0, callbacks=[monitor])
-        monitor.set_model(model)
-        monitor.on_train_begin()
-        monitor.on_epoch_begin(0)
+        model.fit(x, np.zeros(BATCH, "int32"), epochs=1, verbose=0, callbacks=[live_monitor])
+        live_monitor.set_model(model)
+        live_monitor.on_train_begin()
+        live_monitor.on_epoch_begin(0)
         logs = {"loss": 0.5, "accuracy": 0.8}
         start = time.perf_counter()
         for batch in range(calls):
-            monitor.on_train_batch_begin(batch)
-            monitor.on_train_batch_end(batch, logs)
+            live_monitor.on_train_batch_begin(batch)
+            live_monitor.on_train_batch_end(batch, logs)
         elapsed = time.perf_counter() - start
-        monitor.on_epoch_end(0, logs)
-        monitor.on_train_end()
+        live_monitor.on_epoch_end(0, logs)
+        live_monitor.on_train_end()
     return elapsed / calls * 1e6
 
 

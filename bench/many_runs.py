@@ -49,7 +49,7 @@ sys.path[:0] = [sys.argv[3]]
 start = time.perf_counter()
 from kerascope.app import tables
 from kerascope.monitor import RunStore
-from kerascope.monitor.catalog import Catalog
+from kerascope.monitor import Catalog
 imported = time.perf_counter()
 root, cache = sys.argv[1:3]
 store = RunStore(root, catalog=Catalog(root, cache) if cache != "-" else None)

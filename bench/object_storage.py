@@ -70,7 +70,7 @@ def requests_per_hour(seconds: float = 60.0) -> None:
     x = rng.random((SAMPLES, 784), dtype=np.float32)
     y = rng.integers(0, 10, SAMPLES).astype("int32")
     model = build_model()
-    monitor = LiveMonitor(f"s3://{BUCKET}/requests", name="requests")
+    live_monitor = LiveMonitor(f"s3://{BUCKET}/requests", name="requests")
     start = time.monotonic()
 
     import keras
@@ -82,10 +82,10 @@ def requests_per_hour(seconds: float = 60.0) -> None:
             if time.monotonic() - start > seconds:
                 self.model.stop_training = True
 
-    model.fit(x, y, batch_size=BATCH, epochs=1000, verbose=0, callbacks=[monitor, StopAfter()])
+    model.fit(x, y, batch_size=BATCH, epochs=1000, verbose=0, callbacks=[live_monitor, StopAfter()])
     elapsed = time.monotonic() - start
-    monitor.wait_uploaded(60)
-    uploader = monitor._writer.uploader  # the bench reads the count the uploader keeps
+    live_monitor.wait_uploaded(60)
+    uploader = live_monitor._writer.uploader  # the bench reads the count the uploader keeps
     print(f"\nrequests: {uploader.requests} PUT/DELETE in a {elapsed:.0f} s run logging every batch "
           f"({uploader.requests / elapsed * 3600:,.0f} per hour, compaction included)")
 

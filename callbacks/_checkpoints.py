@@ -13,13 +13,11 @@ import keras
 from kerascope.monitor import RunWriter
 from kerascope.monitor import format as fmt
 
-POLICIES = ("best", "last", "all")
-
 
 def check_checkpoint_options(checkpoint: str | None, mode: str) -> None:
     """Raise ValueError for a `checkpoint` policy or `mode` that LiveMonitor does not know."""
-    if checkpoint is not None and checkpoint not in POLICIES:
-        raise ValueError(f"checkpoint must be one of {POLICIES} or None, got {checkpoint!r}")
+    if checkpoint is not None and checkpoint not in fmt.CHECKPOINT_POLICIES:
+        raise ValueError(f"checkpoint must be one of {fmt.CHECKPOINT_POLICIES} or None, got {checkpoint!r}")
     if mode not in ("auto", "min", "max"):
         raise ValueError(f'mode must be "auto", "min" or "max", got {mode!r}')
 
@@ -35,8 +33,8 @@ class CheckpointKeeper:
     """
 
     def __init__(self, writer: RunWriter, policy: str, monitor: str, mode: str) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"checkpoint must be one of {POLICIES} or None, got {policy!r}")
+        if policy not in fmt.CHECKPOINT_POLICIES:
+            raise ValueError(f"checkpoint must be one of {fmt.CHECKPOINT_POLICIES} or None, got {policy!r}")
         self.writer = writer
         self.policy = policy
         self.monitor = monitor
@@ -72,16 +70,8 @@ class CheckpointKeeper:
         filename = {"best": "best.keras", "last": "last.keras"}.get(self.policy, f"epoch-{epoch + 1:04d}.keras")
         relpath = f"{fmt.CHECKPOINT_DIR}/{filename}"
         size = self._write(model, os.path.join(self.writer.run_dir, relpath))
-        entry = {
-            "epoch": epoch,
-            "step": step,
-            "path": relpath,
-            "monitor": self.monitor,
-            "value": value,
-            "is_best": is_best,
-            "bytes": size,
-            "time": time.time(),
-        }
+        values = (epoch, step, relpath, self.monitor, value, is_best, size, time.time())
+        entry = dict(zip(fmt.CHECKPOINT_COLUMNS, values, strict=True))
         if self.policy == "all":
             if is_best:
                 for older in self.index:

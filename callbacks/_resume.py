@@ -1,4 +1,5 @@
-"""Resume after a crash: which run a restarted training script continues, and which of its records stay.
+"""Where LiveMonitor records (`RunOpener`), and resume after a crash: which run a restarted training script
+continues, and which of its records stay.
 
 A script killed mid-run (kill -9, a lost machine) and started again with `keras.callbacks.BackupAndRestore` trains on
 from the epoch of the last backup. `LiveMonitor(resume="auto")` then reopens the latest unfinished run of the same
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kerascope.monitor import RunStore
+from kerascope.monitor import Run, RunStore, RunWriter, url_protocol
 from kerascope.monitor import format as fmt
-from kerascope.monitor.reader import Run
+from kerascope.monitor.storage import local_path
 
 AUTO = "auto"
 # Streams whose records carry the epoch they belong to: those of a superseded epoch are dropped.
@@ -143,3 +146,90 @@ def kept_checkpoints(run: Run, epoch: int) -> list[dict[str, Any]]:
         if value is not None and value < epoch:
             entries.append({key: fmt.to_jsonable(item) for key, item in entry.items()} | {"epoch": int(value)})
     return entries
+
+
+class RunOpener:
+    """The run a LiveMonitor records into: created at the first fit() (in a local folder, or spooled and uploaded to
+    an object store), reopened for each later fit(), or, with `resume`, the unfinished run of a killed script.
+
+    Args:
+        logdir: LiveMonitor's logdir (a folder or an object-store URL).
+        flush_interval: seconds between the writer's appends (uploads, on an object store).
+        strict: raise ValueError when `resume` names a run that cannot be continued (else: a warning, a new run).
+        on_error: the writer's error callback (RunReporter.warn_once).
+
+    Example:
+    ```python
+    opener = RunOpener("runs", 0.5, strict=False, on_error=print)
+    writer = opener.resume("mlp", "auto", fit_meta) or opener.create("mlp", meta)  # the first fit()
+    writer.close()
+    writer = opener.reopen(fit_meta)  # a later fit() of the same run
+    ```
+    """
+
+    def __init__(self, logdir: str, flush_interval: float, strict: bool, on_error: Callable[[str], None]) -> None:
+        self.logdir = logdir
+        self.flush_interval = flush_interval
+        self.strict = strict
+        self.on_error = on_error
+        self.run_dir: str | None = None  # the run's directory, or its URL on an object store
+        self.spool_dir: str | None = None  # an object-store run: the local directory it is written to first
+        self.resumed: Resumed | None = None  # a run reopened after a restart, until its first epoch begins
+
+    def create(self, name: str, meta: dict[str, Any]) -> RunWriter:
+        """A new run directory named after `name`, with run.json holding `meta`."""
+        if url_protocol(self.logdir) is not None:
+            from kerascope.monitor.remote_writer import RemoteRunWriter
+
+            writer = RemoteRunWriter(self.logdir, name, meta=meta, flush_interval=self.flush_interval,
+                                     on_error=self.on_error)
+            self.run_dir, self.spool_dir = writer.url, writer.run_dir
+            return writer
+        writer = RunWriter(local_path(self.logdir), name, meta=meta, flush_interval=self.flush_interval,
+                           on_error=self.on_error)
+        self.run_dir = writer.run_dir
+        return writer
+
+    def resume(self, name: str, resume: str, fit_meta: dict[str, Any]) -> RunWriter | None:
+        """Reopen the run that `resume` ("auto" or a run id) names, its run.json updated with `fit_meta` and this
+        process; None when there is none (then `create` a new run). `resumed` then says where it stopped."""
+        if url_protocol(self.logdir) is not None:
+            resumed, why_not = None, "resume is not available for an object-storage logdir"
+        else:
+            resumed, why_not = find_resumable(local_path(self.logdir), name, resume)
+        if why_not:
+            if self.strict:
+                raise ValueError(why_not)
+            warnings.warn(f"LiveMonitor: {why_not}; a new run is started", RuntimeWarning, stacklevel=4)
+        if resumed is None:
+            return None
+        writer = RunWriter.resume(resumed.run.path, flush_interval=self.flush_interval, on_error=self.on_error)
+        writer.update_meta(**fit_meta, host=socket.gethostname(), pid=os.getpid())
+        self.run_dir, self.resumed = writer.run_dir, resumed
+        return writer
+
+    def reopen(self, fit_meta: dict[str, Any]) -> RunWriter:
+        """This run, for a later fit() (from the local spool for an object-store run), run.json updated with
+        `fit_meta`."""
+        if self.spool_dir is not None:
+            from kerascope.monitor.remote_writer import RemoteRunWriter
+
+            writer: RunWriter = RemoteRunWriter.resume_remote(self.logdir, self.spool_dir,
+                                                              flush_interval=self.flush_interval,
+                                                              on_error=self.on_error)
+        else:
+            writer = RunWriter.resume(self.run_dir, flush_interval=self.flush_interval, on_error=self.on_error)
+        writer.update_meta(**fit_meta)
+        return writer
+
+    def rewind(self, writer: RunWriter, epoch: int) -> int:
+        """The restarted fit() begins at `epoch`: drop what the dead process recorded from there on (records, and
+        checkpoint index entries); returns the step training goes on from. `resumed` says what was dropped."""
+        resumed = self.resumed
+        resumed.rewound = True
+        step = restore_step(resumed.run, epoch)
+        resumed.dropped = writer.rewind(superseded(resumed, epoch))
+        resumed.checkpoints = kept_checkpoints(resumed.run, epoch)
+        if len(resumed.checkpoints) < len(resumed.run.checkpoints()):
+            writer.write_json(fmt.CHECKPOINT_INDEX_FILE, resumed.checkpoints)
+        return step

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import socket
 import threading
 import time
 import warnings
@@ -23,21 +21,13 @@ from kerascope.callbacks._learning_rate import LearningRateTracker
 from kerascope.callbacks._metrics import check_directions, metric_direction
 from kerascope.callbacks._model_card import write_model_card
 from kerascope.callbacks._reporter import RunReporter
-from kerascope.callbacks._resume import (
-    Resumed,
-    check_resume,
-    find_resumable,
-    kept_checkpoints,
-    restore_step,
-    superseded,
-)
+from kerascope.callbacks._resume import RunOpener, check_resume
 from kerascope.callbacks._run_meta import environment, model_info, optimizer_info, parameter_counts, recorded_options
 from kerascope.callbacks._statistics import ActivationProbe, weight_records
 from kerascope.callbacks._system import SystemSampler
 from kerascope.callbacks._tuner import current_trial, new_group_id
-from kerascope.monitor import RunWriter
+from kerascope.monitor import RunWriter, check_logdir, url_protocol
 from kerascope.monitor import format as fmt
-from kerascope.monitor.storage import check_logdir, local_path, url_protocol
 
 
 @dataclass
@@ -206,9 +196,8 @@ class LiveMonitor(keras.callbacks.Callback):
 
     def _new_run(self) -> None:
         """The state of one run (none yet): what lasts across the run's fit() calls."""
-        self.run_dir: str | None = None  # the run's directory, or its URL on an object store
-        self._spool_dir: str | None = None  # an object-store run: the local directory it is written to first
         self._reporter = RunReporter(self.strict, self._position)
+        self._run = RunOpener(self.logdir, self.flush_interval, self.strict, self._reporter.warn_once)
         self._writer: RunWriter | None = None
         self._disabled = False  # not the chief process, or the run directory could not be written
         self._active = False  # inside a fit() call that is being recorded
@@ -220,7 +209,6 @@ class LiveMonitor(keras.callbacks.Callback):
         self._batches = BatchRecords(self._log_every)
         self._order = BatchOrder()
         self._checkpoints: CheckpointKeeper | None = None
-        self._resumed: Resumed | None = None  # a run reopened after a restart, until its first epoch begins
         self._lifecycle_lock = threading.RLock()  # the fit() ends exactly once, whoever notices first
         self._batch_lock = threading.Lock()
         self._forensics = Forensics(
@@ -241,6 +229,11 @@ class LiveMonitor(keras.callbacks.Callback):
         clone.metric_directions = dict(self.metric_directions)
         clone._new_run()
         return clone
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run's directory (its URL on an object store); None until the first fit() creates it."""
+        return self._run.run_dir
 
     def wait_uploaded(self, timeout: float | None = None) -> bool:
         """For a run on an object store: block until everything the ended fit() recorded is uploaded and compacted
@@ -328,7 +321,7 @@ class LiveMonitor(keras.callbacks.Callback):
         self._order.reset()
         if fit.initial_epoch is None:
             fit.initial_epoch = epoch
-        if self._resumed is not None and not self._resumed.rewound:
+        if self._run.resumed is not None and not self._run.resumed.rewound:
             self._reporter.call("resume", self._rewind, epoch)
         self._reporter.call("on_epoch_begin", self._emit_phase_event)
 
@@ -457,47 +450,14 @@ class LiveMonitor(keras.callbacks.Callback):
             fit_meta["model"] = model_info(model)
         try:
             if self.run_dir is not None:
-                writer = self._resume_writer()
-                writer.update_meta(**fit_meta)
+                return self._run.reopen(fit_meta)
+            name = self.name or model.name
+            writer = self._run.resume(name, self.resume, fit_meta) if self.resume else None
+            if writer is not None:
+                # Until the first epoch says where training picked up: where the records on disk end.
+                self._step, self._epoch = self._run.resumed.step, self._run.resumed.epoch
                 return writer
-            name, hparams = self.name or model.name, self.hparams
-            if self.resume:
-                writer = self._reopen(name, fit_meta)
-                if writer is not None:
-                    return writer
-            trial = current_trial()
-            if trial is not None:  # a KerasTuner search: the trial is the run, the search its group
-                name = trial.trial_id if self.name is None else f"{self.name} {trial.trial_id}"
-                hparams = {**hparams, **trial.hparams}
-                group = self._search_groups.setdefault(id(trial.tuner), new_group_id(trial.tuner))
-                fit_meta[fmt.RUN_GROUP] = group
-            meta = {
-                "process_index": 0,
-                **environment(),
-                "hparams": fmt.to_jsonable(hparams),
-                "tags": self.tags,
-                "notes": self.notes,
-                "options": recorded_options(self),
-                **fit_meta,
-            }
-            if url_protocol(self.logdir) is not None:
-                from kerascope.monitor.remote_writer import RemoteRunWriter
-
-                writer = RemoteRunWriter(
-                    self.logdir, name, meta=meta, flush_interval=self.flush_interval,
-                    on_error=self._reporter.warn_once,
-                )
-                self.run_dir, self._spool_dir = writer.url, writer.run_dir
-                return writer
-            writer = RunWriter(
-                local_path(self.logdir),
-                name,
-                meta=meta,
-                flush_interval=self.flush_interval,
-                on_error=self._reporter.warn_once,
-            )
-            self.run_dir = writer.run_dir
-            return writer
+            return self._run.create(*self._new_run_meta(name, fit_meta))
         except OSError as exc:
             if self.strict:
                 raise
@@ -510,37 +470,31 @@ class LiveMonitor(keras.callbacks.Callback):
             )
             return None
 
-    def _reopen(self, name: str, fit_meta: dict[str, Any]) -> RunWriter | None:
-        """Reopen the run that `resume` names (None: there is none, start a new run)."""
-        if url_protocol(self.logdir) is not None:
-            resumed, why_not = None, "resume is not available for an object-storage logdir"
-        else:
-            resumed, why_not = find_resumable(local_path(self.logdir), name, self.resume)
-        if why_not:
-            if self.strict:
-                raise ValueError(why_not)
-            warnings.warn(f"LiveMonitor: {why_not}; a new run is started", RuntimeWarning, stacklevel=4)
-        if resumed is None:
-            return None
-        writer = RunWriter.resume(
-            resumed.run.path, flush_interval=self.flush_interval, on_error=self._reporter.warn_once
-        )
-        writer.update_meta(**fit_meta, host=socket.gethostname(), pid=os.getpid())
-        self.run_dir, self._resumed = writer.run_dir, resumed
-        # Until the first epoch says where training picked up: where the records on disk end.
-        self._step, self._epoch = resumed.step, resumed.epoch
-        return writer
+    def _new_run_meta(self, name: str, fit_meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The name and run.json of a new run; under a KerasTuner search the trial is the run, the search its group."""
+        hparams = self.hparams
+        trial = current_trial()
+        if trial is not None:
+            name = trial.trial_id if self.name is None else f"{self.name} {trial.trial_id}"
+            hparams = {**hparams, **trial.hparams}
+            fit_meta = {**fit_meta, fmt.RUN_GROUP: self._search_groups.setdefault(id(trial.tuner),
+                                                                                new_group_id(trial.tuner))}
+        meta = {
+            "process_index": 0,
+            **environment(),
+            "hparams": fmt.to_jsonable(hparams),
+            "tags": self.tags,
+            "notes": self.notes,
+            "options": recorded_options(self),
+            **fit_meta,
+        }
+        return name, meta
 
     def _rewind(self, epoch: int) -> None:
         """The restarted fit() begins at `epoch`: drop what the dead process recorded from there on, and go on from
         the step before it."""
-        resumed, fit = self._resumed, self._fit
-        resumed.rewound = True
-        self._step = fit.start_step = restore_step(resumed.run, epoch)
-        resumed.dropped = self._writer.rewind(superseded(resumed, epoch))
-        resumed.checkpoints = kept_checkpoints(resumed.run, epoch)
-        if len(resumed.checkpoints) < len(resumed.run.checkpoints()):
-            self._writer.write_json(fmt.CHECKPOINT_INDEX_FILE, resumed.checkpoints)
+        resumed, fit = self._run.resumed, self._fit
+        self._step = fit.start_step = self._run.rewind(self._writer, epoch)
         fit.phase_event_pending = not resumed.kept_phase_event
         # A restored optimizer's counter (BackupAndRestore loads it with the weights) maps steps to schedule values.
         self._lr.begin_phase(self.model.optimizer, self._step)
@@ -554,23 +508,14 @@ class LiveMonitor(keras.callbacks.Callback):
         )
         self._writer.update_status(epoch=epoch, step=self._step)
 
-    def _resume_writer(self) -> RunWriter:
-        """Reopen this monitor's run for a later fit() (from the local spool for an object-store run)."""
-        if self._spool_dir is not None:
-            from kerascope.monitor.remote_writer import RemoteRunWriter
-
-            return RemoteRunWriter.resume_remote(
-                self.logdir, self._spool_dir, flush_interval=self.flush_interval, on_error=self._reporter.warn_once
-            )
-        return RunWriter.resume(self.run_dir, flush_interval=self.flush_interval, on_error=self._reporter.warn_once)
-
     def _begin_fit(self, params: dict[str, Any]) -> _Fit:
         """The state of a new fit(), watched from now on for an exception that leaves it (see `_abort`)."""
         thread, frame = lifecycle.fit_frame()
         if self._fit is not None:
             phase = self._fit.phase + 1
         else:
-            phase = self._resumed.phase if self._resumed is not None else 1  # a restart continues the cut-short fit
+            resumed = self._run.resumed
+            phase = resumed.phase if resumed is not None else 1  # a restart continues the cut-short fit
         self._fit = _Fit(
             phase=phase,
             start_step=self._step,
@@ -669,8 +614,8 @@ class LiveMonitor(keras.callbacks.Callback):
             mode = self.mode if self.mode != "auto" else metric_direction(self.monitor, model.metrics,
                                                                           self.metric_directions)
             self._checkpoints = CheckpointKeeper(self._writer, self.checkpoint, self.monitor, mode)
-            if self._resumed is not None:
-                self._checkpoints.continue_from(self._resumed.checkpoints)
+            if self._run.resumed is not None:
+                self._checkpoints.continue_from(self._run.resumed.checkpoints)
         keeper, fit = self._checkpoints, self._fit
         if keeper.monitor in logs:
             fit.monitor_logged = True

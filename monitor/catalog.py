@@ -1,7 +1,7 @@
-"""Catalog: an SQLite cache of what listing each run of one root read, so that a dashboard starts warm.
+"""Catalog: an SQLite cache of what listing each run of one logdir read, so that a dashboard starts warm.
 
-One database per root (named by a hash of the root's real path) in a cache directory outside the runs root, which may
-be read-only or shared: `$KERASCOPE_CACHE_DIR`, else `$XDG_CACHE_HOME/kerascope`, else `~/.cache/kerascope`. A row
+One database per logdir (named by a hash of its real path) in a cache directory outside the logdir, which may be
+read-only or shared: `$KERASCOPE_CACHE_DIR`, else `$XDG_CACHE_HOME/kerascope`, else `~/.cache/kerascope`. A row
 holds a run's listing snapshot (run.json, status.json and the summary as read) and the stamps (size, mtime, inode) of
 the files it was read from; it is used only while every stamp still matches, so the run directories stay the truth.
 WAL mode and a busy timeout let several dashboard processes share it; a corrupt or foreign database is deleted and
@@ -37,11 +37,11 @@ def cache_dir() -> str:
 
 
 class Catalog:
-    """The cached listing snapshots of the runs under one root.
+    """The cached listing snapshots of the runs under one logdir.
 
     Args:
-        root: the runs root it caches.
-        directory: where the database lives (default `cache_dir()`); never inside the root.
+        logdir: the runs folder it caches.
+        directory: where the database lives (default `cache_dir()`); never inside the logdir.
 
     Example:
     ```python
@@ -51,10 +51,10 @@ class Catalog:
     ```
     """
 
-    def __init__(self, root: str | os.PathLike[str], directory: str | None = None) -> None:
-        self.root = os.path.realpath(os.fspath(root))
+    def __init__(self, logdir: str | os.PathLike[str], directory: str | None = None) -> None:
+        self.logdir = os.path.realpath(os.fspath(logdir))
         folder = os.path.abspath(directory or cache_dir())
-        digest = hashlib.sha256(self.root.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+        digest = hashlib.sha256(self.logdir.encode("utf-8", "surrogateescape")).hexdigest()[:20]
         self.path = os.path.join(folder, f"runs-{digest}.sqlite")
         self.rebuilt: str | None = None  # why the database was deleted and recreated, if it was
         self._lock = threading.Lock()
@@ -89,7 +89,8 @@ class Catalog:
                          "snapshot TEXT NOT NULL)")
             conn.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("INSERT OR REPLACE INTO info VALUES ('root', ?)", (self.root,))
+            # "root": the key existing caches hold the logdir under.
+            conn.execute("INSERT OR REPLACE INTO info VALUES ('root', ?)", (self.logdir,))
             conn.execute("SELECT count(*) FROM runs").fetchone()  # a damaged table raises here, not later
         except BaseException:
             conn.close()

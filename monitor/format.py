@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 # The newest format readers open. Run directories on a local filesystem are written as version 1; runs on an object
@@ -79,6 +80,8 @@ GRADIENT_COLUMNS = ("step", "epoch", "layer", "weight", "norm", "max_abs", "nonf
 EVENT_COLUMNS = ("time", "step", "epoch", "kind", "message", "data")
 LAYER_COLUMNS = ("phase", "name", "class", "output_shape", "params", "trainable")
 CHECKPOINT_COLUMNS = ("epoch", "step", "path", "monitor", "value", "is_best", "bytes", "time")
+# run.json `options.checkpoint`: which .keras checkpoints LiveMonitor keeps (or null: none).
+CHECKPOINT_POLICIES = ("best", "last", "all")
 # Columns of batch and epoch records that are not metrics (ReduceLROnPlateau logs `learning_rate` itself).
 NON_METRIC_COLUMNS = frozenset({"epoch", "step", "time", "phase", "batch", "lr", "learning_rate"})
 BATCH_VALUE_PREFIX = "batch_"  # batch.jsonl: `batch_<metric>` is the batch's own value of a running mean
@@ -117,19 +120,44 @@ _LOWER_IS_BETTER = ("loss", "error", "crossentropy", "divergence", "hinge", "poi
 _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "fbeta", "score", "iou", "io_u", "r2", "similarity")
 
 
-def metric_direction(name: str) -> str:
-    """MIN or MAX for a logged metric name, from its words alone (unknown names: MIN, as Keras's mode="auto").
+def metric_direction(name: str, recorded: Mapping[str, str] | None = None) -> str:
+    """MIN or MAX: which way the logged metric `name` is better.
+
+    As `recorded` (run.json `metrics`, read with `recorded_directions`) says for `name`, or for the metric a `val_`
+    twin belongs to; else from the name's words alone (unknown names: MIN, as Keras's mode="auto"). Every reader of
+    metric directions (Run, the summary, the dashboard's tables) goes through here.
 
     Example:
     ```python
     metric_direction("val_sparse_categorical_accuracy")  # "max"
     metric_direction("poisson")                          # "min"
+    metric_direction("val_peak", {"peak": "max"})        # "max": recorded for its metric
     ```
     """
+    if recorded:
+        for key in (name, name.removeprefix(VAL_PREFIX)):
+            direction = recorded.get(key)
+            if direction in (MIN, MAX):
+                return direction
     lowered = name.lower()
     if any(word in lowered for word in _LOWER_IS_BETTER):
         return MIN
     return MAX if any(word in lowered for word in _HIGHER_IS_BETTER) else MIN
+
+
+def recorded_directions(metrics: Any) -> dict[str, str]:
+    """run.json `metrics` as {"metric name": MIN | MAX}; anything malformed (not an object, an entry without a valid
+    `direction`) is left out.
+
+    Example:
+    ```python
+    recorded_directions({"loss": {"direction": "min"}, "auc": {"direction": "up"}})  # {"loss": "min"}
+    ```
+    """
+    if not isinstance(metrics, dict):
+        return {}
+    return {name: entry["direction"] for name, entry in metrics.items()
+            if isinstance(entry, dict) and entry.get("direction") in (MIN, MAX)}
 
 
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

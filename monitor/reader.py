@@ -7,13 +7,12 @@ Run objects are cached by the store and are safe to share between threads (Strea
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,17 @@ import pandas as pd
 from kerascope.monitor import format as fmt
 from kerascope.monitor.remote_reader import RemoteRoot, RemoteRunFiles, SegmentTail
 from kerascope.monitor.run_files import RunFiles, RunFormatError, open_regular
-from kerascope.monitor.run_info import Divergence, ModelInfo, Overview, RunProgress, Stop, as_time
+from kerascope.monitor.run_info import (
+    Divergence,
+    MetricSummary,
+    ModelInfo,
+    Overview,
+    RunOptions,
+    RunProgress,
+    Stop,
+    as_number,
+    as_whole,
+)
 from kerascope.monitor.summary import checked_summary, derive_summary, is_current
 from kerascope.monitor.table import MAX_DROPPED_NAMES, NumericTable
 from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records
@@ -138,7 +147,7 @@ class Run:
     @property
     def created(self) -> float:
         """Unix time the run was created (the directory's time when run.json does not say)."""
-        created = as_time(self.meta.get("created"))
+        created = as_number(self.meta.get("created"))
         if created is not None:
             return created
         try:
@@ -185,11 +194,20 @@ class Run:
             progress=RunProgress.from_json(info),
             divergence=divergence,
             stop=stop,
-            best_epoch=_whole(summary.get("best_epoch")),
-            last_epoch=_whole(last.get("epoch")),
-            last_step=_whole(last.get("step")),
-            metrics={name: entry for name, entry in metrics.items() if isinstance(entry, dict)},
+            best_epoch=as_whole(summary.get("best_epoch")),
+            last_epoch=as_whole(last.get("epoch")),
+            last_step=as_whole(last.get("step")),
+            metrics=self._metric_summaries(metrics),
         )
+
+    def _metric_summaries(self, metrics: dict[str, Any]) -> dict[str, MetricSummary]:
+        """summary.json `metrics`, typed; entries that are not objects are left out."""
+        typed = {}
+        for name, entry in metrics.items():
+            summary = MetricSummary.from_json(entry, lambda name=name: self.metric_direction(name))
+            if summary is not None:
+                typed[name] = summary
+        return typed
 
     def _derived_status(self, info: dict[str, Any], divergence: Divergence | None) -> str:
         if self.error:
@@ -328,10 +346,10 @@ class Run:
         return notes if isinstance(notes, str) else None
 
     @property
-    def options(self) -> dict[str, Any] | None:
-        """The LiveMonitor options the run was recorded with (update_freq, checkpoint, monitor, ...)."""
-        options = self.meta.get("options")
-        return options if isinstance(options, dict) else None
+    def options(self) -> RunOptions:
+        """The LiveMonitor options the run was recorded with (logdir, update_freq, checkpoint, monitor, mode); every
+        field None when run.json has none (a run written by RunWriter alone) or a malformed value."""
+        return RunOptions.from_json(self.meta.get("options"))
 
     @property
     def model_info(self) -> ModelInfo | None:
@@ -347,15 +365,7 @@ class Run:
     def metric_directions(self) -> dict[str, str]:
         """run.json `metrics` as {"metric name": "min" | "max"}: which way each logged metric is better, taken from
         the Keras metric objects. Empty for runs recorded without it (malformed entries are left out)."""
-        metrics = self.meta.get("metrics")
-        if not isinstance(metrics, dict):
-            return {}
-        directions = {}
-        for name, entry in metrics.items():
-            direction = entry.get("direction") if isinstance(entry, dict) else None
-            if direction in (fmt.MIN, fmt.MAX):
-                directions[name] = direction
-        return directions
+        return fmt.recorded_directions(self.meta.get("metrics"))
 
     def metric_direction(self, name: str) -> str:
         """"min" or "max": which way `name` (a logged metric, `val_` twins included) is better.
@@ -363,11 +373,7 @@ class Run:
         As recorded in `metric_directions`; for runs recorded without it, and metrics it does not list, the rule of
         `monitor.format.metric_direction` on the name.
         """
-        directions = self.metric_directions
-        for key in (name, name.removeprefix(fmt.VAL_PREFIX)):
-            if key in directions:
-                return directions[key]
-        return fmt.metric_direction(name)
+        return fmt.metric_direction(name, self.metric_directions)
 
     # -- incremental reading -------------------------------------------------------------------------------------
 
@@ -548,7 +554,7 @@ class Run:
     def best_epoch(self) -> int | None:
         """The 0-based epoch with the best value of the metric the run monitors (`LiveMonitor(monitor=...)`, else
         val_loss or loss), in its direction; None when no epoch logged it."""
-        return _whole(self.summary.get("best_epoch"))
+        return as_whole(self.summary.get("best_epoch"))
 
     def phases(self) -> pd.DataFrame:
         """One row per fit() call: phase, step, epoch, trainable_params, non_trainable_params, epochs, lr, ..."""
@@ -609,6 +615,18 @@ class Run:
         and links that leave the run (PermissionError), and what is not a regular file (FileNotFoundError)."""
         return self._files.served(relpath)
 
+    def open_file(self, relpath: str) -> BinaryIO:
+        """Open a regular file inside this run for reading in binary mode (a checkpoint to download): refuses what
+        `file_path` refuses, and never blocks on a FIFO swapped in for the file since it was checked.
+
+        Example:
+        ```python
+        with run.open_file("checkpoints/best.keras") as f:
+            data = f.read()
+        ```
+        """
+        return open_regular(self.file_path(relpath))
+
     def _numeric(self, stream: str) -> pd.DataFrame:
         with self._lock:
             self.refresh((stream,))
@@ -653,18 +671,18 @@ def _divergence(value: Any) -> Divergence | None:
     return Divergence(
         metric=str(value.get("metric") or "a metric"),
         value=str(value.get("value") or "nan"),
-        step=_whole(value.get("step")),
-        epoch=_whole(value.get("epoch")),
+        step=as_whole(value.get("step")),
+        epoch=as_whole(value.get("epoch")),
         rule=rule if rule in (fmt.DIVERGENCE_NONFINITE, fmt.DIVERGENCE_SPIKE) else fmt.DIVERGENCE_NONFINITE,
-        lr=as_time(value.get("lr")),
+        lr=as_number(value.get("lr")),
         layer=layer if isinstance(layer, str) else None,
-        best=as_time(value.get("best")),
+        best=as_number(value.get("best")),
         evidence=evidence if isinstance(evidence, dict) else None,
     )
 
 
 def _stop(value: Any) -> Stop | None:
-    epoch = _whole(value.get("epoch")) if isinstance(value, dict) else None
+    epoch = as_whole(value.get("epoch")) if isinstance(value, dict) else None
     return None if epoch is None else Stop(epoch, by_nan_guard=value.get("by_nan_guard") is True)
 
 
@@ -676,12 +694,3 @@ def frame_of(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFra
             frame[column] = pd.Series(dtype=object)
     ordered = list(columns) + [c for c in frame.columns if c not in columns]
     return frame[ordered]
-
-
-def _whole(value: Any) -> int | None:
-    """A step or epoch from a frame cell (pandas turns integer columns with gaps into floats): int, or None."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return None
-    if not math.isfinite(value):
-        return None
-    return int(value) if float(value).is_integer() else None

@@ -414,11 +414,6 @@ class RemoteRunWriter(RunWriter):
 _UPLOADERS: dict[str, Uploader] = {}
 
 
-def pending_uploads() -> list[Uploader]:
-    """The uploaders of this process that have not finished sending (their `stop()` gives up and keeps the spool)."""
-    return [uploader for uploader in _UPLOADERS.values() if not uploader.done]
-
-
 _CREATION_LOCKS: dict[str, int] = {}  # spool directory -> its lock, from creation until its uploader starts
 _drain_registered = False
 

@@ -1,12 +1,18 @@
-"""Typed views of run.json and status.json values: what `Run.model_info` and `Run.progress` return.
+"""Typed views of run.json, status.json and summary.json values: what `Run.model_info`, `Run.options`,
+`Run.progress` and `Run.overview()` return.
 
-Both are built from untrusted JSON: a field that is missing or of the wrong type is None, never an exception.
+All are built from untrusted JSON: a field that is missing or of the wrong type is None, never an exception.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from kerascope.monitor import format as fmt
 
 
 def as_int(value: Any) -> int | None:
@@ -14,9 +20,17 @@ def as_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def as_time(value: Any) -> float | None:
-    """`value` as float seconds when it is a JSON number (not a bool), else None."""
+def as_number(value: Any) -> float | None:
+    """`value` as a float when it is a JSON number (not a bool), else None."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def as_whole(value: Any) -> int | None:
+    """A step or epoch: an integer, or a float holding one (JSON writers and pandas turn integers into floats);
+    None for anything else (a bool, a fraction, NaN, text)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        return None
+    return int(value) if float(value).is_integer() else None
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,79 @@ class ModelInfo:
             trainable_params=as_int(value.get("trainable_params")),
             non_trainable_params=as_int(value.get("non_trainable_params")),
             size_bytes=as_int(value.get("size_bytes")),
+        )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """run.json `options`: the LiveMonitor options a run was recorded with, as far as readers use them.
+
+    Every field is None when run.json does not hold it or holds a value LiveMonitor never writes there (a run written
+    by RunWriter alone has no options at all).
+
+    Example:
+    ```python
+    options = run.options
+    if options.checkpoint == "best":
+        print(f"best.keras follows {options.monitor} ({options.mode})")
+    ```
+    """
+
+    logdir: str | None = None  # the runs folder, or the object-store URL without credentials
+    update_freq: str | int | None = None  # "batch", "epoch" or every N-th batch
+    checkpoint: str | None = None  # "best", "last" or "all" (format.CHECKPOINT_POLICIES); None: no checkpoints
+    monitor: str | None = None  # the metric checkpoints and the best epoch follow ("val_loss")
+    mode: str | None = None  # "auto", "min" or "max" for `monitor`
+
+    @classmethod
+    def from_json(cls, value: Any) -> RunOptions:
+        if not isinstance(value, dict):
+            return cls()
+        logdir, update_freq = value.get("logdir"), value.get("update_freq")
+        checkpoint, monitor, mode = value.get("checkpoint"), value.get("monitor"), value.get("mode")
+        every = as_int(update_freq)
+        return cls(
+            logdir=logdir if isinstance(logdir, str) else None,
+            update_freq=update_freq if update_freq in ("batch", "epoch") else every if every and every > 0 else None,
+            checkpoint=checkpoint if checkpoint in fmt.CHECKPOINT_POLICIES else None,
+            monitor=monitor if isinstance(monitor, str) and monitor else None,
+            mode=mode if mode in ("auto", fmt.MIN, fmt.MAX) else None,
+        )
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """One epoch metric of a run as the runs list shows it (summary.json `metrics`, `Overview.metrics`): its last
+    value, its best one in its direction, and the 0-based epoch of the best.
+
+    `last` may be NaN or infinite (the metric diverged); `best` is finite. Malformed values read as None; `direction`
+    is always "min" or "max" (as recorded, else `Run.metric_direction`).
+
+    Example:
+    ```python
+    val_loss = run.overview().metrics.get("val_loss")
+    if val_loss and val_loss.best is not None:
+        print(f"best {val_loss.best:.4g} at epoch {val_loss.best_epoch + 1}")
+    ```
+    """
+
+    last: float | None
+    best: float | None
+    best_epoch: int | None
+    direction: str
+
+    @classmethod
+    def from_json(cls, value: Any, direction: Callable[[], str]) -> MetricSummary | None:
+        """An entry of summary.json `metrics`; None when it is not an object. `direction()` gives the run's direction
+        for the metric, asked only when the entry's own is missing or malformed."""
+        if not isinstance(value, dict):
+            return None
+        recorded = value.get("direction")
+        return cls(
+            last=as_number(value.get("last")),
+            best=as_number(value.get("best")),
+            best_epoch=as_whole(value.get("best_epoch")),
+            direction=recorded if recorded in (fmt.MIN, fmt.MAX) else direction(),
         )
 
 
@@ -117,9 +204,9 @@ class RunProgress:
             epochs=as_int(value.get("epochs")),
             step=as_int(value.get("step")),
             steps_per_epoch=as_int(value.get("steps_per_epoch")),
-            started=as_time(value.get("started")),
-            ended=as_time(value.get("ended")),
-            heartbeat=as_time(value.get("heartbeat")),
+            started=as_number(value.get("started")),
+            ended=as_number(value.get("ended")),
+            heartbeat=as_number(value.get("heartbeat")),
         )
 
 
@@ -131,7 +218,8 @@ class Overview:
     Example:
     ```python
     overview = run.overview()
-    print(overview.status, overview.metrics.get("val_loss", {}).get("best"))
+    val_loss = overview.metrics.get("val_loss")
+    print(overview.status, val_loss.best if val_loss else None)
     ```
     """
 
@@ -143,4 +231,4 @@ class Overview:
     best_epoch: int | None  # 0-based epoch with the best value of the monitored metric
     last_epoch: int | None  # 0-based epoch of the last epoch record
     last_step: int | None  # its step
-    metrics: dict[str, dict[str, Any]]  # summary.json `metrics`: {"val_loss": {"last", "best", "best_epoch", ...}}
+    metrics: dict[str, MetricSummary]  # each epoch metric's last and best value, by name

@@ -78,17 +78,23 @@ def filesystem_class(protocol: str) -> type:
 
 
 def check_logdir(logdir: str | os.PathLike[str]) -> str:
-    """Validate a logdir at construction time: a local path, or a URL whose backend is installed. Returns it as text.
+    """Validate a logdir: a local path, or a URL whose backend is installed. Returns where the runs are: the URL as
+    given, or the local folder as an absolute path (a `file://` URL's path).
 
     Raises:
         ImportError: the URL's backend is not installed (the message says which pip extra brings it).
         ValueError: an unknown protocol, or `s3:bucket` (a URL that lost its slashes).
+
+    Example:
+    ```python
+    check_logdir("runs")                  # "/home/me/project/runs"
+    check_logdir("s3://bucket/runs")      # "s3://bucket/runs" (ImportError without `pip install "kerascope[s3]"`)
+    ```
     """
     text = os.fspath(logdir)
     protocol = url_protocol(text)
     if protocol is None:
-        local_path(text)
-        return text
+        return os.path.abspath(local_path(text))
     filesystem_class(protocol)
     if not urlsplit(text).netloc:
         raise ValueError(f"logdir {redact_url(text)!r} names no bucket or container")

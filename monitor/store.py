@@ -14,7 +14,7 @@ from kerascope.monitor.catalog import Catalog
 from kerascope.monitor.format import inside
 from kerascope.monitor.reader import Run, Snapshot, file_stamp
 from kerascope.monitor.remote_reader import RemoteRoot
-from kerascope.monitor.storage import check_logdir, local_path, url_protocol
+from kerascope.monitor.storage import check_logdir, url_protocol
 
 # The files whose stamps key a run's catalog row: what listing it reads (and what its summary depends on).
 CATALOG_FILES = (fmt.RUN_FILE, fmt.STATUS_FILE, fmt.RUN_SUMMARY_FILE, fmt.EPOCH_FILE, fmt.EVENTS_FILE)
@@ -51,7 +51,7 @@ class RunStore:
         logdir = check_logdir(logdir)
         # An object-store root: runs are listed from one shared listing of the root (monitor/remote_reader.py).
         self.remote = RemoteRoot(logdir) if url_protocol(logdir) else None
-        self.logdir = self.remote.url if self.remote else os.path.abspath(local_path(logdir))
+        self.logdir = self.remote.url if self.remote else logdir
         self.catalog = catalog if self.remote is None else None
         self._changes = changes
         self._runs: dict[str, Run] = {}

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from kerascope.monitor import format as fmt
+from kerascope.monitor.run_info import as_number, as_whole
 from kerascope.monitor.tail import iter_records
 
 # status.json fields copied into the summary's `progress`.
@@ -24,16 +25,6 @@ MODEL_FIELDS = ("name", "class", "total_params", "trainable_params", "size_bytes
 # The event kinds `SummaryBuilder.add_event` reads, as JSON strings in a line.
 _SUMMARY_EVENT_KINDS = re.compile(b'"(?:%b)"' % b"|".join(
     re.escape(kind.encode()) for kind in (fmt.EVENT_NAN, fmt.EVENT_DIVERGENCE, fmt.EVENT_EARLY_STOP)))
-
-
-def _whole(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return int(value) if float(value).is_integer() else None
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class SummaryBuilder:
@@ -61,7 +52,7 @@ class SummaryBuilder:
         self._stop_epoch: int | None = None
 
     def add_epoch(self, record: dict[str, Any]) -> None:
-        epoch = _whole(record.get("epoch"))
+        epoch = as_whole(record.get("epoch"))
         self.epochs_logged += 1
         self.last_epoch = {key: record.get(key) for key in fmt.EPOCH_COLUMNS}
         for name, value in record.items():
@@ -87,7 +78,7 @@ class SummaryBuilder:
             metric = str(data.get("metric") or "a metric")
             value = data.get("value")
             nan = {"metric": metric, "value": str(value).lower() if isinstance(value, (int, float)) else "nan",
-                   "step": _whole(record.get("step")), "epoch": _whole(record.get("epoch"))}
+                   "step": as_whole(record.get("step")), "epoch": as_whole(record.get("epoch"))}
             if self._first_nan is None:
                 self._first_nan = nan
             if self._loss_nan is None and "loss" in str(data.get("metric", "")):
@@ -101,8 +92,8 @@ class SummaryBuilder:
             if "loss" in found["metric"] or found["rule"] == fmt.DIVERGENCE_SPIKE:
                 self._divergence = found
         elif kind == fmt.EVENT_EARLY_STOP:
-            epoch = _whole(data.get("epoch"))
-            self._stop_epoch = epoch if epoch is not None else _whole(record.get("epoch"))
+            epoch = as_whole(data.get("epoch"))
+            self._stop_epoch = epoch if epoch is not None else as_whole(record.get("epoch"))
 
     def add_lines(self, stream: str, data: bytes) -> None:
         """Feed complete JSONL lines of "epoch" or "events" (malformed lines are skipped, as readers do)."""
@@ -130,11 +121,10 @@ class SummaryBuilder:
             meta: run.json as a dict. status: status.json as a dict.
             sources: {EPOCH_FILE: bytes, EVENTS_FILE: bytes} the records fed so far came from.
         """
-        directions = _directions(meta)
+        directions = fmt.recorded_directions(meta.get("metrics"))
         metrics = {}
         for name, (last, low, low_epoch, high, high_epoch, _) in self._metrics.items():
-            direction = directions.get(name) or directions.get(name.removeprefix(fmt.VAL_PREFIX))
-            direction = direction or fmt.metric_direction(name)
+            direction = fmt.metric_direction(name, directions)
             best, best_epoch = (low, low_epoch) if direction == fmt.MIN else (high, high_epoch)
             metrics[name] = dict(zip(fmt.SUMMARY_METRIC_FIELDS, (last, best, best_epoch, direction), strict=True))
         options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
@@ -145,8 +135,8 @@ class SummaryBuilder:
         if self._stop_epoch is not None:
             stop = {"epoch": self._stop_epoch, "by_nan_guard": self._stop_epoch in self._nan_epochs}
         divergence = self._divergence or self._loss_nan or (self._first_nan if stop and stop["by_nan_guard"] else None)
-        started, ended = _number(status.get("started")), _number(status.get("ended"))
-        end = ended or _number(status.get("heartbeat"))
+        started, ended = as_number(status.get("started")), as_number(status.get("ended"))
+        end = ended or as_number(status.get("heartbeat"))
         model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
         summary = {
             "summary_version": fmt.SUMMARY_VERSION,
@@ -177,28 +167,20 @@ def divergence_of_event(record: dict[str, Any]) -> dict[str, Any]:
     data = record.get("data") if isinstance(record.get("data"), dict) else {}
     value = data.get("value")
     number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-    step = _whole(data.get("step"))
+    step = as_whole(data.get("step"))
     evidence = data.get("evidence")
     return {
         "metric": str(data.get("metric") or "a metric"),
         "value": f"{number:.4g}" if math.isfinite(number) else str(number).lower(),
-        "step": step if step is not None else _whole(record.get("step")),
-        "epoch": _whole(record.get("epoch")),
+        "step": step if step is not None else as_whole(record.get("step")),
+        "epoch": as_whole(record.get("epoch")),
         "rule": data.get("rule") if data.get("rule") in (fmt.DIVERGENCE_NONFINITE, fmt.DIVERGENCE_SPIKE)
         else fmt.DIVERGENCE_NONFINITE,
-        "lr": _number(data.get("lr")),
+        "lr": as_number(data.get("lr")),
         "layer": data["layer"] if isinstance(data.get("layer"), str) else None,
-        "best": _number(data.get("best")),
+        "best": as_number(data.get("best")),
         "evidence": evidence if isinstance(evidence, dict) else None,
     }
-
-
-def _directions(meta: dict[str, Any]) -> dict[str, str]:
-    metrics = meta.get("metrics")
-    if not isinstance(metrics, dict):
-        return {}
-    return {name: entry["direction"] for name, entry in metrics.items()
-            if isinstance(entry, dict) and entry.get("direction") in (fmt.MIN, fmt.MAX)}
 
 
 def encode_summary(summary: dict[str, Any]) -> bytes:
@@ -206,20 +188,12 @@ def encode_summary(summary: dict[str, Any]) -> bytes:
     return json.dumps(fmt.to_jsonable(summary), separators=(",", ":"), allow_nan=True).encode("utf-8")
 
 
-def decode_summary(data: bytes) -> dict[str, Any] | None:
-    """A summary read back from bytes, or None when it is not one this version reads (then derive it)."""
-    try:
-        return checked_summary(json.loads(data))
-    except (ValueError, RecursionError):
-        return None
-
-
 def checked_summary(summary: Any) -> dict[str, Any] | None:
     """`summary` (parsed JSON) when it is a summary this version reads, else None."""
     if not isinstance(summary, dict):
         return None
     version = summary.get("summary_version")
-    if _whole(version) is None or version > fmt.SUMMARY_VERSION:
+    if as_whole(version) is None or version > fmt.SUMMARY_VERSION:
         return None
     if not isinstance(summary.get("metrics"), dict) or not isinstance(summary.get("sources"), dict):
         return None

@@ -128,22 +128,22 @@ def killed(job: dict[str, Any]) -> None:
         extra.append(KillAt(job.get("kill_step"), job.get("kill_epoch")))
     if job.get("error"):
         extra.append(Raise(job["error"]))
-    monitor = LiveMonitor(job["root"], name=job["id"], flush_interval=job.get("flush_interval", 0.05),
+    live_monitor = LiveMonitor(job["root"], name=job["id"], flush_interval=job.get("flush_interval", 0.05),
                           checkpoint=job.get("checkpoint"), monitor="loss", system_freq=0.2)
     model = mlp()
     epochs, epochs_done = job.get("epochs", 60), 0
     if job.get("phases"):  # a first fit() ends normally; the second one (phase 2) is the one that gets killed
-        model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
+        model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor])
         epochs_done = 2
     if job.get("caught"):
         try:
             model.fit(x, y, initial_epoch=epochs_done, epochs=epochs, batch_size=BATCH, verbose=0,
-                      callbacks=[monitor, *extra])
+                      callbacks=[live_monitor, *extra])
         except (ValueError, KeyboardInterrupt):
             time.sleep(3)  # the caller went on; the monitor's system thread notices that fit() was left
         return
     model.fit(x, y, initial_epoch=epochs_done, epochs=epochs, batch_size=BATCH, verbose=0,
-              callbacks=[monitor, *extra])
+              callbacks=[live_monitor, *extra])
 
 
 # -- write faults: same result as without the callback, one warning, nothing raised (unless strict) ---------------
@@ -167,9 +167,9 @@ class InjectLogs(keras.callbacks.Callback):
 
 
 class DeleteRunDir(keras.callbacks.Callback):
-    def __init__(self, monitor: LiveMonitor) -> None:
+    def __init__(self, live_monitor: LiveMonitor) -> None:
         super().__init__()
-        self.monitor = monitor
+        self.monitor = live_monitor
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if epoch == 1:
@@ -196,14 +196,14 @@ def faulty(job: dict[str, Any]) -> None:
         hparams = {"fn": lambda v: v, "obj": object(), "array": np.ones((2, 2)), "set": {1, 2}, 3: "int key",
                    "nested": {"deep": [np.float32(1.5), (1, 2)]}, "loop": loop, "nan": float("nan")}
     callbacks: list[keras.callbacks.Callback] = []
-    monitor = None
+    live_monitor = None
     if fault != "baseline":
-        monitor = LiveMonitor(logdir, name=fault, hparams=hparams, flush_interval=0.05, system_freq=0.2,
+        live_monitor = LiveMonitor(logdir, name=fault, hparams=hparams, flush_interval=0.05, system_freq=0.2,
                               checkpoint="last", monitor="loss", strict=job.get("strict", False),
                               activation_data=x[:16])
-        callbacks = [InjectLogs(), monitor] if fault == "metrics" else [monitor]
+        callbacks = [InjectLogs(), live_monitor] if fault == "metrics" else [live_monitor]
         if fault == "delete_dir":
-            callbacks.append(DeleteRunDir(monitor))
+            callbacks.append(DeleteRunDir(live_monitor))
     if fault == "fsize":
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -221,7 +221,7 @@ def faulty(job: dict[str, Any]) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     result["weights"] = digest(model)
     result["warnings"] = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
-    result["run_dir"] = monitor.run_dir if monitor is not None else None
+    result["run_dir"] = live_monitor.run_dir if live_monitor is not None else None
     with open(job["result"], "w", encoding="utf-8") as f:
         json.dump(result, f)
 
@@ -232,8 +232,8 @@ def faulty(job: dict[str, Any]) -> None:
 def train(job: dict[str, Any]) -> None:
     """A plain LiveMonitor training run, to completion."""
     x, y = data(samples=SAMPLES)
-    monitor = LiveMonitor(job["root"], name=job["id"], flush_interval=0.02, system_freq=0.2)
-    mlp().fit(x, y, epochs=job["epochs"], batch_size=BATCH, verbose=0, callbacks=[monitor])
+    live_monitor = LiveMonitor(job["root"], name=job["id"], flush_interval=0.02, system_freq=0.2)
+    mlp().fit(x, y, epochs=job["epochs"], batch_size=BATCH, verbose=0, callbacks=[live_monitor])
 
 
 def write(job: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Build realistic run directories with monitor.RunWriter, exactly as docs/run-format.md documents them.
+"""Build realistic run directories with kerascope.monitor.RunWriter, exactly as docs/run-format.md documents them.
 
 The dashboard tests use these instead of training a model: every stream, event kind and model file the callback
 writes is present, with values shaped like a real (small) training run.

@@ -20,12 +20,12 @@ def test_schedule_two_fit_calls_statistics_and_checkpoint(runs_root):
     x, y = data()
     schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.7)
     model = mlp(keras.optimizers.SGD(schedule))
-    monitor = LiveMonitor(str(runs_root), activation_data=x[:32], checkpoint="last", monitor="loss", system_freq=0)
+    live_monitor = LiveMonitor(str(runs_root), activation_data=x[:32], checkpoint="last", monitor="loss", system_freq=0)
     oracle = LearningRateRecorder()
-    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor, oracle])
-    model.fit(x, y, epochs=3, initial_epoch=2, batch_size=BATCH, verbose=0, callbacks=[monitor, oracle])
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor, oracle])
+    model.fit(x, y, epochs=3, initial_epoch=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor, oracle])
 
-    run_dir = monitor.run_dir
+    run_dir = live_monitor.run_dir
     assert read_json(run_dir, "run.json")["backend"] == keras.backend.backend()
     batches = records(run_dir, "batch.jsonl")
     assert [b["step"] for b in batches] == list(range(1, 13))
@@ -54,22 +54,22 @@ def test_batch_ends_arriving_out_of_order_are_recorded_in_order(runs_root):
     x, y = data()
     model = mlp(keras.optimizers.SGD(0.1))
     model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)  # builds the model and its metrics
-    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
-    monitor.set_model(model)
-    monitor.set_params({"epochs": 1, "steps": 8, "verbose": 0})
-    monitor.on_train_begin()
-    monitor.on_epoch_begin(0)
+    live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    live_monitor.set_model(model)
+    live_monitor.set_params({"epochs": 1, "steps": 8, "verbose": 0})
+    live_monitor.on_train_begin()
+    live_monitor.on_epoch_begin(0)
     losses = [1.0 / (batch + 1) for batch in range(8)]
     running = [float(np.mean(losses[: batch + 1])) for batch in range(8)]
     for batch in range(8):
-        monitor.on_train_batch_begin(batch)
+        live_monitor.on_train_batch_begin(batch)
     arrival = [3, 0, 2, 1, 7, 5, 4, 6]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda batch: monitor.on_train_batch_end(batch, {"loss": running[batch]}), arrival))
-    monitor.on_epoch_end(0, {"loss": running[-1]})
-    monitor.on_train_end()
+        list(pool.map(lambda batch: live_monitor.on_train_batch_end(batch, {"loss": running[batch]}), arrival))
+    live_monitor.on_epoch_end(0, {"loss": running[-1]})
+    live_monitor.on_train_end()
 
-    batches = records(monitor.run_dir, "batch.jsonl")
+    batches = records(live_monitor.run_dir, "batch.jsonl")
     assert [b["step"] for b in batches] == list(range(1, 9))
     assert [b["batch_loss"] for b in batches] == pytest.approx(losses)
     assert all(b["lr"] == pytest.approx(0.1) for b in batches)

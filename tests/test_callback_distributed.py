@@ -34,9 +34,9 @@ else:
 from train_helpers import BATCH, data, mlp
 from kerascope import LiveMonitor
 x, y = data()
-monitor = LiveMonitor(root, name=f"rank {rank}", system_freq=0)
-mlp().fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
-print("RUN_DIR", monitor.run_dir, flush=True)
+live_monitor = LiveMonitor(root, name=f"rank {rank}", system_freq=0)
+mlp().fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor])
+print("RUN_DIR", live_monitor.run_dir, flush=True)
 """
 
 

@@ -65,22 +65,23 @@ PARAMS = [(case, True) for case in CASES] + [("lr_scheduler", False), ("reduce_o
 def test_per_batch_lr_matches_the_optimizer(runs_root, case, monitor_first):
     make_optimizer, make_callback, expected_at = CASES[case]
     x, y = data()
-    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
     oracle = LearningRateRecorder()
     others = [make_callback()] if make_callback else []
-    callbacks = [monitor, *others, oracle] if monitor_first else [*others, monitor, oracle]
+    callbacks = [live_monitor, *others, oracle] if monitor_first else [*others, live_monitor, oracle]
     mlp(make_optimizer()).fit(x, y, epochs=EPOCHS, batch_size=BATCH, verbose=0, callbacks=callbacks)
 
-    batches = records(monitor.run_dir, "batch.jsonl")
+    batches = records(live_monitor.run_dir, "batch.jsonl")
     assert [b["step"] for b in batches] == list(range(1, STEPS + 1))
     recorded = [b["lr"] for b in batches]
     assert recorded == pytest.approx(oracle.values, rel=1e-5)
     assert recorded == pytest.approx([expected_at(i) for i in range(STEPS)], rel=1e-5)
-    epochs = records(monitor.run_dir, "epoch.jsonl")
+    epochs = records(live_monitor.run_dir, "epoch.jsonl")
     # The epoch's LR is the one its last update used.
     assert [e["lr"] for e in epochs] == pytest.approx([expected_at(4 * e + 3) for e in range(EPOCHS)], rel=1e-5)
 
-    changes = [value for e in events(monitor.run_dir, "lr_change") for value in (e["data"]["old"], e["data"]["new"])]
+    changes = [value for e in events(live_monitor.run_dir, "lr_change")
+               for value in (e["data"]["old"], e["data"]["new"])]
     if case in ("lr_scheduler", "reduce_on_plateau"):
         per_epoch = [expected_at(4 * e) for e in range(EPOCHS)]
         expected = [(a, b) for a, b in zip(per_epoch, per_epoch[1:], strict=False) if a != b]

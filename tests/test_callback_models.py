@@ -26,14 +26,14 @@ def test_functional_model_with_two_inputs(runs_root):
     x, _ = data()
     x2 = np.random.default_rng(1).normal(size=(len(x), 3)).astype("float32")
     y = x[:, :1] + x2[:, :1]
-    monitor = LiveMonitor(str(runs_root), activation_data=[x[:32], x2[:32]])
-    model.fit([x, x2], y, validation_split=0.25, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
+    live_monitor = LiveMonitor(str(runs_root), activation_data=[x[:32], x2[:32]])
+    model.fit([x, x2], y, validation_split=0.25, epochs=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor])
 
-    layers = {a["layer"] for a in records(monitor.run_dir, "activations.jsonl")}
+    layers = {a["layer"] for a in records(live_monitor.run_dir, "activations.jsonl")}
     assert layers == {"left_dense", "right_dense", "merge", "out"}
-    merge = next(a for a in records(monitor.run_dir, "activations.jsonl") if a["layer"] == "merge")
+    merge = next(a for a in records(live_monitor.run_dir, "activations.jsonl") if a["layer"] == "merge")
     assert sum(merge["histogram"]["counts"]) == 32 * 8
-    dot = open_run(monitor.run_dir).model_graph_dot()
+    dot = open_run(live_monitor.run_dir).model_graph_dot()
     for edge in (
         '"left" -> "left_dense"',
         '"right" -> "right_dense"',
@@ -42,7 +42,7 @@ def test_functional_model_with_two_inputs(runs_root):
         '"merge" -> "out"',
     ):
         assert edge in dot
-    epochs = records(monitor.run_dir, "epoch.jsonl")
+    epochs = records(live_monitor.run_dir, "epoch.jsonl")
     assert [e["step"] for e in epochs] == [3, 6] and all("val_mae" in e for e in epochs)
 
 
@@ -60,15 +60,15 @@ def nested_model() -> tuple[keras.Model, keras.Model]:
 def test_nested_frozen_base_fine_tuned_in_two_fit_calls(runs_root):
     model, base = nested_model()
     x, y = data()
-    monitor = LiveMonitor(str(runs_root), name="fine-tune", activation_data=x[:32], checkpoint="last")
+    live_monitor = LiveMonitor(str(runs_root), name="fine-tune", activation_data=x[:32], checkpoint="last")
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
-    first_run_dir = monitor.run_dir
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor])
+    first_run_dir = live_monitor.run_dir
     base.trainable = True
     model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=4, initial_epoch=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
+    model.fit(x, y, epochs=4, initial_epoch=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor])
 
-    run_dir = monitor.run_dir
+    run_dir = live_monitor.run_dir
     assert run_dir == first_run_dir and len(RunStore(str(runs_root)).runs()) == 1
     phases = [e["data"] for e in events(run_dir, "phase")]
     assert [p["phase"] for p in phases] == [1, 2]
@@ -128,18 +128,18 @@ def test_subclassed_model_skips_activations_with_an_explanation(runs_root):
     x, y = data()
     model = Subclassed()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    monitor = LiveMonitor(str(runs_root), activation_data=x[:32], checkpoint="best", monitor="loss")
+    live_monitor = LiveMonitor(str(runs_root), activation_data=x[:32], checkpoint="best", monitor="loss")
     with warnings.catch_warnings(record=True) as with_warnings:
         warnings.simplefilter("always")
-        history = model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
+        history = model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor])
     assert len(history.history["loss"]) == 2
     assert not [w for w in with_warnings if "LiveMonitor" in str(w.message)]
-    skipped = {e["data"]["what"]: e["message"] for e in events(monitor.run_dir, "skipped")}
+    skipped = {e["data"]["what"]: e["message"] for e in events(live_monitor.run_dir, "skipped")}
     assert "Sequential or functional" in skipped["activations"] and "subclassed" in skipped["activations"].lower()
-    assert records(monitor.run_dir, "activations.jsonl") == []
-    assert {w["layer"] for w in records(monitor.run_dir, "weights.jsonl")} == {"hidden", "out"}
-    assert len(records(monitor.run_dir, "batch.jsonl")) == 8
-    run = open_run(monitor.run_dir)
+    assert records(live_monitor.run_dir, "activations.jsonl") == []
+    assert {w["layer"] for w in records(live_monitor.run_dir, "weights.jsonl")} == {"hidden", "out"}
+    assert len(records(live_monitor.run_dir, "batch.jsonl")) == 8
+    run = open_run(live_monitor.run_dir)
     assert run.status == "finished" and "hidden (Dense)" in run.model_summary()
     assert run.model_graph_dot().startswith("digraph")
     assert len(run.checkpoints()) >= 1
@@ -172,10 +172,10 @@ def test_siamese_model_with_shared_layers_and_a_lambda(runs_root):
     x, _ = data()
     x2 = data(seed=1)[0]
     y = (np.abs(x[:, 0] - x2[:, 0]) > 1).astype("float32")
-    monitor = LiveMonitor(str(runs_root), activation_data=[x[:32], x2[:32]], weight_freq=0, system_freq=0)
-    model.fit([x, x2], y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
+    live_monitor = LiveMonitor(str(runs_root), activation_data=[x[:32], x2[:32]], weight_freq=0, system_freq=0)
+    model.fit([x, x2], y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor])
 
-    found = records(monitor.run_dir, "activations.jsonl")
+    found = records(live_monitor.run_dir, "activations.jsonl")
     assert {a["layer"] for a in found} == {
         "tower@1", "tower@2", "tower@1/t1", "tower@1/t2", "tower@2/t1", "tower@2/t2",
         "shared_proj@1", "shared_proj@2", "l1_distance", "block", "out",
@@ -187,6 +187,6 @@ def test_siamese_model_with_shared_layers_and_a_lambda(runs_root):
     assert last["tower@1"]["mean"] != pytest.approx(last["tower@2"]["mean"])
     expected = keras.ops.convert_to_numpy(tower(x2[:32], training=False))
     assert last["tower@2"]["mean"] == pytest.approx(float(expected.mean()), rel=1e-5)
-    skipped = [e for e in events(monitor.run_dir, "skipped") if e["data"]["what"].startswith("activations")]
+    skipped = [e for e in events(live_monitor.run_dir, "skipped") if e["data"]["what"].startswith("activations")]
     assert len(skipped) == 1  # the block's inner layers, and nothing else
     assert "block" in skipped[0]["message"] and "subclassed" in skipped[0]["message"]

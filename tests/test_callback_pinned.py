@@ -71,9 +71,9 @@ def known_run(tmp_path_factory):
     y = (x[:, 0] > 0).astype("int32")
     probe = rng.normal(size=(20, 4)).astype("float32")
     model = known_model()
-    monitor = LiveMonitor(str(root), activation_data=probe, system_freq=0)
-    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[monitor])
-    return open_run(monitor.run_dir), model, probe
+    live_monitor = LiveMonitor(str(root), activation_data=probe, system_freq=0)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[live_monitor])
+    return open_run(live_monitor.run_dir), model, probe
 
 
 def test_weight_statistics_match_numpy_on_known_weights(known_run):
@@ -130,26 +130,26 @@ def test_best_checkpoint_of_a_higher_is_better_metric_keeps_its_highest_epoch(ru
     model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(8, activation="relu"),
                               keras.layers.Dense(2, activation="softmax")])
     model.compile(keras.optimizers.Adam(0.03), "categorical_crossentropy", metrics=[metric])
-    monitor = LiveMonitor(str(runs_root), checkpoint="best", monitor=monitored, weight_freq=0, system_freq=0)
+    live_monitor = LiveMonitor(str(runs_root), checkpoint="best", monitor=monitored, weight_freq=0, system_freq=0)
     model.fit(x, np.eye(2)[y], validation_data=(x_val, np.eye(2)[y_val]), epochs=5, batch_size=BATCH, verbose=0,
-              callbacks=[monitor])
-    values = [e[monitored] for e in records(monitor.run_dir, "epoch.jsonl")]
+              callbacks=[live_monitor])
+    values = [e[monitored] for e in records(live_monitor.run_dir, "epoch.jsonl")]
     assert max(values) > min(values)  # the data makes the choice matter
-    index = read_json(monitor.run_dir, "checkpoints/index.json")
+    index = read_json(live_monitor.run_dir, "checkpoints/index.json")
     best = int(np.argmax(values))  # the first epoch that reached the highest value
     assert [(e["path"], e["epoch"], e["is_best"]) for e in index] == [("checkpoints/best.keras", best, True)]
     assert index[0]["value"] == pytest.approx(max(values))
-    saved = [e["data"]["value"] for e in events(monitor.run_dir, "checkpoint")]
+    saved = [e["data"]["value"] for e in events(live_monitor.run_dir, "checkpoint")]
     assert saved == sorted(set(saved)) and saved[0] == pytest.approx(values[0])
-    assert open_run(monitor.run_dir).checkpoints()["value"].tolist() == pytest.approx([max(values)])
+    assert open_run(live_monitor.run_dir).checkpoints()["value"].tolist() == pytest.approx([max(values)])
 
 
 class HoldCheckpoints(keras.callbacks.Callback):
     """A reader that opens the checkpoint after each save and keeps it open, as a user's copy or a loader would."""
 
-    def __init__(self, monitor: LiveMonitor) -> None:
+    def __init__(self, live_monitor: LiveMonitor) -> None:
         super().__init__()
-        self.monitor = monitor
+        self.monitor = live_monitor
         self.held: list[tuple[object, bytes]] = []
 
     def on_epoch_end(self, epoch, logs=None):
@@ -159,10 +159,10 @@ class HoldCheckpoints(keras.callbacks.Callback):
 
 def test_a_checkpoint_someone_has_open_is_never_rewritten_in_place(runs_root):
     x, y = data()
-    monitor = LiveMonitor(str(runs_root), checkpoint="last", weight_freq=0, system_freq=0)
-    holder = HoldCheckpoints(monitor)  # after LiveMonitor: each epoch's checkpoint is saved when it runs
+    live_monitor = LiveMonitor(str(runs_root), checkpoint="last", weight_freq=0, system_freq=0)
+    holder = HoldCheckpoints(live_monitor)  # after LiveMonitor: each epoch's checkpoint is saved when it runs
     mlp().fit(x, y, validation_data=(x[:32], y[:32]), epochs=3, batch_size=BATCH, verbose=0,
-              callbacks=[monitor, holder])
+              callbacks=[live_monitor, holder])
     try:
         assert len(holder.held) == 3
         for handle, first_read in holder.held:
@@ -175,15 +175,15 @@ def test_a_checkpoint_someone_has_open_is_never_rewritten_in_place(runs_root):
     finally:
         for handle, _ in holder.held:
             handle.close()
-    assert not [n for n in os.listdir(os.path.join(monitor.run_dir, "checkpoints")) if n.startswith(".tmp")]
+    assert not [n for n in os.listdir(os.path.join(live_monitor.run_dir, "checkpoints")) if n.startswith(".tmp")]
 
 
 class WaitForHeartbeat(keras.callbacks.Callback):
     """In the middle of the second epoch, waits (up to a generous limit) for status.json's heartbeat to move."""
 
-    def __init__(self, monitor: LiveMonitor, patience_s: float = 30.0) -> None:
+    def __init__(self, live_monitor: LiveMonitor, patience_s: float = 30.0) -> None:
         super().__init__()
-        self.monitor, self.patience_s = monitor, patience_s
+        self.monitor, self.patience_s = live_monitor, patience_s
         self.epoch = 0
         self.before: dict | None = None
         self.after: dict | None = None
@@ -205,9 +205,9 @@ class WaitForHeartbeat(keras.callbacks.Callback):
 
 def test_the_heartbeat_advances_during_a_long_epoch_and_says_where_training_is(runs_root):
     x, y = data()
-    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0, flush_interval=0.1)
-    waiter = WaitForHeartbeat(monitor)
-    mlp().fit(x, y, epochs=3, batch_size=BATCH, verbose=0, callbacks=[monitor, waiter])
+    live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0, flush_interval=0.1)
+    waiter = WaitForHeartbeat(live_monitor)
+    mlp().fit(x, y, epochs=3, batch_size=BATCH, verbose=0, callbacks=[live_monitor, waiter])
     # Nothing but the writer's background loop writes status.json inside an epoch.
     assert waiter.after["heartbeat"] > waiter.before["heartbeat"]
     # The epoch in progress (the second) and the batches done in the run (4 + 2): what the dashboard's progress and
@@ -219,9 +219,9 @@ def test_the_heartbeat_advances_during_a_long_epoch_and_says_where_training_is(r
 class CountFlushedBatches(keras.callbacks.Callback):
     """At the third batch of each fit(), waits three default flush intervals, then counts batch.jsonl lines."""
 
-    def __init__(self, monitor: LiveMonitor) -> None:
+    def __init__(self, live_monitor: LiveMonitor) -> None:
         super().__init__()
-        self.monitor = monitor
+        self.monitor = live_monitor
         self.counts: list[int] = []
 
     def on_train_batch_end(self, batch, logs=None):
@@ -233,10 +233,10 @@ class CountFlushedBatches(keras.callbacks.Callback):
 def test_the_flush_interval_reaches_the_writer_in_every_fit(runs_root):
     x, y = data()
     model = mlp()
-    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0, flush_interval=60.0)
-    counter = CountFlushedBatches(monitor)
-    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0, callbacks=[monitor, counter])
-    model.fit(x, y, epochs=2, initial_epoch=1, batch_size=BATCH, verbose=0, callbacks=[monitor, counter])
+    live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0, flush_interval=60.0)
+    counter = CountFlushedBatches(live_monitor)
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0, callbacks=[live_monitor, counter])
+    model.fit(x, y, epochs=2, initial_epoch=1, batch_size=BATCH, verbose=0, callbacks=[live_monitor, counter])
     # With a 60 s interval nothing is appended mid-epoch: only epoch ends and the end of fit() flush.
     assert counter.counts == [0, 4]
-    assert len(records(monitor.run_dir, "batch.jsonl")) == 8
+    assert len(records(live_monitor.run_dir, "batch.jsonl")) == 8

@@ -35,8 +35,8 @@ class Stop(keras.callbacks.Callback):
 
 
 x, y = data(samples=512)
-monitor = LiveMonitor(root, name=mode, flush_interval=0.2, system_freq=0.5)
-mlp().fit(x, y, epochs=100000 if mode == "kill" else 5, batch_size=BATCH, verbose=0, callbacks=[monitor, Stop()])
+live_monitor = LiveMonitor(root, name=mode, flush_interval=0.2, system_freq=0.5)
+mlp().fit(x, y, epochs=100000 if mode == "kill" else 5, batch_size=BATCH, verbose=0, callbacks=[live_monitor, Stop()])
 """
 
 

@@ -18,7 +18,7 @@ def sequential_run(tmp_path_factory):
     x, y = data()
     # accuracy is a running mean (its per-batch value is derivable), IoU is not (a confusion matrix).
     model = mlp(metrics=["accuracy", keras.metrics.MeanIoU(num_classes=2, sparse_y_pred=False, name="iou")])
-    monitor = LiveMonitor(
+    live_monitor = LiveMonitor(
         str(root),
         name="mlp / baseline",
         hparams={"dropout": 0.2, "layers": (8, 2), "odd": object()},
@@ -27,9 +27,9 @@ def sequential_run(tmp_path_factory):
         activation_data=x[:64],
     )
     history = model.fit(
-        x, y, validation_data=(x[:64], y[:64]), epochs=3, batch_size=BATCH, verbose=0, callbacks=[monitor]
+        x, y, validation_data=(x[:64], y[:64]), epochs=3, batch_size=BATCH, verbose=0, callbacks=[live_monitor]
     )
-    return monitor.run_dir, history
+    return live_monitor.run_dir, history
 
 
 def test_batch_records_count_steps_across_epochs(sequential_run):
@@ -144,14 +144,14 @@ def test_model_card_and_reader_view(sequential_run):
 @pytest.mark.parametrize(("update_freq", "steps"), [(3, [3, 6, 9, 12]), ("epoch", [])])
 def test_update_freq(runs_root, update_freq, steps):
     x, y = data()
-    monitor = LiveMonitor(str(runs_root), update_freq=update_freq, weight_freq=0, system_freq=0)
-    mlp().fit(x, y, epochs=3, batch_size=BATCH, verbose=0, callbacks=[monitor])
-    batches = records(monitor.run_dir, "batch.jsonl")
+    live_monitor = LiveMonitor(str(runs_root), update_freq=update_freq, weight_freq=0, system_freq=0)
+    mlp().fit(x, y, epochs=3, batch_size=BATCH, verbose=0, callbacks=[live_monitor])
+    batches = records(live_monitor.run_dir, "batch.jsonl")
     assert [b["step"] for b in batches] == steps
     # The batch before each logged one is kept, so the logged batch still gets its own value.
     assert all("batch_loss" in b for b in batches)
-    assert len(records(monitor.run_dir, "epoch.jsonl")) == 3
-    assert records(monitor.run_dir, "weights.jsonl") == []
+    assert len(records(live_monitor.run_dir, "epoch.jsonl")) == 3
+    assert records(live_monitor.run_dir, "weights.jsonl") == []
 
 
 @pytest.mark.parametrize(

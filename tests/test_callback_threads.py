@@ -34,18 +34,19 @@ class Crash(keras.callbacks.Callback):
 
 
 x, y = data()
-monitors = {"A": LiveMonitor(root, name="A", flush_interval=0.2), "B": LiveMonitor(root, name="B", flush_interval=0.2)}
+live_monitors = {"A": LiveMonitor(root, name="A", flush_interval=0.2),
+                 "B": LiveMonitor(root, name="B", flush_interval=0.2)}
 model_a, model_b = mlp(), mlp()
 a = threading.Thread(target=model_a.fit, args=(x, y), kwargs=dict(
-    epochs=6, batch_size=BATCH, verbose=0, callbacks=[monitors["A"], WaitForB()]))
+    epochs=6, batch_size=BATCH, verbose=0, callbacks=[live_monitors["A"], WaitForB()]))
 b = threading.Thread(target=model_b.fit, args=(x, y), kwargs=dict(
-    epochs=6, batch_size=BATCH, verbose=0, callbacks=[monitors["B"], Crash()]))
+    epochs=6, batch_size=BATCH, verbose=0, callbacks=[live_monitors["B"], Crash()]))
 a.start()
 b.start()
 b.join()  # B's uncaught exception went through threading.excepthook
 b_crashed.set()
 a.join()
-print(json.dumps({name: monitor.run_dir for name, monitor in monitors.items()}))
+print(json.dumps({name: live_monitor.run_dir for name, live_monitor in live_monitors.items()}))
 """
 
 

@@ -41,13 +41,13 @@ def test_steps_per_execution_with_a_partial_last_group(runs_root):
     x, y = data(samples=21 * 8)
     model = mlp(keras.optimizers.SGD(schedule))
     model.compile(model.optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=4)
-    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
     probe = IterationProbe()
-    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[monitor, probe])
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[live_monitor, probe])
 
     iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     assert iterations == 42
-    run = open_run(monitor.run_dir)
+    run = open_run(live_monitor.run_dir)
     batches = run.batch_metrics()
     # One record per group of 4 steps, at the optimizer's real iteration count after the group.
     assert [int(s) for s in batches["step"]] == probe.ends == [4, 8, 12, 16, 20, 21, 25, 29, 33, 37, 41, 42]
@@ -57,7 +57,7 @@ def test_steps_per_execution_with_a_partial_last_group(runs_root):
     epochs = run.epoch_metrics()
     assert [int(s) for s in epochs["step"]] == [21, 42]
     assert list(epochs["loss"]) == pytest.approx(history.history["loss"], rel=1e-6)
-    assert read_json(monitor.run_dir, "status.json")["step"] == iterations
+    assert read_json(live_monitor.run_dir, "status.json")["step"] == iterations
     assert run.status == "finished"
 
 
@@ -69,20 +69,20 @@ def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = mlp(optimizer)
-        monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+        live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
         probe = IterationProbe()
-        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[monitor, probe])
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[live_monitor, probe])
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
     steps = 3 * 16
     assert probe.ends[-1] < steps  # some updates were skipped: the test is about something
-    batches = records(monitor.run_dir, "batch.jsonl")
+    batches = records(live_monitor.run_dir, "batch.jsonl")
     assert [b["step"] for b in batches] == list(range(1, steps + 1))
     # Each update used the schedule at the inner optimizer's iteration counter when it ran.
     expected = [float(schedule(iteration)) for iteration in probe.begins]
     assert [b["lr"] for b in batches] == pytest.approx(expected, rel=1e-5)
-    epochs = records(monitor.run_dir, "epoch.jsonl")
+    epochs = records(live_monitor.run_dir, "epoch.jsonl")
     assert [e["lr"] for e in epochs] == pytest.approx([expected[15], expected[31], expected[47]], rel=1e-5)
 
 
@@ -113,16 +113,16 @@ class CyclicLearningRate(keras.callbacks.Callback):
 @pytest.mark.parametrize(("at", "monitor_first"), [("begin", True), ("begin", False), ("end", True), ("end", False)])
 def test_float_lr_set_by_a_callback_at_every_batch(runs_root, at, monitor_first):
     x, y = data()
-    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
     cyclic = CyclicLearningRate(at)
-    callbacks = [monitor, cyclic] if monitor_first else [cyclic, monitor]
+    callbacks = [live_monitor, cyclic] if monitor_first else [cyclic, live_monitor]
     mlp(keras.optimizers.SGD(0.005)).fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=callbacks)
 
     assert len(set(cyclic.applied)) > 2
-    batches = records(monitor.run_dir, "batch.jsonl")
+    batches = records(live_monitor.run_dir, "batch.jsonl")
     assert [b["step"] for b in batches] == list(range(1, 13))
     assert [b["lr"] for b in batches] == pytest.approx(cyclic.applied, rel=1e-6)
-    epochs = records(monitor.run_dir, "epoch.jsonl")
+    epochs = records(live_monitor.run_dir, "epoch.jsonl")
     assert [e["lr"] for e in epochs] == pytest.approx(cyclic.applied[3::4], rel=1e-6)
 
 
@@ -145,8 +145,8 @@ def test_keras_tuner_search_records_each_trial_as_a_grouped_run(runs_root, tmp_p
     tuner = keras_tuner.RandomSearch(
         build, objective="val_loss", max_trials=3, seed=1, directory=str(tmp_path / "tuner"), project_name="sweep"
     )
-    monitor = LiveMonitor(str(runs_root), hparams={"dataset": "toy"}, weight_freq=0, system_freq=0)
-    tuner.search(x, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0, callbacks=[monitor])
+    live_monitor = LiveMonitor(str(runs_root), hparams={"dataset": "toy"}, weight_freq=0, system_freq=0)
+    tuner.search(x, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0, callbacks=[live_monitor])
 
     from kerascope import RunStore
 
@@ -160,7 +160,7 @@ def test_keras_tuner_search_records_each_trial_as_a_grouped_run(runs_root, tmp_p
         assert len(run.epoch_metrics()) == 2
     groups = {run.group for run in runs}
     assert len(groups) == 1 and None not in groups
-    assert monitor.run_dir is None  # the original only handed out copies
+    assert live_monitor.run_dir is None  # the original only handed out copies
     # The dashboard shows the search as one sweep: Compare groups the trials by their run group.
     from page_charts import chart_figures, open_link
 

@@ -17,15 +17,14 @@ from kerascope import RunStore, RunWriter
 from kerascope.app.query import Query, QueryError
 from kerascope.monitor import format as fmt
 from kerascope.monitor.catalog import Catalog
-from kerascope.monitor.summary import decode_summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STREAMS = (fmt.BATCH_FILE, fmt.ACTIVATIONS_FILE, fmt.WEIGHTS_FILE, fmt.SYSTEM_FILE)
 
 
 def read_summary(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, fmt.RUN_SUMMARY_FILE), "rb") as f:
-        return decode_summary(f.read())
+    with open(os.path.join(run_dir, fmt.RUN_SUMMARY_FILE), encoding="utf-8") as f:
+        return json.load(f)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +153,7 @@ def test_the_catalog_lists_unchanged_runs_and_rereads_appended_replaced_and_dele
     subprocess.run(["rm", "-r", third], check=True)
     runs = {run.name: run for run in RunStore(runs_root, catalog=catalog).runs()}
     assert set(runs) == {"a", "b"}
-    assert runs["a"].overview().metrics["loss"]["best"] == 0.001
+    assert runs["a"].overview().metrics["loss"].best == 0.001
     assert runs["b"].status == fmt.FAILED and runs["b"].reason == "OOM"
     assert set(catalog.load()) == {os.path.basename(first), os.path.basename(second)}
 
@@ -252,7 +251,7 @@ def test_runs_page_folds_a_group_into_one_row_that_unfolds_best_first(root):
     heads = frame[frame["name"] == "sweep-1"]
     assert len(heads) == 1 and heads.iloc[0]["status"] == "▸ 3 runs"
     assert not {"trial 0", "trial 1", "trial 2"} & set(frame["name"])
-    trials = {name: RunStore(path).run(ids[name]).overview().metrics["val_loss"]["best"]
+    trials = {name: RunStore(path).run(ids[name]).overview().metrics["val_loss"].best
               for name in ("trial 0", "trial 1", "trial 2")}
     best_first = sorted(trials, key=trials.get)
     assert heads.iloc[0]["where"] == f"best: {best_first[0]}"

@@ -11,6 +11,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from page_charts import open_page
 from train_helpers import open_run, read_json
 
 from kerascope import LiveMonitor, RunStore, RunWriter
@@ -112,3 +113,18 @@ def test_best_columns_follow_the_direction(runs_root):
     assert finals.loc["with directions", "best peak"] == 4.0  # as recorded
     assert tables.metric_direction(list(runs.values()), "peak") == "max"
     assert tables.metric_direction(list(runs.values()), "poisson") == "min"
+
+
+def test_a_val_twin_sorts_by_the_direction_recorded_for_its_metric(runs_root):
+    # LiveMonitor records both names; a run.json that lists only the metric (a hand-written one, RunWriter's meta)
+    # still says which way its val_ twin is better.
+    recorded = {"peak": {"direction": "max"}}
+    write_run(runs_root, "higher best", {"peak": [1.0, 2.0], "val_peak": [1.0, 5.0]}, metrics=recorded)
+    write_run(runs_root, "lower best", {"peak": [1.0, 2.0], "val_peak": [2.0, 3.0]}, metrics=recorded)
+    runs = RunStore(runs_root).runs()
+    assert tables.metric_direction(runs, "val_peak") == "max"  # the name rule alone says "min"
+    at = open_page(runs_root, "views/runs.py")
+    at.selectbox(key="runs_sort").select("best val_peak").run()
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["higher best", "lower best"]
+    assert list(table["val_peak (best)"]) == ["5", "3"]

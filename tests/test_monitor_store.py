@@ -223,6 +223,18 @@ def test_file_path_refuses_everything_else(served, relpath, error):
     run, _ = served
     with pytest.raises(error):
         run.file_path(relpath)
+    with pytest.raises(error):
+        run.open_file(relpath)
+
+
+def test_open_file_reads_a_file_of_the_run(served):
+    run, _ = served
+    with open(os.path.join(run.path, "checkpoints", "best.keras"), "rb") as f:
+        expected = f.read()
+    with run.open_file("checkpoints/best.keras") as f:
+        assert f.read() == expected
+    with run.open_file("alias.keras") as f:
+        assert f.read() == expected
 
 
 def test_model_files_that_link_outside_the_root_are_not_read(served):
@@ -275,7 +287,8 @@ def test_monitor_never_imports_deserializers_or_keras():
             if isinstance(node, ast.keyword):
                 assert node.arg != "allow_pickle", source.name
     # pandas imports pickle for its own API; what matters is that no ML framework comes in with the readers.
-    code = "import sys, json, monitor.store, monitor.watcher, monitor.writer; print(json.dumps(list(sys.modules)))"
+    code = ("import sys, json, kerascope.monitor.store, kerascope.monitor.watcher, kerascope.monitor.writer, "
+            "kerascope.monitor.catalog, kerascope.monitor.remote_reader; print(json.dumps(list(sys.modules)))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                                        check=True).stdout)
     assert not {name.split(".")[0] for name in loaded} & {"keras", "tensorflow", "torch", "jax", "h5py"}

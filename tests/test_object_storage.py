@@ -22,7 +22,6 @@ from train_helpers import BATCH, data, mlp
 from kerascope import LiveMonitor, RunStore
 from kerascope.app.cli import resolve_logdir
 from kerascope.monitor import format as fmt
-from kerascope.monitor.remote_writer import pending_uploads
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATIENCE_S = 60.0
@@ -70,9 +69,9 @@ def finished_run(url: str, run_id: str):
 class ReadLive(keras.callbacks.Callback):
     """At each epoch end, wait until a RunStore on the bucket shows that epoch: the run is read while it trains."""
 
-    def __init__(self, url: str, monitor: LiveMonitor) -> None:
+    def __init__(self, url: str, live_monitor: LiveMonitor) -> None:
         super().__init__()
-        self.store, self.monitor, self.seen = RunStore(url), monitor, []
+        self.store, self.monitor, self.seen = RunStore(url), live_monitor, []
 
     def on_epoch_end(self, epoch, logs=None):
         run_id = self.monitor.run_dir.rsplit("/", 1)[-1]
@@ -90,22 +89,22 @@ class ReadLive(keras.callbacks.Callback):
 def s3_run(s3_server):  # noqa: F811
     url = f"s3://{BUCKET}/live"
     x, y = data()
-    monitor = LiveMonitor(url, name="on s3", hparams={"lr": 0.01}, activation_data=x[:32], checkpoint="best",
+    live_monitor = LiveMonitor(url, name="on s3", hparams={"lr": 0.01}, activation_data=x[:32], checkpoint="best",
                           flush_interval=0.5)
-    reader = ReadLive(url, monitor)
+    reader = ReadLive(url, live_monitor)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         mlp().fit(x, y, validation_data=(x[:32], y[:32]), epochs=3, batch_size=BATCH, verbose=0,
-                  callbacks=[monitor, reader])
-    assert monitor.wait_uploaded(PATIENCE_S)
-    run_id = monitor.run_dir.rsplit("/", 1)[-1]
-    return url, run_id, monitor, reader.seen, [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
+                  callbacks=[live_monitor, reader])
+    assert live_monitor.wait_uploaded(PATIENCE_S)
+    run_id = live_monitor.run_dir.rsplit("/", 1)[-1]
+    return url, run_id, live_monitor, reader.seen, [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
 
 
 def test_a_run_trained_on_s3_is_read_live_and_complete(s3_run, s3_server):  # noqa: F811
-    url, run_id, monitor, seen, warned = s3_run
+    url, run_id, live_monitor, seen, warned = s3_run
     assert warned == []
-    assert monitor.run_dir == f"{url}/{run_id}"
+    assert live_monitor.run_dir == f"{url}/{run_id}"
     # Read while training: running, one more epoch each time, every batch of it already there.
     assert [(status, epochs) for status, epochs, _ in seen] == [("running", 1), ("running", 2), ("running", 3)]
     assert [batches for _, _, batches in seen] == [STEPS, 2 * STEPS, 3 * STEPS]
@@ -145,18 +144,18 @@ def test_credentials_are_never_written_or_shown(s3_run, s3_server, spool):  # no
             with open(os.path.join(folder, name), "rb") as f:
                 assert SECRET_KEY.encode() not in f.read(), name
     run = RunStore(url).run(run_id)
-    assert run.options["logdir"] == url
+    assert run.options.logdir == url
 
 
 def test_store_killed_mid_run_loses_nothing(s3_server):  # noqa: F811
     url = f"s3://{BUCKET}/outage"
     x, y = data()
-    monitor = LiveMonitor(url, name="outage", flush_interval=0.5, weight_freq=0)
+    live_monitor = LiveMonitor(url, name="outage", flush_interval=0.5, weight_freq=0)
 
     class Outage(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 0:  # the first epoch reached the store; then the store goes away
-                run_id = monitor.run_dir.rsplit("/", 1)[-1]
+                run_id = live_monitor.run_dir.rsplit("/", 1)[-1]
                 wait_for(lambda: len(RunStore(url).run(run_id).epoch_metrics()) == 1
                          if run_id in RunStore(url).remote.run_ids() else False, "epoch 0 in the bucket")
                 s3_server.kill()
@@ -166,7 +165,7 @@ def test_store_killed_mid_run_loses_nothing(s3_server):  # noqa: F811
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            mlp().fit(x, y, epochs=4, batch_size=BATCH, verbose=0, callbacks=[monitor, Outage()])
+            mlp().fit(x, y, epochs=4, batch_size=BATCH, verbose=0, callbacks=[live_monitor, Outage()])
             # Training is over; the uploader says once (from its thread) that the store is unreachable.
             wait_for(lambda: [w for w in caught if "LiveMonitor" in str(w.message)], "the warning")
             time.sleep(1.0)  # a second warning would come now
@@ -175,8 +174,8 @@ def test_store_killed_mid_run_loses_nothing(s3_server):  # noqa: F811
         assert "records are kept in" in messages[0]
     finally:
         s3_server.start()
-    assert monitor.wait_uploaded(PATIENCE_S)
-    run = finished_run(url, monitor.run_dir.rsplit("/", 1)[-1])
+    assert live_monitor.wait_uploaded(PATIENCE_S)
+    run = finished_run(url, live_monitor.run_dir.rsplit("/", 1)[-1])
     assert run is not None
     assert run.batch_metrics()["step"].tolist() == list(range(1, 4 * STEPS + 1))
     assert run.epoch_metrics()["epoch"].tolist() == [0, 1, 2, 3]
@@ -194,20 +193,18 @@ def test_refused_uploads_warn_once_and_training_goes_on(s3_server, url, env, exp
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     x, y = data()
-    monitor = LiveMonitor(url, flush_interval=0.2, weight_freq=0)
+    live_monitor = LiveMonitor(url, flush_interval=0.2, weight_freq=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = mlp().fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[monitor])
-        assert monitor.wait_uploaded(1.0) is False
+        history = mlp().fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[live_monitor])
+        assert live_monitor.wait_uploaded(1.0) is False
     try:
         assert len(history.history["loss"]) == 2
         messages = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
         assert len(messages) == 1 and expected in messages[0], messages
         assert "not-the-secret" not in messages[0] and SECRET_KEY not in messages[0]
     finally:
-        for uploader in pending_uploads():
-            if monitor.run_dir.endswith(uploader.run_id):
-                uploader.stop()
+        live_monitor._writer.uploader.stop()  # give up on the refused uploads now rather than at interpreter exit
 
 
 WRITER_SCRIPT = """

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from kerascope.monitor import ModelInfo, RunProgress, RunStore, RunWriter
+from kerascope.app import tables
+from kerascope.monitor import MetricSummary, ModelInfo, RunOptions, RunProgress, RunStore, RunWriter
 from kerascope.monitor import format as fmt
 
 
@@ -28,7 +29,8 @@ def test_well_formed_values(runs_root):
             "hparams": {"lr": 0.01, "layers": [8, 2]},
             "tags": ["mlp", "baseline"],
             "notes": "first try",
-            "options": {"checkpoint": "best", "update_freq": "batch"},
+            "options": {"logdir": "runs", "checkpoint": "best", "update_freq": "batch", "monitor": "val_auc",
+                        "mode": "auto", "flush_interval": 0.5},
             "model": {"name": "mlp", "class": "Sequential", "total_params": 90, "trainable_params": 80,
                       "non_trainable_params": 10, "size_bytes": 360},
             "metrics": {"loss": {"direction": "min"}, "auc": {"direction": "max"}},
@@ -38,7 +40,8 @@ def test_well_formed_values(runs_root):
     )
     assert run.hparams == {"lr": 0.01, "layers": [8, 2]}
     assert run.tags == ["mlp", "baseline"] and run.notes == "first try"
-    assert run.options == {"checkpoint": "best", "update_freq": "batch"}
+    assert run.options == RunOptions(logdir="runs", update_freq="batch", checkpoint="best", monitor="val_auc",
+                                     mode="auto")
     assert run.model_info == ModelInfo("mlp", "Sequential", 90, 80, 10, 360)
     assert run.progress == RunProgress(epoch=2, epochs=3, step=12, steps_per_epoch=4, started=100.0, ended=110.0,
                                        heartbeat=110.0)
@@ -58,7 +61,8 @@ def test_well_formed_values(runs_root):
 def test_malformed_or_missing_run_json_values_read_as_none(runs_root, meta):
     run = write_run(runs_root, meta, {"status": "finished", "heartbeat": 0})
     assert run.error is None and run.status == "finished"
-    assert (run.hparams, run.tags, run.notes, run.options, run.model_info) == (None, None, None, None, None)
+    assert (run.hparams, run.tags, run.notes, run.model_info) == (None, None, None, None)
+    assert run.options == RunOptions()  # every field None
     assert run.metric_directions == {}
     assert run.metric_direction("val_poisson") == "min" and run.metric_direction("accuracy") == "max"  # name rule
 
@@ -92,3 +96,54 @@ def test_progress_of_a_broken_run_is_empty(runs_root):
     broken = RunStore(runs_root).runs()[0]
     assert broken.error == "run.json does not hold a JSON object"
     assert (broken.hparams, broken.tags, broken.model_info) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"logdir": 3, "update_freq": 0, "checkpoint": "sometimes", "monitor": "", "mode": "up"}, RunOptions()),
+        ({"update_freq": True, "checkpoint": ["best"], "monitor": 5, "mode": None}, RunOptions()),
+        ({"update_freq": 2.5, "checkpoint": "BEST", "monitor": {"name": "loss"}, "mode": "MAX"}, RunOptions()),
+        ({"update_freq": 7, "checkpoint": "all", "monitor": "loss", "mode": "max"},
+         RunOptions(update_freq=7, checkpoint="all", monitor="loss", mode="max")),
+        ({"update_freq": "epoch", "checkpoint": None, "logdir": "s3://bucket/runs"},
+         RunOptions(logdir="s3://bucket/runs", update_freq="epoch")),
+    ],
+    ids=["wrong-values", "wrong-types", "near-misses", "every-N-batches", "no-checkpoints"],
+)
+def test_recorded_options_read_typed_with_malformed_fields_as_none(runs_root, options, expected):
+    run = write_run(runs_root, {"options": options}, {"status": "finished", "heartbeat": 0})
+    assert run.options == expected
+
+
+def write_summary_metrics(run, metrics: dict) -> None:
+    """Replace summary.json's `metrics` (keeping `sources`, so readers still take the file as current)."""
+    path = os.path.join(run.path, fmt.RUN_SUMMARY_FILE)
+    with open(path, encoding="utf-8") as f:
+        summary = json.load(f)
+    summary["metrics"] = metrics
+    fmt.write_json_atomic(path, summary)
+
+
+def test_summary_metrics_read_typed_with_malformed_values_as_none(runs_root):
+    run = write_run(runs_root, {"metrics": {"peak": {"direction": "max"}}},
+                    {"status": "finished", "heartbeat": 0})
+    write_summary_metrics(run, {
+        "loss": {"last": 0.5, "best": 0.25, "best_epoch": 1, "direction": "min"},
+        "auc": {"last": "high", "best": True, "best_epoch": 1.5, "direction": "up"},
+        "val_peak": {"last": float("nan"), "best_epoch": 2.0},
+        "junk": 7,
+    })
+    metrics = run.overview().metrics
+    assert set(metrics) == {"loss", "auc", "val_peak"}  # an entry that is not an object is left out
+    assert metrics["loss"] == MetricSummary(last=0.5, best=0.25, best_epoch=1, direction="min")
+    # A malformed direction is the run's: the name rule for "auc", the one recorded for "peak" for its val_ twin.
+    assert metrics["auc"] == MetricSummary(last=None, best=None, best_epoch=None, direction="max")
+    val_peak = metrics["val_peak"]
+    assert (val_peak.best, val_peak.best_epoch, val_peak.direction) == (None, 2, "max")
+    assert val_peak.last != val_peak.last  # NaN: the metric diverged, kept as such
+    # The runs list reads them as numbers, NaN where there is none.
+    row = tables.run_row(run)[tables.METRICS]
+    assert row["loss"] == (0.5, 0.25, "min")
+    last, best, direction = row["auc"]
+    assert last != last and best != best and direction == "max"

@@ -11,7 +11,6 @@ import streamlit as st
 from kerascope.app import widgets
 from kerascope.app.formatting import md_escape, number_text, size_text
 from kerascope.monitor import Run
-from kerascope.monitor.run_files import open_regular
 
 
 def checkpoint_table(run: Run) -> pd.DataFrame:
@@ -28,7 +27,7 @@ def reader(run: Run, relpath: str) -> Callable[[], bytes]:
     """Bytes of a checkpoint, read when the user clicks (a deferred download keeps reruns cheap)."""
 
     def read() -> bytes:
-        with open_regular(run.file_path(relpath)) as f:  # never blocks on a FIFO swapped in since the check
+        with run.open_file(relpath) as f:
             return f.read()
 
     return read
@@ -52,9 +51,8 @@ def main() -> None:
         return
     table = checkpoint_table(run)
     if not len(table):
-        option = (run.options or {}).get("checkpoint")
-        st.info("No checkpoints in this run." + ("" if option else " Pass `checkpoint=\"best\"` (or \"last\", "
-                                                                    "\"all\") to LiveMonitor to save them."))
+        how = ' Pass `checkpoint="best"` (or "last", "all") to LiveMonitor to save them.'
+        st.info("No checkpoints in this run." + ("" if run.options.checkpoint else how))
         return
     st.dataframe(table, hide_index=True, width="stretch")  # value: number_text's text
     paths = [str(path) for path in table["path"].dropna().unique()]

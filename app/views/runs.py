@@ -3,6 +3,7 @@ group and a hparam/metric expression, sorted by any column, one page at a time, 
 
 from __future__ import annotations
 
+import os
 import time
 import unicodedata
 from collections.abc import Iterable
@@ -32,6 +33,8 @@ PAGE_SIZES = (50, 100, 500)
 MAX_COMPARE_OPTIONS = 500  # runs offered in the Compare picker (the first ones of the table, plus those picked)
 MAX_COMPARE_FILTERED = 200  # "Compare the filtered runs" takes at most this many
 OPEN_KEY = "runs_open"  # the run a click on the table asked to open
+# Pages are switched to by absolute path: the entry script may run from another folder (app/cli.py, serve_plotly_js).
+VIEW_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def filtered(frame: pd.DataFrame, text: str, statuses: list[str], groups: list[str] | None = None) -> pd.DataFrame:
@@ -142,7 +145,7 @@ def open_requested_run() -> None:
     if run_id:
         st.session_state[state.RUN_KEY] = run_id
         st.session_state.pop(widgets.RUN_PICKER_KEY, None)
-        st.switch_page("views/run.py", query_params={"run": run_id})
+        st.switch_page(os.path.join(VIEW_DIR, "run.py"), query_params={"run": run_id})
 
 
 def sort_order(sort: str, runs: list[Run], frame: pd.DataFrame) -> tuple[str, bool]:
@@ -277,13 +280,13 @@ def compare_part(runs: list[Run]) -> None:
     st.session_state[state.COMPARE_KEY] = picked
     left, right = st.columns(2)
     if left.button("Compare selected", icon=":material/compare_arrows:", disabled=len(picked) < 1):
-        st.switch_page("views/compare.py", query_params={"runs": ",".join(picked)})
+        st.switch_page(os.path.join(VIEW_DIR, "compare.py"), query_params={"runs": ",".join(picked)})
     chosen = listed[:MAX_COMPARE_FILTERED]
     if right.button(f"Compare the {len(chosen):,} filtered runs" + (" (the first)" if len(listed) > len(chosen)
                                                                      else ""),
                     icon=":material/stacked_line_chart:", disabled=not chosen):
         st.session_state[state.COMPARE_KEY] = chosen
-        st.switch_page("views/compare.py", query_params={"runs": ",".join(chosen)})
+        st.switch_page(os.path.join(VIEW_DIR, "compare.py"), query_params={"runs": ",".join(chosen)})
 
 
 def scan_progress() -> None:

@@ -21,9 +21,9 @@ def train(logdir, spy):
     x, _ = table()
     y = (x[:, 0] > 1.0).astype("int32")  # about 16 % positives
     weights = {0: 1.0, 1: float(len(y) / max(y.sum(), 1))}
-    monitor = LiveMonitor(logdir, name="class_weight", **MONITOR)
-    first = model().fit(x, y, batch_size=32, epochs=2, class_weight=weights, verbose=0, callbacks=[monitor, spy])
+    live_monitor = LiveMonitor(logdir, name="class_weight", **MONITOR)
+    first = model().fit(x, y, batch_size=32, epochs=2, class_weight=weights, verbose=0, callbacks=[live_monitor, spy])
     sample_weight = np.where(y == 1, weights[1], 1.0).astype("float32")
     second = model().fit(x, y, batch_size=32, epochs=4, initial_epoch=2, sample_weight=sample_weight, verbose=0,
-                         callbacks=[monitor, spy])
+                         callbacks=[live_monitor, spy])
     return [first, second]

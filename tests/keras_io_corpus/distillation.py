@@ -44,5 +44,5 @@ def train(logdir, spy):
         student_loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         distillation_loss_fn=keras.losses.KLDivergence(),
     )
-    monitor = LiveMonitor(logdir, name="distillation", **MONITOR)
-    return [distiller.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[monitor, spy])]
+    live_monitor = LiveMonitor(logdir, name="distillation", **MONITOR)
+    return [distiller.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[live_monitor, spy])]

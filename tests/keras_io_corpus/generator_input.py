@@ -19,6 +19,6 @@ def train(logdir, spy):
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu"),
                               keras.layers.Dense(1, activation="sigmoid")])
     model.compile("sgd", "binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")])
-    monitor = LiveMonitor(logdir, name="generator_input", **MONITOR)
+    live_monitor = LiveMonitor(logdir, name="generator_input", **MONITOR)
     return [model.fit(batches(x, y), steps_per_epoch=5, epochs=2, validation_data=batches(x, y),
-                      validation_steps=2, verbose=0, callbacks=[monitor, spy])]
+                      validation_steps=2, verbose=0, callbacks=[live_monitor, spy])]

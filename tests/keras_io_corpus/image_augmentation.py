@@ -22,6 +22,6 @@ def train(logdir, spy):
     outputs = keras.layers.Dense(3, activation="softmax")(h)
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    monitor = LiveMonitor(logdir, name="image_augmentation", activation_data=x[:16], **MONITOR)
+    live_monitor = LiveMonitor(logdir, name="image_augmentation", activation_data=x[:16], **MONITOR)
     return [model.fit(x, y, batch_size=32, epochs=1, validation_data=(x[:32], y[:32]), verbose=0,
-                      callbacks=[monitor, spy])]
+                      callbacks=[live_monitor, spy])]

@@ -25,6 +25,6 @@ def train(logdir, spy):
                               keras.layers.Dense(2, activation="softmax")])
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy", metrics=["accuracy"])
     scheduler = keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr if epoch < 2 else lr * 0.5)
-    monitor = LiveMonitor(logdir, name="lr_schedule_callbacks", **MONITOR)
+    live_monitor = LiveMonitor(logdir, name="lr_schedule_callbacks", **MONITOR)
     return [model.fit(x, y, batch_size=32, epochs=3, verbose=0,
-                      callbacks=[monitor, scheduler, WarmUp(0.1, steps=6), spy])]
+                      callbacks=[live_monitor, scheduler, WarmUp(0.1, steps=6), spy])]

@@ -18,7 +18,7 @@ def train(logdir, spy):
         model = keras.Model(inputs, outputs)
         schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=2, decay_rate=0.7)
         model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        monitor = LiveMonitor(logdir, name="mixed_precision", activation_data=x[:8], **MONITOR)
-        return [model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[monitor, spy])]
+        live_monitor = LiveMonitor(logdir, name="mixed_precision", activation_data=x[:8], **MONITOR)
+        return [model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[live_monitor, spy])]
     finally:
         keras.mixed_precision.set_global_policy("float32")

@@ -18,5 +18,5 @@ def train(logdir, spy):
         keras.layers.Dense(3, activation="softmax"),
     ])
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    monitor = LiveMonitor(logdir, name="mnist_convnet", activation_data=x[:16], **MONITOR)
-    return [model.fit(x, y, batch_size=32, epochs=2, validation_split=0.25, verbose=0, callbacks=[monitor, spy])]
+    live_monitor = LiveMonitor(logdir, name="mnist_convnet", activation_data=x[:16], **MONITOR)
+    return [model.fit(x, y, batch_size=32, epochs=2, validation_split=0.25, verbose=0, callbacks=[live_monitor, spy])]

@@ -24,5 +24,5 @@ def train(logdir, spy):
         metrics={"priority": ["mae"], "department": ["accuracy"]},
     )
     targets = {"priority": x[:, :1] * 2.0, "department": y}
-    monitor = LiveMonitor(logdir, name="multi_output", activation_data=[x[:8], extra[:8]], **MONITOR)
-    return [model.fit([x, extra], targets, batch_size=32, epochs=2, verbose=0, callbacks=[monitor, spy])]
+    live_monitor = LiveMonitor(logdir, name="multi_output", activation_data=[x[:8], extra[:8]], **MONITOR)
+    return [model.fit([x, extra], targets, batch_size=32, epochs=2, verbose=0, callbacks=[live_monitor, spy])]

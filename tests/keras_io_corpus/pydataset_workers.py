@@ -28,5 +28,5 @@ def train(logdir, spy):
                               keras.layers.Dense(2, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     data = Batches(x, y, 16, workers=2, use_multiprocessing=False)
-    monitor = LiveMonitor(logdir, name="pydataset_workers", **MONITOR)
-    return [model.fit(data, epochs=2, verbose=0, callbacks=[monitor, spy])]
+    live_monitor = LiveMonitor(logdir, name="pydataset_workers", **MONITOR)
+    return [model.fit(data, epochs=2, verbose=0, callbacks=[live_monitor, spy])]

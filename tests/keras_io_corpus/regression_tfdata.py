@@ -15,5 +15,5 @@ def train(logdir, spy):
     dataset = tf.data.Dataset.from_tensor_slices((x, target)).shuffle(90, seed=0).batch(32).prefetch(2)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
     model.compile("adam", keras.losses.Huber(), metrics=["mae", keras.metrics.RootMeanSquaredError(name="rmse")])
-    monitor = LiveMonitor(logdir, name="regression_tfdata", **MONITOR)
-    return [model.fit(dataset, epochs=2, verbose=0, callbacks=[monitor, spy])]
+    live_monitor = LiveMonitor(logdir, name="regression_tfdata", **MONITOR)
+    return [model.fit(dataset, epochs=2, verbose=0, callbacks=[live_monitor, spy])]

@@ -30,5 +30,5 @@ def train(logdir, spy):
     )([tower(a), tower(b)])
     model = keras.Model([a, b], distance)
     model.compile("rmsprop", contrastive_loss)
-    monitor = LiveMonitor(logdir, name="siamese_network", activation_data=[x[:8], x[8:16]], **MONITOR)
-    return [model.fit([pairs_a, pairs_b], different, batch_size=32, epochs=2, verbose=0, callbacks=[monitor, spy])]
+    live_monitor = LiveMonitor(logdir, name="siamese_network", activation_data=[x[:8], x[8:16]], **MONITOR)
+    return [model.fit([pairs_a, pairs_b], different, batch_size=32, epochs=2, verbose=0, callbacks=[live_monitor, spy])]

@@ -33,5 +33,5 @@ def train(logdir, spy):
     outputs = keras.layers.Dense(1, activation="sigmoid")(h)
     model = keras.Model(inputs, outputs)
     model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
-    monitor = LiveMonitor(logdir, name="text_classification", **MONITOR)
-    return [model.fit(dataset, epochs=2, validation_data=dataset.take(1), verbose=0, callbacks=[monitor, spy])]
+    live_monitor = LiveMonitor(logdir, name="text_classification", **MONITOR)
+    return [model.fit(dataset, epochs=2, validation_data=dataset.take(1), verbose=0, callbacks=[live_monitor, spy])]

@@ -21,5 +21,5 @@ def train(logdir, spy):
     model = keras.Model(inputs, outputs)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
     plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0)
-    monitor = LiveMonitor(logdir, name="timeseries_conv1d", activation_data=x[:16], **MONITOR)
-    return [model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[monitor, plateau, spy])]
+    live_monitor = LiveMonitor(logdir, name="timeseries_conv1d", activation_data=x[:16], **MONITOR)
+    return [model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[live_monitor, plateau, spy])]

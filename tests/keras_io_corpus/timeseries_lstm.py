@@ -15,6 +15,6 @@ def train(logdir, spy):
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.Adam(1e-2), "mse", metrics=["mae"])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
-    monitor = LiveMonitor(logdir, name="timeseries_lstm", checkpoint="best", **MONITOR)
+    live_monitor = LiveMonitor(logdir, name="timeseries_lstm", checkpoint="best", **MONITOR)
     return [model.fit(x, target, batch_size=32, epochs=3, validation_split=0.25, verbose=0,
-                      callbacks=[monitor, stop, spy])]
+                      callbacks=[live_monitor, stop, spy])]

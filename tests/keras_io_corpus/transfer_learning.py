@@ -20,9 +20,9 @@ def train(logdir, spy):
     outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Dropout(0.2)(h))
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    monitor = LiveMonitor(logdir, name="transfer_learning", activation_data=x[:16], **MONITOR)
-    first = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[monitor, spy])
+    live_monitor = LiveMonitor(logdir, name="transfer_learning", activation_data=x[:16], **MONITOR)
+    first = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[live_monitor, spy])
     base.trainable = True
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    second = model.fit(x, y, batch_size=32, epochs=4, initial_epoch=2, verbose=0, callbacks=[monitor, spy])
+    second = model.fit(x, y, batch_size=32, epochs=4, initial_epoch=2, verbose=0, callbacks=[live_monitor, spy])
     return [first, second]

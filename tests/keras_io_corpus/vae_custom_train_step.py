@@ -106,5 +106,5 @@ def train(logdir, spy):
     x = (x.reshape(len(x), -1) - x.min()) / (x.max() - x.min())
     vae = VAE(features=x.shape[1])
     vae.compile(optimizer=keras.optimizers.Adam(1e-2))
-    monitor = LiveMonitor(logdir, name="vae_custom_train_step", **MONITOR)
-    return [vae.fit(x, epochs=2, batch_size=32, verbose=0, callbacks=[monitor, spy])]
+    live_monitor = LiveMonitor(logdir, name="vae_custom_train_step", **MONITOR)
+    return [vae.fit(x, epochs=2, batch_size=32, verbose=0, callbacks=[live_monitor, spy])]
