@@ -6,6 +6,8 @@ probe callback at the moment the update used it.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import keras
@@ -61,19 +63,31 @@ def test_steps_per_execution_with_a_partial_last_group(runs_root):
     assert run.status == "finished"
 
 
-def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
-    """float16 with a huge initial loss scale: the first updates overflow and are skipped; the schedule waits."""
+def loss_scaled_fit(callbacks: list[keras.callbacks.Callback]) -> tuple[keras.Model, Any]:
+    """float16 with a huge initial loss scale: the first updates overflow and are skipped; the schedule waits.
+
+    Seeded: every call skips the same updates. Returns the model and its schedule.
+    """
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
     optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule), initial_scale=2.0**40)
     x, y = data()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = mlp(optimizer)
-        monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
-        probe = IterationProbe()
-        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[monitor, probe])
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=callbacks)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    return model, schedule
+
+
+def inner_iterations(model: keras.Model) -> int:
+    return int(keras.ops.convert_to_numpy(model.optimizer.inner_optimizer.iterations))
+
+
+def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
+    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    probe = IterationProbe()
+    _, schedule = loss_scaled_fit([monitor, probe])
 
     steps = 3 * 16
     assert probe.ends[-1] < steps  # some updates were skipped: the test is about something
@@ -84,6 +98,40 @@ def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
     assert [b["lr"] for b in batches] == pytest.approx(expected, rel=1e-5)
     epochs = records(monitor.run_dir, "epoch.jsonl")
     assert [e["lr"] for e in epochs] == pytest.approx([expected[15], expected[31], expected[47]], rel=1e-5)
+
+
+class SlowBatchEnd(keras.callbacks.Callback):
+    """An async-safe batch end that takes a while: where Keras runs batch ends in a worker thread (JAX, PyTorch), the
+    training thread runs ahead of them. Records the threads they ran in."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.async_safe = True
+        self.delay_s = delay_s
+        self.threads: set[int] = set()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.threads.add(threading.get_ident())
+        time.sleep(self.delay_s)
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.02])
+def test_loss_scaled_schedule_with_batch_ends_in_a_worker_thread(runs_root, delay_s):
+    """No callback needs synchronous batch ends: JAX keeps the trained state detached from the variables for the whole
+    epoch, and on JAX and PyTorch LiveMonitor's batch ends run in a worker thread — after later steps began when they
+    are slow. The oracle is a second, identical run whose probe reads the counter at every batch."""
+    probe = IterationProbe()
+    oracle_model, schedule = loss_scaled_fit([probe])
+    slow = SlowBatchEnd(delay_s)
+    monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    model, _ = loss_scaled_fit([slow, monitor])
+
+    if keras.backend.backend() in ("jax", "torch"):
+        assert threading.get_ident() not in slow.threads  # the batch ends were dispatched to a worker thread
+    assert inner_iterations(model) == inner_iterations(oracle_model) == probe.ends[-1] < 48  # the same updates ran
+    batches = records(monitor.run_dir, "batch.jsonl")
+    assert [b["step"] for b in batches] == list(range(1, 49))
+    assert [b["lr"] for b in batches] == pytest.approx([float(schedule(i)) for i in probe.begins], rel=1e-5)
 
 
 class CyclicLearningRate(keras.callbacks.Callback):
