@@ -202,8 +202,8 @@ def test_lr_typo_gets_a_divergence_event_naming_step_lr_and_layer(tmp_path):
     """Step 2's running-mean loss is ~10^10 x step 1's, but two batches are not settled for the spike rule; step 3's
     is infinite. The layer is `out`: snapshot right after step 3's update (TensorFlow), every gradient is non-finite
     and `out`'s norm had jumped most at the record before (~10^25 x its step-1 norm; `hidden` about half that); where
-    batch ends run in a worker thread (JAX, PyTorch) the snapshot may come after a later update, when `hidden`'s ReLUs are
-    dead (zero gradients) and `out` is the only non-finite layer."""
+    batch ends run in a worker thread (JAX, PyTorch) the snapshot may come after a later update, when `hidden`'s
+    ReLUs are dead (zero gradients) and `out` is the only non-finite layer."""
     model, x, y = exploding_regression(1e3)  # meant 1e-3
     live = LiveMonitor(str(tmp_path), gradient_data=(x[:32], y[:32]), gradient_freq=1, system_freq=0)
     model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[live])
