@@ -163,9 +163,10 @@ class IterationCounter:
             return self._variable
         model = self._model
         state = getattr(model, "_jax_state", None)
-        if state and not getattr(model, "_jax_state_synced", True):
-            return state["optimizer_variables"][self._index]
-        return self._variable.value
+        # The trainer's state while a training epoch runs; during validation it is the evaluation's, which has no
+        # optimizer variables (they stay attached to the variables then).
+        values = state.get("optimizer_variables") if state and not getattr(model, "_jax_state_synced", True) else None
+        return values[self._index] if values else self._variable.value
 
     def clear(self) -> None:
         """Forget captures of steps already recorded (an epoch begins: every batch end before it was recorded)."""
