@@ -400,7 +400,7 @@ class LiveMonitor(keras.callbacks.Callback):
         # the variables attached.
         self._start_epoch_lr()
         step = self._fit.epoch_start_step + batch  # updates done so far: the weights the gradients are taken at
-        self._lr.batch_begin(step)
+        self._reporter.call("learning rate", self._lr.batch_begin, step)
         self._order.begin(batch)
         if self._forensics.due(step):  # every gradient_freq batches, or a divergence to snapshot: few batches
             self._reporter.call("gradient statistics", self._forensics.at_batch_begin, self.model, step, self._epoch)
