@@ -14,9 +14,8 @@ call instead of a few backend ops per batch) and looked up per batch; schedules 
 (those built on `ops.cond`, such as CosineDecay with warmup) are evaluated per batch.
 
 A LossScaleOptimizer skips the update of a step whose gradients overflow, and its inner optimizer's counter (where the
-schedule is evaluated) does not advance: with such an optimizer and a schedule the counter is read at every reported
-batch end (one scalar read, after the step's logs were already fetched from the device) and each step gets the
-iteration its update really used.
+schedule is evaluated) does not advance: with such an optimizer and a schedule the counter is followed step by step
+(`IterationCounter`, without syncing JAX's training state) and each step gets the iteration its update really used.
 """
 
 from __future__ import annotations
@@ -70,10 +69,7 @@ class LearningRateReader:
 
     def __init__(self, optimizer: Any) -> None:
         self.optimizer = base_optimizer(optimizer)
-        # Only a loss-scaling wrapper skips updates; on JAX the counter is not synced during fit() and cannot be read.
-        self.skips_updates = (
-            isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and keras.backend.backend() != "jax"
-        )
+        self.skips_updates = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)  # on gradient overflow
         raw = getattr(self.optimizer, "_learning_rate", None)
         self.schedule: LearningRateSchedule | None = raw if isinstance(raw, LearningRateSchedule) else None
         self._vectorized = self.schedule is not None
@@ -112,6 +108,85 @@ class LearningRateReader:
             return False
         self._table_start, self._table = first, values
         return True
+
+
+def _to_int(value: Any) -> int | None:
+    number = _to_float(value)
+    return None if number is None else int(number)
+
+
+_JAX_COPY: list[Callable[[Any], Any]] = []
+
+
+def _jax_copy() -> Callable[[Any], Any]:
+    """A compiled copy of a JAX array: about 5 us to dispatch, and it does not wait for the array to be computed."""
+    if not _JAX_COPY:
+        import jax
+
+        _JAX_COPY.append(jax.jit(jax.numpy.copy))
+    return _JAX_COPY[0]
+
+
+class IterationCounter:
+    """An optimizer's iteration counter, followed during fit() step by step without syncing the model's state.
+
+    A batch end needs the counter after its steps. On TensorFlow Keras calls batch ends in the training thread right
+    after their step, and the variable is read there. On JAX and PyTorch it may call an async-safe callback's batch
+    ends in a worker thread, after later steps began: there, a batch begin whose previous steps are not recorded yet
+    captures the counter (in the training thread, before the next update; on JAX a copy of the array in the trainer's
+    in-flight state — the variables are detached from it until the epoch ends, and the next step consumes the state's
+    arrays —, made on the device by a compiled copy, without waiting for the step; on PyTorch a copy, because the
+    update changes the tensor in place). A batch end reads the counter live first and then uses the capture when there
+    is one: a read that raced with the next step's update is never used, and a step cannot consume the counter before
+    its capture is taken.
+
+    Args:
+        model: the model being trained (not through `Callback.model`, which syncs JAX's state at every access).
+        optimizer: the optimizer that owns the counter (`LearningRateReader.optimizer`).
+    """
+
+    def __init__(self, model: Any, optimizer: Any) -> None:
+        self._model = model
+        self._variable = optimizer.iterations
+        self._backend = keras.backend.backend()
+        self._index: int | None = None  # the counter's position in the JAX trainer's optimizer state
+        if self._backend == "jax":
+            variables = list(getattr(getattr(model, "optimizer", None), "variables", None) or [])
+            self._index = next((i for i, v in enumerate(variables) if v is self._variable), None)
+        # JAX detaches the variables during an epoch: without the counter's place in the state it cannot be followed.
+        self.usable = self._backend != "jax" or self._index is not None
+        self._captured: dict[int, Any] = {}  # global step before a batch begin -> the counter then
+
+    def _live(self) -> Any:
+        """The counter now, not yet read from the device: on JAX an array, elsewhere the variable."""
+        if self._index is None:
+            return self._variable
+        model = self._model
+        state = getattr(model, "_jax_state", None)
+        # The trainer's state while a training epoch runs; during validation it is the evaluation's, which has no
+        # optimizer variables (they stay attached to the variables then).
+        values = state.get("optimizer_variables") if state and not getattr(model, "_jax_state_synced", True) else None
+        return values[self._index] if values else self._variable.value
+
+    def clear(self) -> None:
+        """Forget captures of steps already recorded (an epoch begins: every batch end before it was recorded)."""
+        self._captured.clear()
+
+    def capture(self, step: int) -> None:
+        """In the training thread, at a batch begin: the counter after global `step`, before the next update."""
+        if self._backend == "jax":
+            self._captured[step] = _jax_copy()(self._live())
+        elif self._backend != "tensorflow":  # batch ends run in the training thread on TensorFlow: nothing to keep
+            self._captured[step] = keras.ops.copy(self._variable.value)
+
+    def after(self, step: int) -> int | None:
+        """The counter after the update of global `step` (a batch end reported it; its logs are ready)."""
+        try:
+            live = _to_int(self._live())
+        except RuntimeError:  # JAX: a later step consumed the array; its batch begin captured the value first
+            live = None
+        captured = self._captured.pop(step, None)
+        return live if captured is None else _to_int(captured)
 
 
 # Hook names (Keras's CallbackList and every Callback use them) that run before a training step, and after one.
@@ -177,7 +252,7 @@ class LearningRateTracker:
     Example:
     ```python
     tracker = LearningRateTracker()
-    tracker.begin_phase(model.optimizer, step=0)
+    tracker.begin_phase(model, step=0)
     change = tracker.start_epoch()  # (old, new) when a callback changed a float LR, else None
     lr = tracker.at_step(1)         # the LR of the update that produced global step 1
     ```
@@ -192,22 +267,26 @@ class LearningRateTracker:
         self.reader: LearningRateReader | None = None
         self._iteration0 = 0
         self._phase_start_step = 0
-        self._counted = False  # read the counter at batch ends (updates can be skipped)
+        self._counter: IterationCounter | None = None  # followed step by step (updates can be skipped)
         # The latest group of steps whose updates were counted: (last step before it, its last step, the counter
         # before it, the counter after it).
         self._group = (0, 0, 0, 0)
 
-    def begin_phase(self, optimizer: Any, step: int) -> None:
+    def begin_phase(self, model: Any, step: int) -> None:
+        """A fit() begins at global `step` (`model`: the model object itself, not `Callback.model`)."""
         self.end_phase()
         self.reader = None  # no LR is recorded for this fit() if the optimizer cannot be read
-        self.reader = LearningRateReader(optimizer)
+        self._counter = None
+        self.reader = LearningRateReader(model.optimizer)
         variable = getattr(self.reader.optimizer, "_learning_rate", None)
         if isinstance(variable, keras.Variable):
             self._watch = AssignmentWatch(variable, self._written)
         # The optimizer's counter need not match the run's step (a recompile brings a new optimizer at 0).
         self._iteration0 = self.reader.iterations() or 0
         self._phase_start_step = step
-        self._counted = self.reader.skips_updates and self.reader.schedule is not None
+        if self.reader.skips_updates and self.reader.schedule is not None:
+            counter = IterationCounter(model, self.reader.optimizer)
+            self._counter = counter if counter.usable else None  # else: one update per step is assumed
         self._group = (step, step, self._iteration0, self._iteration0)
         self.epoch_lr = None
 
@@ -224,16 +303,18 @@ class LearningRateTracker:
         if not after_step:
             self._step_lr = value
 
-    def batch_begin(self) -> None:
-        """Our batch begin hook: the step about to run uses the latest written value (writes after this one, by
-        callbacks later in the list, are taken as they happen)."""
+    def batch_begin(self, step: int) -> None:
+        """Our batch begin hook, before the steps after global `step`: they use the latest written float LR (writes
+        after this one, by callbacks later in the list, are taken as they happen)."""
         self._step_lr = self._latest
+        if self._counter is not None and self._group[1] < step:  # the batch end of `step` is not recorded yet
+            self._counter.capture(step)
 
     def steps_done(self, step: int) -> None:
         """The training thread reported the steps up to global `step` (each batch end, in order)."""
-        if not self._counted or step <= self._group[1]:
+        if self._counter is None or step <= self._group[1]:
             return
-        after = self.reader.iterations()
+        after = self._counter.after(step)
         if after is not None:
             last_iteration = self._group[3]
             self._group = (self._group[1], step, last_iteration, after)
@@ -241,7 +322,7 @@ class LearningRateTracker:
     def _iteration_of(self, step: int) -> int:
         """The counter the update of global `step` ran at."""
         before_step, last_step, before, after = self._group
-        if self._counted and before_step < step <= last_step:
+        if self._counter is not None and before_step < step <= last_step:
             # Which steps of a group of k were skipped is not reported: the skipped ones are taken to come first
             # (the loss scale halves until the gradients are finite), the applied ones use the next counters.
             skipped = (last_step - before_step) - (after - before)
@@ -275,4 +356,6 @@ class LearningRateTracker:
         """Read the LR the epoch's updates use (after every callback's on_epoch_begin)."""
         change = self.check()
         self.epoch_lr = self._latest = self._step_lr = self.recorded
+        if self._counter is not None:
+            self._counter.clear()
         return change

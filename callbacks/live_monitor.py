@@ -264,7 +264,7 @@ class LiveMonitor(keras.callbacks.Callback):
             fit = self._begin_fit(params)  # from here on, a fit() that raises is noticed
             fit.sampler = SystemSampler(self._log_system, self.system_freq, self._tick, self._reporter.warn_once)
             fit.sampler.start()
-            self._reporter.call("learning rate", self._lr.begin_phase, model.optimizer, self._step)
+            self._reporter.call("learning rate", self._lr.begin_phase, model, self._step)
             self._forensics.begin_fit(model, self._step)
             fit.lr_at_begin = self._lr.current()
             self._batches.begin_phase(list(model.metrics))
@@ -392,9 +392,9 @@ class LiveMonitor(keras.callbacks.Callback):
         # every callback's on_epoch_begin (LearningRateScheduler may come after this one) and while JAX still has
         # the variables attached.
         self._start_epoch_lr()
-        self._lr.batch_begin()
-        self._order.begin(batch)
         step = self._fit.epoch_start_step + batch  # updates done so far: the weights the gradients are taken at
+        self._reporter.call("learning rate", self._lr.batch_begin, step)
+        self._order.begin(batch)
         if self._forensics.due(step):  # every gradient_freq batches, or a divergence to snapshot: few batches
             self._reporter.call("gradient statistics", self._forensics.at_batch_begin, self.model, step, self._epoch)
 
@@ -497,7 +497,7 @@ class LiveMonitor(keras.callbacks.Callback):
         self._step = fit.start_step = self._run.rewind(self._writer, epoch)
         fit.phase_event_pending = not resumed.kept_phase_event
         # A restored optimizer's counter (BackupAndRestore loads it with the weights) maps steps to schedule values.
-        self._lr.begin_phase(self.model.optimizer, self._step)
+        self._lr.begin_phase(self.model, self._step)
         dropped = sum(resumed.dropped.values())
         self._reporter.event(
             fmt.EVENT_RESUMED,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 import numpy as np
@@ -15,9 +16,11 @@ from kerascope.callbacks._divergence import LayerHistory, blame
 EPOCHS, STEPS = 3, 4  # 128 samples, batch 32
 
 
-def numpy_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[tuple[str, str], float]:
-    """The oracle: backpropagation through the tiny MLP (relu -> softmax, weighted sparse CE) in numpy."""
-    (w1, b1), (w2, b2) = (layer.get_weights() for layer in model.layers)
+def numpy_gradients(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray,
+                    w: np.ndarray) -> dict[tuple[str, str], float]:
+    """The oracle: backpropagation through the tiny MLP (relu -> softmax, weighted sparse CE) in numpy, at `weights`
+    (`model.get_weights()` of `train_helpers.mlp`)."""
+    w1, b1, w2, b2 = weights
     z1 = x @ w1 + b1
     h = np.maximum(z1, 0)
     logits = h @ w2 + b2
@@ -51,7 +54,7 @@ def frozen_run(tmp_path_factory):
     live = LiveMonitor(str(tmp_path_factory.mktemp("runs")), gradient_data=(x[:32], y[:32], w), gradient_freq=3,
                        system_freq=0, weight_freq=0)
     model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[live])
-    return live.run_dir, numpy_gradients(model, x[:32], y[:32], w)
+    return live.run_dir, numpy_gradients(model.get_weights(), x[:32], y[:32], w)
 
 
 def test_gradient_records_for_every_trainable_weight_at_the_frequency(frozen_run):
@@ -74,19 +77,143 @@ def test_gradient_records_for_every_trainable_weight_at_the_frequency(frozen_run
     assert not events(run_dir, "divergence")  # a run that trains quietly has none
 
 
+class WeightsAtBatchBegin(keras.callbacks.Callback):
+    """The oracle's input: the model's weights at chosen batch begins (global step = updates done so far)."""
+
+    def __init__(self, steps: set[int]) -> None:
+        super().__init__()
+        self.steps = steps
+        self.begun = 0
+        self.weights: dict[int, list[np.ndarray]] = {}
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.begun in self.steps:
+            self.weights[self.begun] = [np.array(v) for v in self.model.get_weights()]
+        self.begun += 1
+
+
+def test_gradients_are_taken_at_the_weights_of_the_step_they_are_recorded_at(tmp_path):
+    """SGD at LR 0.5: the weights move at every update, so each record must match backpropagation at the weights
+    after exactly `step` updates (stale weights, or the weights of a step before or after, give other norms)."""
+    x, y = data()
+    w = np.linspace(0.5, 1.5, 32).astype("float32")
+    model = mlp(keras.optimizers.SGD(0.5))
+    live = LiveMonitor(str(tmp_path), gradient_data=(x[:32], y[:32], w), gradient_freq=3, system_freq=0,
+                       weight_freq=0)
+    oracle = WeightsAtBatchBegin({3, 6, 9})
+    model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[live, oracle])
+
+    found = records(live.run_dir, "gradients.jsonl")
+    assert sorted({r["step"] for r in found}) == [3, 6, 9]
+    expected = {step: numpy_gradients(oracle.weights[step], x[:32], y[:32], w) for step in (3, 6, 9)}
+    assert expected[3] != pytest.approx(expected[6], rel=1e-2)  # the weights did move between records
+    for step, norms in expected.items():
+        at_step = {(r["layer"], r["weight"]): r["norm"] for r in found if r["step"] == step}
+        assert at_step == pytest.approx(norms, rel=1e-4)
+
+
+def linear_regression(lr: Any) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """One Dense(1) on 8 standard-normal features, SGD with a step far above 2 / curvature: the loss grows about
+    10,000-fold per epoch of 4 steps and stays finite for 6 epochs."""
+    x, y = data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(1, name="linear")], name="linear")
+    model.compile(keras.optimizers.SGD(lr), "mse")
+    return model, x, y.astype("float32")
+
+
+@pytest.mark.parametrize(("factor", "fired_at"), [(10.0, 8), (1e5, 12), (None, None)])
+def test_a_loss_spike_is_a_divergence_before_any_nan_at_the_factor_given(tmp_path, factor, fired_at):
+    """The spike rule judges running-mean losses once settled (here each epoch's last batch, steps 4, 8, ...): the
+    best is step 4's; step 8 is ~10^4 x it and step 12 ~10^8 x it, so a factor of 10 fires at step 8, 10^5 at step 12,
+    and None never (no loss is NaN in these 24 steps)."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(1.5, decay_steps=1, decay_rate=0.99)
+    model, x, y = linear_regression(schedule)
+    options = {} if factor == 10.0 else {"divergence_factor": factor}  # 10 is the default
+    live = LiveMonitor(str(tmp_path), system_freq=0, weight_freq=0, **options)
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0, shuffle=False, callbacks=[live])
+
+    losses = {r["step"]: r["loss"] for r in records(live.run_dir, "batch.jsonl")}
+    assert len(losses) == 24 and all(math.isfinite(v) for v in losses.values())
+    found = events(live.run_dir, "divergence")
+    run = open_run(live.run_dir)
+    if fired_at is None:
+        assert not found and run.status == "finished"
+        return
+    (divergence,) = found
+    data_ = divergence["data"]
+    assert (data_["rule"], data_["metric"], data_["step"], divergence["step"]) == ("spike", "loss", fired_at, fired_at)
+    assert data_["value"] == pytest.approx(losses[fired_at], rel=1e-6)
+    assert data_["best"] == pytest.approx(losses[4], rel=1e-6)
+    assert data_["value"] > data_["best"] * (factor or 10)
+    assert data_["lr"] == pytest.approx(float(schedule(fired_at - 1)), rel=1e-6)  # the update that made step 8
+    assert run.status == "diverged" and run.divergence.step == fired_at
+
+
+def test_the_first_layer_whose_activations_overflow_is_blamed(tmp_path):
+    """`blowup` (an exp activation) overflows at step 5 while the Dense before it stays finite. The loss-scaling
+    optimizer skips the non-finite update, so the snapshot is taken on the weights that overflowed, not on weights that
+    a NaN update poisoned everywhere."""
+    x, y = data()
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(4, name="stable"),
+                              keras.layers.Activation("exponential", name="blowup"),
+                              keras.layers.Dense(1, name="head")])
+    rng = np.random.default_rng(0)  # the same weights on every backend (their initializers draw differently)
+    model.set_weights([rng.normal(scale=0.3, size=w.shape).astype("float32") for w in model.get_weights()])
+    model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.5)), "mse")
+    live = LiveMonitor(str(tmp_path), activation_data=x[:32], divergence_factor=None, system_freq=0, weight_freq=0)
+    model.fit(x, y.astype("float32"), epochs=2, batch_size=32, verbose=0, shuffle=False, callbacks=[live])
+
+    (divergence,) = events(live.run_dir, "divergence")
+    data_ = divergence["data"]
+    losses = {r["step"]: r["loss"] for r in records(live.run_dir, "batch.jsonl")}
+    assert (data_["rule"], data_["step"]) == ("non-finite", 5)
+    assert math.isfinite(losses[4]) and not math.isfinite(losses[5])
+    assert data_["layer"] == "blowup"
+    assert data_["evidence"]["rule"] == "first non-finite" and data_["evidence"]["source"] == "activations"
+    assert data_["evidence"]["nonfinite_layers"] == ["blowup", "head"]
+    snapshot = {r["layer"]: r for r in records(live.run_dir, "activations.jsonl") if r.get("snapshot")}
+    assert set(snapshot) == {"stable", "blowup", "head"} and math.isfinite(snapshot["stable"]["max"])
+    assert open_run(live.run_dir).divergence.layer == "blowup"
+
+
+def test_a_custom_metric_turning_nan_gets_the_event_but_the_run_is_not_diverged(tmp_path):
+    """A metric that is NaN from the first batch (a ratio over a class absent from the batch, say) while the loss
+    trains normally: the divergence event names it, and the run still reads as finished."""
+
+    def empty_class_ratio(y_true: Any, y_pred: Any) -> Any:
+        return keras.ops.sum(y_pred) * 0.0 / keras.ops.sum(keras.ops.zeros_like(y_pred))  # 0 / 0
+
+    x, y = data()
+    model = mlp(keras.optimizers.SGD(0.05), metrics=[empty_class_ratio])
+    live = LiveMonitor(str(tmp_path), system_freq=0, weight_freq=0)
+    history = model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[live])
+
+    assert all(math.isnan(v) for v in history.history["empty_class_ratio"])
+    assert all(math.isfinite(v) for v in history.history["loss"])
+    (divergence,) = events(live.run_dir, "divergence")
+    data_ = divergence["data"]
+    assert (data_["metric"], data_["rule"], data_["step"]) == ("empty_class_ratio", "non-finite", 1)
+    run = open_run(live.run_dir)
+    assert run.status == "finished" and run.divergence is None
+
+
 def test_lr_typo_gets_a_divergence_event_naming_step_lr_and_layer(tmp_path):
+    """Step 2's running-mean loss is ~10^10 x step 1's, but two batches are not settled for the spike rule; step 3's
+    is infinite. The layer is `out`: snapshot right after step 3's update (TensorFlow), every gradient is non-finite
+    and `out`'s norm had jumped most at the record before (~10^25 x its step-1 norm; `hidden` about half that); where
+    batch ends run in a worker thread (JAX, PyTorch) the snapshot may come after a later update, when `hidden`'s
+    ReLUs are dead (zero gradients) and `out` is the only non-finite layer."""
     model, x, y = exploding_regression(1e3)  # meant 1e-3
     live = LiveMonitor(str(tmp_path), gradient_data=(x[:32], y[:32]), gradient_freq=1, system_freq=0)
     model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[live])
     (divergence,) = events(live.run_dir, "divergence")
     data_ = divergence["data"]
-    assert data_["layer"] in {"hidden", "out"}
+    assert (data_["rule"], data_["step"], divergence["step"]) == ("non-finite", 3, 3)
+    assert data_["layer"] == "out"
     assert data_["lr"] == pytest.approx(1e3)
-    batches = {r["step"]: r for r in records(live.run_dir, "batch.jsonl")}
-    assert data_["step"] == divergence["step"] and data_["step"] in batches
-    # The step named is the first whose loss broke the rule: non-finite, or 10x the best loss before it.
-    losses = [batches[s]["loss"] for s in sorted(batches) if s <= data_["step"]]
-    assert not math.isfinite(losses[-1]) or losses[-1] > 10 * data_["best"]
+    losses = {r["step"]: r["loss"] for r in records(live.run_dir, "batch.jsonl")}
+    assert math.isfinite(losses[2]) and not math.isfinite(losses[3])
     run = open_run(live.run_dir)
     assert run.status == "diverged" and run.divergence.layer == data_["layer"] and run.divergence.step == data_["step"]
     assert data_["layer"] in run.reason

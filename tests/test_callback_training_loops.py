@@ -6,11 +6,13 @@ probe callback at the moment the update used it.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import keras
 import pytest
-from train_helpers import data, mlp, open_run, read_json, records
+from train_helpers import data, events, mlp, open_run, read_json, records
 
 from kerascope import LiveMonitor
 
@@ -37,6 +39,8 @@ class IterationProbe(keras.callbacks.Callback):
 
 def test_steps_per_execution_with_a_partial_last_group(runs_root):
     """21 steps per epoch in groups of 4: hooks see ends 3, 7, ..., 19 and a nominal 23 for the 1-step last group."""
+    if keras.backend.backend() == "torch":
+        pytest.skip("Keras's PyTorch trainer requires steps_per_execution=1")
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=5, decay_rate=0.5)
     x, y = data(samples=21 * 8)
     model = mlp(keras.optimizers.SGD(schedule))
@@ -61,19 +65,32 @@ def test_steps_per_execution_with_a_partial_last_group(runs_root):
     assert run.status == "finished"
 
 
-def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
-    """float16 with a huge initial loss scale: the first updates overflow and are skipped; the schedule waits."""
+def loss_scaled_fit(callbacks: list[keras.callbacks.Callback],
+                    validation_split: float = 0.0) -> tuple[keras.Model, Any]:
+    """float16 with a huge initial loss scale: the first updates overflow and are skipped; the schedule waits.
+
+    Seeded: every call skips the same updates. Returns the model and its schedule.
+    """
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
     optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule), initial_scale=2.0**40)
     x, y = data()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = mlp(optimizer)
-        live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
-        probe = IterationProbe()
-        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[live_monitor, probe])
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=callbacks, validation_split=validation_split)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    return model, schedule
+
+
+def inner_iterations(model: keras.Model) -> int:
+    return int(keras.ops.convert_to_numpy(model.optimizer.inner_optimizer.iterations))
+
+
+def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
+    live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    probe = IterationProbe()
+    _, schedule = loss_scaled_fit([live_monitor, probe])
 
     steps = 3 * 16
     assert probe.ends[-1] < steps  # some updates were skipped: the test is about something
@@ -84,6 +101,98 @@ def test_schedule_read_at_the_iteration_a_loss_scaled_update_used(runs_root):
     assert [b["lr"] for b in batches] == pytest.approx(expected, rel=1e-5)
     epochs = records(live_monitor.run_dir, "epoch.jsonl")
     assert [e["lr"] for e in epochs] == pytest.approx([expected[15], expected[31], expected[47]], rel=1e-5)
+
+
+class SlowBatchEnd(keras.callbacks.Callback):
+    """An async-safe batch end that takes a while: where Keras runs batch ends in a worker thread (JAX, PyTorch), the
+    training thread runs ahead of them. Records the threads they ran in."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.async_safe = True
+        self.delay_s = delay_s
+        self.threads: set[int] = set()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.threads.add(threading.get_ident())
+        time.sleep(self.delay_s)
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.02])
+def test_loss_scaled_schedule_with_batch_ends_in_a_worker_thread(runs_root, delay_s):
+    """No callback needs synchronous batch ends: JAX keeps the trained state detached from the variables for the whole
+    epoch, and on JAX and PyTorch LiveMonitor's batch ends run in a worker thread — after later steps began, or while
+    the epoch's validation runs, when they are slow. The oracle is a second, identical run whose probe reads the
+    counter at every batch."""
+    probe = IterationProbe()
+    oracle_model, schedule = loss_scaled_fit([probe], validation_split=0.25)
+    slow = SlowBatchEnd(delay_s)
+    live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    model, _ = loss_scaled_fit([slow, live_monitor], validation_split=0.25)
+
+    if keras.backend.backend() in ("jax", "torch"):
+        assert threading.get_ident() not in slow.threads  # the batch ends were dispatched to a worker thread
+    steps = 3 * 12  # 96 training samples per epoch
+    assert inner_iterations(model) == inner_iterations(oracle_model) == probe.ends[-1] < steps  # the same updates
+    assert not events(live_monitor.run_dir, "warning")
+    batches = records(live_monitor.run_dir, "batch.jsonl")
+    assert [b["step"] for b in batches] == list(range(1, steps + 1))
+    assert [b["lr"] for b in batches] == pytest.approx([float(schedule(i)) for i in probe.begins], rel=1e-5)
+
+
+class HoldFirstEpochEnd(keras.callbacks.Callback):
+    """Holds the worker thread that runs the first epoch's last batch end until that epoch's validation is under way,
+    and holds the validation until the callbacks after this one (LiveMonitor) have handled that batch end.
+
+    Put it first and `Released` last: Keras runs one batch end's callbacks in list order in one worker task.
+    """
+
+    def __init__(self, last_batch: int) -> None:
+        super().__init__()
+        self.async_safe = True
+        self.last_batch = last_batch
+        self.validating = threading.Event()
+        self.handled = threading.Event()
+        self.held = False
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if batch == self.last_batch and threading.current_thread() is not threading.main_thread():
+            self.held = self.validating.wait(timeout=60)
+
+    def on_test_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if batch == 1 and not self.validating.is_set():  # a validation step has run: its state is the trainer's
+            self.validating.set()
+            self.handled.wait(timeout=60)
+
+
+class Released(keras.callbacks.Callback):
+    def __init__(self, hold: HoldFirstEpochEnd) -> None:
+        super().__init__()
+        self.async_safe = True
+        self.hold = hold
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if batch == self.hold.last_batch:
+            self.hold.handled.set()
+
+
+def test_loss_scaled_schedule_with_a_batch_end_handled_during_validation(runs_root):
+    """On JAX and PyTorch the first epoch's last batch end reaches LiveMonitor while the epoch's validation runs (on
+    JAX the trainer then holds the evaluation's state, without optimizer variables): its LR is still the schedule at
+    the iteration that update used."""
+    if keras.backend.backend() == "tensorflow":
+        pytest.skip("TensorFlow runs batch ends in the training thread, before validation")
+    probe = IterationProbe()
+    oracle_model, schedule = loss_scaled_fit([probe], validation_split=0.25)
+    hold = HoldFirstEpochEnd(last_batch=11)
+    live_monitor = LiveMonitor(str(runs_root), weight_freq=0, system_freq=0)
+    loss_scaled_fit([hold, live_monitor, Released(hold)], validation_split=0.25)
+
+    assert hold.held  # the batch end did wait for the validation
+    assert not events(live_monitor.run_dir, "warning")
+    batches = records(live_monitor.run_dir, "batch.jsonl")
+    assert [b["step"] for b in batches] == list(range(1, 37))
+    assert [b["lr"] for b in batches] == pytest.approx([float(schedule(i)) for i in probe.begins], rel=1e-5)
 
 
 class CyclicLearningRate(keras.callbacks.Callback):

@@ -32,7 +32,8 @@ for run in RunStore(sys.argv[1]).runs():
         "epochs": len(run.epoch_metrics()), "system": len(run.system_metrics()),
         "events": len(run.events()), "checkpoints": len(run.checkpoints()), "summary": len(run.model_summary()),
         "dot": len(run.model_graph_dot()), "png": run.model_graph_png() is not None,
-        "config": run.model_config() is not None, "layers": len(run.layers()), "problems": run.problems,
+        "config": run.model_config() is not None, "layers": len(run.layers()), "activations": len(run.activations()),
+        "weights": len(run.weights()), "gradients": len(run.gradients()), "problems": run.problems,
     }
 print(json.dumps(out))
 """
@@ -43,7 +44,8 @@ from streamlit.testing.v1 import AppTest
 from kerascope import RunStore
 os.environ["KERASCOPE_LOGDIR"] = sys.argv[1]
 app = os.path.join(sys.argv[2], "app", "streamlit_app.py")
-for page in ("views/runs.py", "views/run.py", "views/model.py", "views/checkpoints.py", "views/compare.py"):
+for page in ("views/runs.py", "views/run.py", "views/model.py", "views/activations.py", "views/checkpoints.py",
+             "views/compare.py"):
     for run in RunStore(sys.argv[1]).runs():
         at = AppTest.from_file(app, default_timeout=120)
         at.session_state["run_id"] = run.id
@@ -81,7 +83,21 @@ def test_a_deeply_nested_line_in_a_large_chunk_is_one_malformed_line(runs_root):
 
 
 FIFO_PATHS = (fmt.RUN_FILE, fmt.STATUS_FILE, fmt.CHECKPOINT_INDEX_FILE, fmt.SUMMARY_FILE, fmt.CONFIG_FILE,
-              fmt.GRAPH_DOT_FILE, fmt.GRAPH_PNG_FILE, fmt.BATCH_FILE, fmt.EVENTS_FILE)
+              fmt.GRAPH_DOT_FILE, fmt.GRAPH_PNG_FILE, fmt.BATCH_FILE, fmt.EVENTS_FILE, fmt.ACTIVATIONS_FILE,
+              fmt.WEIGHTS_FILE, fmt.GRADIENTS_FILE, fmt.LAYERS_FILE)
+RECORD_STREAM_FIFOS = {fmt.ACTIVATIONS_FILE: "activations", fmt.WEIGHTS_FILE: "weights",
+                       fmt.GRADIENTS_FILE: "gradients", fmt.LAYERS_FILE: "layers"}
+
+
+def add_gradients(run_dir: str) -> None:
+    """gradients.jsonl (make_run writes none): 2 records of 2 layers x (kernel, bias), as LiveMonitor writes them."""
+    with open(os.path.join(run_dir, fmt.GRADIENTS_FILE), "w", encoding="utf-8") as f:
+        for step in (3, 6):
+            for layer in ("dense", "dense_1"):
+                for weight in ("kernel", "bias"):
+                    f.write(json.dumps({"step": step, "epoch": step // 3 - 1, "layer": layer, "weight": weight,
+                                        "norm": 0.5, "max_abs": 0.1, "nonfinite_frac": 0.0,
+                                        "global_norm": 1.0}) + "\n")
 
 
 @pytest.fixture
@@ -90,13 +106,16 @@ def fifo_root(runs_root):
     runs = {}
     for index, relpath in enumerate(FIFO_PATHS):
         run_dir = make_run(runs_root, f"fifo {relpath}", epochs=2, steps_per_epoch=3, seed=index)
+        add_gradients(run_dir)
         path = os.path.join(run_dir, relpath)
         if os.path.exists(path):
             os.unlink(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         os.mkfifo(path)
         runs[relpath] = os.path.basename(run_dir)
-    runs["healthy"] = os.path.basename(make_run(runs_root, "healthy", epochs=2, steps_per_epoch=3))
+    healthy = make_run(runs_root, "healthy", epochs=2, steps_per_epoch=3)
+    add_gradients(healthy)
+    runs["healthy"] = os.path.basename(healthy)
     yield runs
     # A reader stuck on a FIFO (the code before the fix) is released by a writer that opens and closes it.
     for relpath, run_id in runs.items():
@@ -112,7 +131,9 @@ def test_fifos_in_place_of_run_files_never_block_the_reader(runs_root, fifo_root
     out = run_child(READ_EVERY_RUN, str(runs_root))
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout)
-    assert seen[fifo_root["healthy"]]["status"] == "finished" and seen[fifo_root["healthy"]]["rows"] == 6
+    healthy = seen[fifo_root["healthy"]]
+    assert healthy["status"] == "finished" and healthy["rows"] == 6
+    assert [healthy[s] for s in ("activations", "weights", "gradients", "layers")] == [4, 8, 8, 2]
     assert seen[fifo_root[fmt.RUN_FILE]]["reason"] == "run.json unreadable: not a regular file (a FIFO): not read"
     assert seen[fifo_root[fmt.STATUS_FILE]]["reason"] == (
         "status.json unreadable: not a regular file (a FIFO): not read")
@@ -122,6 +143,10 @@ def test_fifos_in_place_of_run_files_never_block_the_reader(runs_root, fifo_root
         "checkpoints/index.json: not a regular file (a FIFO): not read"]
     assert seen[fifo_root[fmt.BATCH_FILE]]["problems"] == ["batch.jsonl: not a regular file (a FIFO): not read"]
     assert seen[fifo_root[fmt.EVENTS_FILE]]["epochs"] == 2
+    for relpath, stream in RECORD_STREAM_FIFOS.items():
+        assert seen[fifo_root[relpath]][stream] == 0
+        assert seen[fifo_root[relpath]]["problems"] == [f"{relpath}: not a regular file (a FIFO): not read"]
+        assert seen[fifo_root[relpath]]["status"] == "finished" and seen[fifo_root[relpath]]["rows"] == 6
 
 
 def test_fifos_in_place_of_run_files_never_block_a_page(runs_root, fifo_root):
