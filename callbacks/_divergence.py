@@ -49,7 +49,10 @@ class DivergenceWatch:
         self.factor = factor
         self.best: float | None = None
         self.trigger: Trigger | None = None  # the first divergence, until it is taken
-        self.done = False  # a divergence was reported: one per run
+        self.done = False  # the loss diverged and was reported: one loss divergence per run
+        # Other metrics that turned non-finite, reported once each: a custom metric that is NaN by design (a ratio
+        # over a class absent from the batch) must not hide the loss diverging later.
+        self.reported: set[str] = set()
         # Batch ends may run on Keras's callback thread while the training thread takes the trigger.
         self._lock = threading.Lock()
 
@@ -68,7 +71,8 @@ class DivergenceWatch:
                 self._judge(step, epoch, logs, settled)
 
     def _judge(self, step: int, epoch: int, logs: dict[str, Any], settled: bool) -> None:
-        broken = [k for k, v in logs.items() if v.__class__ is float and not math.isfinite(v)]  # Keras gives floats
+        broken = [k for k, v in logs.items()  # Keras hands callbacks Python floats
+                  if v.__class__ is float and not math.isfinite(v) and k not in self.reported]
         if broken:
             metric = "loss" if "loss" in broken else broken[0]
             self.trigger = Trigger(step, epoch, metric, logs[metric], fmt.DIVERGENCE_NONFINITE, self.best)
@@ -82,11 +86,15 @@ class DivergenceWatch:
             self.best = float(loss)
 
     def take(self) -> Trigger | None:
-        """The pending divergence, once: later ones are not reported."""
+        """The pending divergence, once: after the loss's, nothing more is reported; after another metric's, only
+        the other metrics' and the loss's."""
         with self._lock:
             trigger, self.trigger = self.trigger, None
             if trigger is not None:
-                self.done = True
+                if fmt.is_loss_divergence(trigger.metric, trigger.rule):
+                    self.done = True
+                else:
+                    self.reported.add(trigger.metric)
             return trigger
 
 

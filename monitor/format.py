@@ -107,9 +107,17 @@ EVENT_NAN = "nan"  # a metric became NaN or Inf
 EVENT_SKIPPED = "skipped"  # something the callback could not record, and why
 EVENT_WARNING = "warning"  # a monitoring error that did not stop training
 EVENT_RESUMED = "resumed"  # a restarted script continued the run (LiveMonitor(resume=...)) from a restored epoch
-EVENT_DIVERGENCE = "divergence"  # the run's first divergence: step, LR, the layer that broke first, the evidence
+EVENT_DIVERGENCE = "divergence"  # a metric's first divergence: step, LR, the layer that broke first, the evidence
 # divergence `rule`: a metric became NaN/Inf, or the loss rose above LiveMonitor(divergence_factor=...) x its best.
 DIVERGENCE_NONFINITE, DIVERGENCE_SPIKE = "non-finite", "spike"
+
+
+def is_loss_divergence(metric: str, rule: str) -> bool:
+    """Whether a divergence event means the training broke: a loss (`loss`, `val_loss`, a named output's loss) or a
+    spike. Any metric that turns NaN gets an event; a custom metric that is NaN by design (a ratio over a class absent
+    from the batch) does not make the run diverged."""
+    return "loss" in metric or rule == DIVERGENCE_SPIKE
+
 
 # run.json `metrics`: {"<log name>": {"direction": MIN | MAX}} for every metric Keras logs.
 MIN, MAX = "min", "max"

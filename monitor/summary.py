@@ -87,9 +87,7 @@ class SummaryBuilder:
                 self._nan_epochs.add(nan["epoch"])
         elif kind == fmt.EVENT_DIVERGENCE and self._divergence is None:
             found = divergence_of_event(record)
-            # Any metric that turns NaN gets the event; only a loss makes the run diverged (a custom metric that is
-            # NaN, e.g. a ratio over an empty class, does not mean the training broke).
-            if "loss" in found["metric"] or found["rule"] == fmt.DIVERGENCE_SPIKE:
+            if fmt.is_loss_divergence(found["metric"], found["rule"]):
                 self._divergence = found
         elif kind == fmt.EVENT_EARLY_STOP:
             epoch = as_whole(data.get("epoch"))

@@ -282,3 +282,22 @@ def test_the_first_layer_in_forward_order_to_break_is_blamed_else_the_largest_ju
     layer, _ = blame(order, {"gradients": {"conv": 1.0, "dense": 2.0, "head": nan},
                              "activations": {"conv": 1.0, "dense": float("inf"), "head": nan}}, history)
     assert layer == "dense"
+
+
+def test_a_custom_metric_nan_from_the_start_does_not_hide_the_loss_diverging_later(tmp_path):
+    """The LR-typo regression with a custom metric that is NaN at every batch: the metric gets its event at step 1,
+    and the loss still gets its own at step 3 (with its layer and snapshot), which makes the run diverged."""
+
+    def empty_class_ratio(y_true: Any, y_pred: Any) -> Any:
+        return keras.ops.sum(y_pred) * 0.0 / keras.ops.sum(keras.ops.zeros_like(y_pred))  # 0 / 0
+
+    model, x, y = exploding_regression(1e3)
+    model.compile(keras.optimizers.SGD(1e3), "mse", metrics=[empty_class_ratio])
+    live = LiveMonitor(str(tmp_path), gradient_data=(x[:32], y[:32]), gradient_freq=1, system_freq=0)
+    model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[live])
+
+    found = [(e["data"]["metric"], e["data"]["rule"], e["data"]["step"]) for e in events(live.run_dir, "divergence")]
+    assert found == [("empty_class_ratio", "non-finite", 1), ("loss", "non-finite", 3)]
+    run = open_run(live.run_dir)
+    assert run.status == "diverged" and (run.divergence.metric, run.divergence.step) == ("loss", 3)
+    assert run.divergence.layer == "out"
