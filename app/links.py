@@ -18,6 +18,9 @@ from kerascope.app import state, widgets
 from kerascope.app.compare_charts import NO_GROUPS
 
 WRITTEN_KEY = "link_written"  # the query parameters this session last put in the URL
+# Each page's control values as the session last saw them: Streamlit drops a widget's state when another page runs,
+# so a page revisited (back, or its sidebar link) would otherwise start from its defaults.
+REMEMBERED_KEY = "link_remembered"
 PROBLEM_KEY = "link_problem"  # what a link asked for that could not be shown, until the page says it
 RUN_PARAM = "run"
 RUNS_PARAM = "runs"
@@ -99,15 +102,18 @@ def _controls(page: str) -> list[Control]:
 
 
 def restore(url_path: str) -> bool:
-    """Apply the URL's parameters to the session when the URL is not the one this session last wrote.
+    """Apply the URL's parameters to the session when the URL is not the one this session last wrote (after the
+    page's controls as this session last left them: back, forward and a sidebar link return to the view a page had).
 
     Returns:
         False when the link names a run that is not in the logdir (`problem()` then says which).
     """
+    page = page_name(url_path)
+    for key, value in st.session_state.get(REMEMBERED_KEY, {}).get(page, {}).items():
+        st.session_state.setdefault(key, value)  # a link's own values, applied below, win
     params = st.query_params.to_dict()
     if params == st.session_state.get(WRITTEN_KEY):
         return True
-    page = page_name(url_path)
     known = {run.id for run in state.store().runs()}
     if page in SINGLE_RUN_PAGES and RUN_PARAM in params:
         run_id = params[RUN_PARAM]
@@ -154,8 +160,11 @@ def save(url_path: str) -> None:
         params[RUN_PARAM] = st.session_state[state.RUN_KEY]
     if page == "compare" and st.session_state.get(state.COMPARE_KEY):
         params[RUNS_PARAM] = ",".join(st.session_state[state.COMPARE_KEY])
+    remembered = st.session_state.setdefault(REMEMBERED_KEY, {}).setdefault(page, {})
     for control in _controls(page):
         value = st.session_state.get(control.key)
+        if value is not None:
+            remembered[control.key] = value
         if value is not None and value != control.default:
             params[control.param] = control.text(value)
     if params != st.query_params.to_dict():

@@ -80,3 +80,16 @@ def test_a_compare_link_opens_those_runs_at_that_level_and_metric(root):
     at = open_link(runs_root, "views/compare.py", runs=runs, metric="no such metric", group="hparam: nope")
     assert at.selectbox(key="compare_metric_epoch").value != "no such metric"
     assert at.selectbox(key="compare_group").value == "no groups"  # a grouping these runs do not offer
+
+
+def test_a_page_visited_again_in_the_session_keeps_its_controls(root):
+    """Streamlit drops a widget's state while another page runs: the Run page's controls come back as they were."""
+    runs_root, ids = root
+    at = open_link(runs_root, "views/run.py", run=ids["baseline"])
+    at.button_group[0].set_value("epoch").run()
+    at.slider(key="run_smoothing").set_value(0.3).run()
+    at.switch_page("views/model.py").run()
+    assert "run_x" not in at.session_state  # what Streamlit does to a widget another page does not draw
+    at.switch_page("views/run.py").run()
+    assert (at.session_state["run_x"], at.session_state["run_smoothing"]) == ("epoch", 0.3)
+    assert query(at) == {"run": ids["baseline"], "x": "epoch", "smooth": "0.3"}

@@ -74,3 +74,22 @@ def test_clicking_a_row_of_the_runs_table_opens_that_run(app):
     heading(page, "wide")
     page.wait_for_url(re.compile(rf"/run\?run={ids['wide']}"), timeout=PATIENCE_MS)
     page.get_by_text("Epoch metrics").first.wait_for(timeout=PATIENCE_MS)
+
+
+def test_back_and_forward_across_pages_restore_the_view_each_page_had(app):
+    page, base, ids = app
+    page.goto(f"{base}/run?run={ids['wide']}")
+    heading(page, "wide")
+    page.locator("button[aria-checked]", has_text="epoch").first.click()
+    page.wait_for_url(re.compile(r"x=epoch"), timeout=PATIENCE_MS)
+    page.get_by_role("link", name="Model").first.click()  # in-app navigation, no reload
+    page.wait_for_url(re.compile(rf"/model\?run={ids['wide']}"), timeout=PATIENCE_MS)
+    page.get_by_text("Layers").first.wait_for(timeout=PATIENCE_MS)
+    page.go_back()
+    page.wait_for_url(re.compile(r"/run\?"), timeout=PATIENCE_MS)
+    heading(page, "wide")
+    assert active_segment(page) == "epoch" and "x=epoch" in page.url
+    assert "Session State API" not in page.inner_text("body")  # Streamlit's warning for a widget set twice
+    page.go_forward()
+    page.wait_for_url(re.compile(r"/model\?"), timeout=PATIENCE_MS)
+    page.get_by_text("Layers").first.wait_for(timeout=PATIENCE_MS)
