@@ -82,6 +82,8 @@ def test_an_unknown_name_is_refused_with_the_names_that_exist():
 @pytest.mark.parametrize(("text", "message"), [
     ("lr < < 1", "could not read the expression at character 6: invalid syntax. Write comparisons joined by and/or, "
              'e.g. lr < 1e-3 and units >= 64 or name == "baseline"'),
+    ("__import__('os').system('x') > 1", "a function call is not allowed: use names, numbers, \"text\" and comparisons "
+                                         "joined by and/or/not"),
     ("lr <", "could not read the expression: invalid syntax."),  # no position known
     ("lr.real > 1", "an attribute (a.b) is not allowed"),
     ("lr * 2 > 1", "arithmetic is not allowed"),
