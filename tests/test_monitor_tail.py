@@ -292,15 +292,18 @@ def test_bulk_parsable_matches_its_definition_across_scan_blocks(monkeypatch):
     monkeypatch.setattr(tail_module, "MAX_BULK_LINE_BYTES", 10)
     monkeypatch.setattr(tail_module, "_SCAN_BLOCK_BYTES", 4)
     rng = np.random.default_rng(7)
-    alphabet = np.frombuffer(b"a[{\n\n", dtype=np.uint8)
+    alphabets = [np.frombuffer(b"a[{\n\n", dtype=np.uint8), np.frombuffer(b"aaaaaaa[{\n", dtype=np.uint8)]
     checked = {True: 0, False: 0}
-    for _ in range(3000):
-        data = rng.choice(alphabet, size=int(rng.integers(0, 40))).tobytes()
+    for index in range(3000):
+        data = rng.choice(alphabets[index % 2], size=int(rng.integers(0, 40))).tobytes()
         expected = reference_bulk_parsable(data, 3, 10)
         assert tail_module.bulk_parsable(data) is expected, data
         checked[expected] += 1
     assert min(checked.values()) > 300  # both answers well exercised
     for data, expected in [(b"", True), (b"a" * 9 + b"\n", True), (b"a" * 10 + b"\n", False), (b"a" * 10, True),
                            (b"a" * 11, False), (b"[[[\n[[[\n", True), (b"[[[[\n", False), (b"\n" + b"[" * 4, False),
-                           (b"aaa[[\n[[a\n", True), (b"aaa[[[[\naa", False)]:
+                           (b"aaa[[\n[[a\n", True), (b"aaa[[[[\naa", False),
+                           (b"a\n" + b"a" * 10 + b"\n", False), (b"a\n" + b"a" * 9 + b"\n", True),
+                           (b"a\n" + b"a" * 11, False), (b"a\n" + b"a" * 10, True)]:
         assert tail_module.bulk_parsable(data) is expected, data
+
