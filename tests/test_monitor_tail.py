@@ -307,3 +307,10 @@ def test_bulk_parsable_matches_its_definition_across_scan_blocks(monkeypatch):
                            (b"a\n" + b"a" * 11, False), (b"a\n" + b"a" * 10, True)]:
         assert tail_module.bulk_parsable(data) is expected, data
 
+
+def test_records_without_numbers_count_as_rows_in_both_parsers(monkeypatch):
+    data = b'{"note":null}\n{}\n' * 10
+    line_by_line = parse_numeric_columns(data)
+    monkeypatch.setattr(tail_module, "BULK_PARSE_BYTES", 64)
+    assert tail_module.bulk_parsable(data)
+    assert parse_numeric_columns(data) == line_by_line == ({}, 20, 0)
