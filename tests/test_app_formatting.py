@@ -50,6 +50,9 @@ def overview(status="running", divergence=None, stop=None, best_epoch=None, last
      "epoch 2/4 · step 15"),
     (overview(epoch=1, epochs=4, steps_per_epoch=10, last_epoch=0, last_step=10), 1 / 4, "epoch 2/4"),
     (overview(epoch=6, epochs=4), 1.0, "epoch 4/4"),
+    (overview(epoch=1, epochs=4, step=2, steps_per_epoch=1, last_epoch=0, last_step=1), 2 / 4,
+     "epoch 2/4 · step 2"),  # one step per epoch
+    (overview("finished", epoch=0, epochs=1), 1.0, "epoch 1/1"),
     (overview(epoch=0, epochs=0, step=3), None, "step 3"),
     (overview(epoch=0, step=3), None, "step 3"),
     (overview(epochs=3, step=0), None, "step 0"),

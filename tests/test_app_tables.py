@@ -7,6 +7,8 @@ import io
 import json
 import math
 import os
+import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -42,7 +44,7 @@ def store(tmp_path_factory):
         root, "alpha",
         {"created": T0, "hparams": {"lr": 0.01, "units": 32, "opt": "adam", "layers": [8, 2]}, "tags": ["x", "y"],
          "group": "sweep", "notes": "first", "model": {"total_params": 8554, "size_bytes": 34216},
-         "metrics": {"auc": {"direction": "max"}}},
+         "metrics": {"auc": {"direction": "max"}, "throughput": {"direction": "max"}}},
         [{"epoch": 0, "step": 10, "time": T0 + 1, "loss": 0.9, "val_loss": 1.0, "auc": 0.6},
          {"epoch": 1, "step": 20, "time": T0 + 2, "loss": 0.4, "val_loss": 0.6, "auc": 0.8},
          {"epoch": 2, "step": 30, "time": T0 + 3, "loss": 0.5, "val_loss": 0.7, "auc": 0.7}],
@@ -71,7 +73,8 @@ def runs(store):
 def test_metric_direction_is_the_first_recorded_one_else_the_name_rule(runs):
     assert tables.metric_direction(runs, "auc") == "max"
     assert tables.metric_direction(runs[1:], "auc") == "max"  # no record: the name rule
-    assert tables.metric_direction(runs, "throughput") == "min"
+    assert tables.metric_direction(runs, "throughput") == "max"  # recorded against its name's rule
+    assert tables.metric_direction(runs[1:], "throughput") == "min"
     assert tables.metric_direction([], "val_accuracy") == "max"
 
 
@@ -97,6 +100,7 @@ def test_key_metrics_of_runs(runs):
     ([0.5, np.nan, 0.2, -np.inf, 0.3], "max", (0.5, 0.3)),
     ([0.5, np.nan], "min", (0.5, np.nan)),
     ([np.nan, np.inf], "max", (np.nan, np.inf)),
+    ([np.nan, np.inf, np.nan], "max", (np.nan, np.nan)),
     ([], "min", (np.nan, np.nan)),
 ])
 def test_best_and_last(values, direction, expected):
@@ -255,6 +259,10 @@ def test_differing_cells_mark_what_differs_from_the_usual_value():
     assert marks.index.tolist() == ["r1", "r2", "r3", "r4"]
     tie_first_rare = pd.DataFrame({"c": ["y", "x", "x", "y"]})
     assert tables.differing_cells(tie_first_rare)["c"].tolist() == [False, True, True, False]
+    first_is_rare = pd.DataFrame({"c": ["b", "a", "a", "a"]})
+    assert tables.differing_cells(first_is_rare)["c"].tolist() == [True, False, False, False]
+    tie_without_the_first = pd.DataFrame({"c": ["z", "x", "x", "y", "y"]})  # x, y tie: the first run is the reference
+    assert tables.differing_cells(tie_without_the_first)["c"].tolist() == [False, True, True, True, True]
 
 
 def test_final_metrics_frame(runs):
@@ -288,14 +296,15 @@ def test_series_csv_at_each_level(runs):
     assert epoch["value"].tolist() == [0.9, 0.4, 0.5, 0.8]
     assert epoch["step"].tolist() == [10, 20, 30, 5]
     assert tables.series_csv(runs, "nothing", "epoch") == b""
+    assert tables.series_csv([beta, alpha], "loss", "batch") == tables.series_csv([alpha], "loss", "batch")
     assert tables.series_csv([], "loss", "epoch") == b""
 
 
 def test_events_markdown_lists_the_newest_first_escaped():
     events = pd.DataFrame({
-        "time": [T0, T0 + 61, T0 + 3600, "x"],
-        "step": [0, 1234567, np.nan, 5],
-        "epoch": [0, 9, 2, None],
+        "time": [T0, T0 + 61.25, T0 + 3600, "x"],
+        "step": [0, 1234567, "s", 5],
+        "epoch": [0, 9, 2, "e"],
         "kind": ["train_begin", "nan", None, "note"],
         "message": ["fit() call 1 started", "loss became *NaN*", 3, "a | b"],
         "data": [None] * 4,
@@ -315,3 +324,22 @@ def test_events_markdown_lists_the_newest_first_escaped():
     shown = tables.events_markdown(many).splitlines()
     assert len(shown) == 2 + 200 and shown[2].startswith("| 2023-11-14 22:13:20 | 249 |")
     assert shown[-1].startswith("| 2023-11-14 22:13:20 | 50 |")
+
+
+def test_run_row_of_a_live_run_has_its_eta(tmp_path):
+    started = time.time() - 300.0
+    writer = RunWriter(tmp_path, "live", flush_interval=3600)
+    try:
+        writer.log("epoch", {"epoch": 0, "step": 10, "time": started + 200, "loss": 0.5})
+        writer.update_status(started=started, epoch=1, epochs=4, steps_per_epoch=10, step=15)
+        writer.flush()
+        before = time.time()
+        row = tables.run_row(RunStore(tmp_path).run(writer.run_id))
+        after = time.time()
+    finally:
+        writer.close()
+    # 1.5 of 4 epochs in 300 s: 2.5 epochs left at 200 s each
+    assert row["where"] == "epoch 2/4 · step 15" and row["progress"] == pytest.approx(1.5 / 4)
+    minutes, seconds = re.fullmatch(r"(\d+) min (\d\d) s", row["ETA"]).groups()
+    left = int(minutes) * 60 + int(seconds)
+    assert round((before - started) * 2.5 / 1.5) <= left <= round((after - started) * 2.5 / 1.5)

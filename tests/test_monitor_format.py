@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ def test_metric_direction_by_name(name, expected):
     ("", 48, "run"),
     ("x" * 60, 48, "x" * 48),
     ("abcdef", 3, "abc"),
+    ("X-ray_XX", 48, "X-ray_XX"),
 ])
 def test_slugify_keeps_safe_characters_and_trims(name, max_len, expected):
     assert fmt.slugify(name, max_len) == expected
@@ -73,6 +75,13 @@ def test_to_jsonable_stops_at_its_depth():
     assert fmt.to_jsonable(np.array([1, 2]), max_depth=1) == "[1, 2]"  # tolist() took the last level
     assert fmt.to_jsonable(np.float64(0.25), max_depth=1) == 0.25
     assert fmt.to_jsonable(3, max_depth=0) == 3 and fmt.to_jsonable(1.5, max_depth=0) == 1.5
+    assert fmt.to_jsonable({"a": {"b": 1}}, max_depth=2) == {"a": {"b": 1}}
+    assert fmt.to_jsonable(np.array([[1, 2]]), max_depth=2) == ["[1, 2]"]
+    assert fmt.to_jsonable([Opaque()], max_depth=1) == ["<" + "o" * 199]  # a repr at the depth limit is cut too
+    boxed = np.empty((), dtype=object)  # a 0-d array holding a nested list: its content counts one level down
+    boxed[()] = [[1]]
+    assert fmt.to_jsonable(boxed, max_depth=2) == ["[1]"]
+    assert fmt.to_jsonable(boxed, max_depth=3) == [[1]]
     nested: list = [0]
     for _ in range(9):
         nested = [nested]
@@ -86,11 +95,20 @@ class NotAScalar:
         raise TypeError("no scalar")
 
 
+class ItemWithoutSize:  # says nothing about being one value
+    def item(self):
+        return 2.0
+
+
+class SizeWithoutItem:
+    size = 1
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     (True, 1.0), (False, 0.0), (3, 3.0), (0.25, 0.25), (np.float32(0.5), 0.5), (np.int64(4), 4.0),
     (np.array([2.0]), 2.0), (np.array([[7]]), 7.0),
     (np.array([1.0, 2.0]), None), (np.array([]), None), ("1.0", None), (None, None), ([1.0], None),
-    (np.array(["x"]), None), (NotAScalar(), None),
+    (np.array(["x"]), None), (NotAScalar(), None), (ItemWithoutSize(), None), (SizeWithoutItem(), None),
 ])
 def test_as_float(value, expected):
     result = fmt.as_float(value)
@@ -102,20 +120,52 @@ def test_dumps_line_is_one_compact_line_with_nan_and_infinity():
     assert fmt.dumps_line(record) == '{"loss":NaN,"lr":Infinity,"text":"a\\nb","values":[1,2]}\n'
 
 
-@pytest.fixture
-def umask_027():
-    previous = os.umask(0o027)
-    yield
+@pytest.fixture(params=[(0o027, 0o640), (0o022, 0o644), (0o002, 0o664)], ids=["027", "022", "002"])
+def umask_and_mode(request):
+    umask, mode = request.param
+    previous = os.umask(umask)
+    yield mode
     os.umask(previous)
 
 
-def test_write_json_atomic_writes_indented_json_with_the_usual_mode(tmp_path, umask_027):
+def test_write_json_atomic_writes_indented_json_with_the_usual_mode(tmp_path, umask_and_mode):
     path = tmp_path / "status.json"
     path.write_text("old")
     fmt.write_json_atomic(str(path), {"status": "running", "loss": float("nan"), "shape": (2, 3)})
     assert path.read_text(encoding="utf-8") == '{\n "status": "running",\n "loss": NaN,\n "shape": [\n  2,\n  3\n ]\n}'
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640  # 0666 less the umask, not mkstemp's 0600
+    assert stat.S_IMODE(os.stat(path).st_mode) == umask_and_mode  # 0666 less the umask, not mkstemp's 0600
     assert os.listdir(tmp_path) == ["status.json"]  # no temporary file left behind
+
+
+OPENED: list[str] | None = None  # paths os.open was given while a test records them
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if OPENED is not None and event == "open" and isinstance(args[0], str):
+        OPENED.append(args[0])
+
+
+sys.addaudithook(_record_opens)  # audit hooks cannot be removed: this one records only while OPENED is a list
+
+
+def test_the_temporary_file_is_a_hidden_file_beside_the_target(tmp_path, monkeypatch):
+    """Beside it: os.replace never crosses filesystems; hidden: run listings and uploads skip dot files."""
+    global OPENED
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    OPENED = []
+    try:
+        fmt.write_json_atomic(str(run_dir / "status.json"), {"a": 1})
+        written = list(OPENED)
+    finally:
+        OPENED = None
+    temporary = [path for path in written if path.startswith(str(tmp_path)) and not path.endswith("status.json")]
+    assert len(temporary) == 1
+    assert os.path.dirname(temporary[0]) == str(run_dir) and os.path.basename(temporary[0]).startswith(".tmp-")
+    assert os.listdir(run_dir) == ["status.json"] and os.listdir(elsewhere) == []
 
 
 def test_write_bytes_atomic_into_the_current_directory(tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ META = {
               "non_trainable_params": 2},
     # throughput: recorded direction against the name rule; its val_ twin reads it; "bad" is not min or max.
     "metrics": {"auc": {"direction": "max"}, "throughput": {"direction": "max"}, "bad": {"direction": "up"},
-                "odd": "max"},
+                "odd": "max", "val_odd": {"direction": "max"}},
 }
 STATUS = {"status": "finished", "epoch": 3, "epochs": 5, "step": 40, "started": 100.0, "ended": 160.5,
           "heartbeat": 170.0, "extra": 1}
@@ -38,7 +38,7 @@ EPOCHS = [
      "batch_loss": 0.01, "learning_rate": 0.1, "phase": 1, "note": "text", "throughput": 5.0, "val_throughput": 1.0,
      "bad": 0.3, "odd": 0.2, "grad": INF},
     {"epoch": 1, "step": 20, "time": 2.0, "loss": 0.5, "val_loss": 0.7, "auc": 0.8, "val_auc": 0.9,
-     "throughput": 7.0, "val_throughput": 3.0, "bad": 0.1, "odd": 0.1, "grad": 2.0},
+     "throughput": 7.0, "val_throughput": 3.0, "bad": 0.1, "odd": 0.1, "val_odd": 0.4, "grad": 2.0},
     {"epoch": 2.0, "step": 30, "time": 3.0, "loss": 0.5, "val_loss": NAN, "auc": 0.8, "val_auc": 0.9,
      "throughput": 6.0, "val_throughput": 2.0, "bad": 0.2, "odd": 0.3, "grad": -INF},
     {"epoch": 3, "step": 40, "time": 4.0, "loss": 0.7, "auc": 0.7, "val_auc": 0.85, "throughput": 6.5,
@@ -74,7 +74,7 @@ def test_the_summary_of_known_epochs():
                                 "size_bytes": 40}
     metrics = summary["metrics"]
     assert list(metrics) == ["loss", "val_loss", "auc", "val_auc", "throughput", "val_throughput", "bad", "odd",
-                             "grad"]  # not lr, learning_rate, phase, batch_ values or text
+                             "grad", "val_odd"]  # not lr, learning_rate, phase, batch_ values or text
     assert metrics["loss"] == {"last": 0.7, "best": 0.5, "best_epoch": 1, "direction": "min"}  # a tie keeps the first
     assert math.isnan(metrics["val_loss"].pop("last"))
     assert metrics["val_loss"] == {"best": 0.7, "best_epoch": 1, "direction": "min"}
@@ -85,6 +85,7 @@ def test_the_summary_of_known_epochs():
     assert metrics["bad"] == {"last": 0.25, "best": 0.1, "best_epoch": 1, "direction": "min"}  # by its name
     assert metrics["odd"] == {"last": 0.15, "best": 0.1, "best_epoch": 1, "direction": "min"}
     assert metrics["grad"] == {"last": 3.0, "best": 2.0, "best_epoch": 1, "direction": "min"}  # infinities skipped
+    assert metrics["val_odd"] == {"last": 0.4, "best": 0.4, "best_epoch": 1, "direction": "max"}  # its own record
 
 
 def test_an_epoch_that_is_not_a_whole_number_leaves_best_epoch_empty():
@@ -97,9 +98,17 @@ def test_an_epoch_that_is_not_a_whole_number_leaves_best_epoch_empty():
         assert summary["last_epoch"] == {"epoch": record.get("epoch"), "step": None, "time": None}
 
 
+def test_bests_hold_without_epoch_numbers():
+    summary = build(epochs=[{"loss": 0.2, "acc": 0.9}, {"loss": 0.5, "acc": 0.5}], meta={})
+    assert summary["metrics"] == {"loss": {"last": 0.5, "best": 0.2, "best_epoch": None, "direction": "min"},
+                                  "acc": {"last": 0.5, "best": 0.9, "best_epoch": None, "direction": "max"}}
+
+
 def test_only_values_that_are_numbers_count():
-    summary = build(epochs=[{"epoch": 0, "loss": "0.1", "acc": None}, {"epoch": 1, "loss": 0.4, "acc": [1]}])
-    assert summary["metrics"] == {"loss": {"last": 0.4, "best": 0.4, "best_epoch": 1, "direction": "min"}}
+    summary = build(epochs=[{"epoch": 0, "loss": "0.1", "acc": None, "val_loss": 0.3},
+                            {"epoch": 1, "loss": 0.4, "acc": [1]}])
+    assert summary["metrics"] == {"val_loss": {"last": 0.3, "best": 0.3, "best_epoch": 0, "direction": "min"},
+                                  "loss": {"last": 0.4, "best": 0.4, "best_epoch": 1, "direction": "min"}}
 
 
 def test_the_monitored_metric_falls_back_to_val_loss_then_loss():
@@ -110,6 +119,7 @@ def test_the_monitored_metric_falls_back_to_val_loss_then_loss():
     assert summary["monitor"] == "loss" and summary["best_epoch"] == 1
     assert build(epochs=no_val, meta={"options": {"monitor": 3}})["monitor"] == "loss"
     assert build(epochs=no_val, meta={"options": "val_auc"})["monitor"] == "loss"
+    assert build(epochs=no_val, meta={"options": {"monitor": ["val_auc"]}})["monitor"] == "loss"
     summary = build(epochs=[{"epoch": 0, "acc": 0.5}], meta={})
     assert (summary["monitor"], summary["best_epoch"]) == (None, None)
     assert summary["metrics"]["acc"]["direction"] == "max"
@@ -166,6 +176,9 @@ def test_a_loss_that_became_nan_is_the_divergence():
                             {"kind": "early_stop", "epoch": None, "data": {"epoch": None}}])
     assert unnamed["stop"] is None  # an early stop without an epoch says nothing usable
     assert unnamed["divergence"] is None
+    guarded = build(events=[{"kind": "nan", "step": 4, "epoch": 2, "data": {"value": "high"}},
+                            {"kind": "early_stop", "epoch": 2}])
+    assert guarded["divergence"] == {"metric": "a metric", "value": "nan", "step": 4, "epoch": 2}
 
 
 def test_the_first_loss_divergence_event_wins():
@@ -257,3 +270,4 @@ def test_derive_summary_reads_complete_lines_of_both_streams():
     assert summary["name"] == "old" and summary["status"] == "finished" and summary["progress"] == {}
     empty = derive_summary({}, {}, b"", b"")
     assert empty["epochs_logged"] == 0 and empty["sources"] == {"epoch.jsonl": 0, "events.jsonl": 0}
+    assert empty["last_epoch"] is None and empty["metrics"] == {}

@@ -106,6 +106,6 @@ def test_clear_keeps_the_caps():
     table.append({"step": np.zeros(3), "x": np.zeros(3)}, 3)
     table.clear()
     assert (len(table), table.dropped_rows, table.dropped_columns) == (0, 0, 0)
-    table.append({"step": np.arange(3000.0), "y": np.zeros(3000), "z": np.zeros(3000)}, 3000)
+    table.append({"y": np.zeros(3000), "z": np.zeros(3000), "step": np.arange(3000.0)}, 3000)
     assert list(table.frame()) == ["step", "y"] and table.dropped_names == {"z"}  # keep_first and the column cap
     assert (len(table), table.dropped_rows) == (1024, 1976)  # the cell cap: 2,048 cells over 2 columns

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kerascope.monitor import tail as tail_module
-from kerascope.monitor.table import NumericTable
+from kerascope.monitor.table import MAX_DROPPED_NAMES, NumericTable
 from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_records
 
 
@@ -314,3 +314,68 @@ def test_records_without_numbers_count_as_rows_in_both_parsers(monkeypatch):
     monkeypatch.setattr(tail_module, "BULK_PARSE_BYTES", 64)
     assert tail_module.bulk_parsable(data)
     assert parse_numeric_columns(data) == line_by_line == ({}, 20, 0)
+
+
+def test_every_bad_line_is_counted_and_the_rest_still_read():
+    data = b'{"a":1}\n{bad\n[1]\n{bad again\n"x"\n\n{"a":2}\n'
+    columns, rows, bad = parse_numeric_columns(data)
+    assert (rows, bad) == (2, 4) and columns["a"].tolist() == [1.0, 2.0]
+
+
+def test_the_column_cap_without_a_dropped_set_and_the_dropped_names_cap():
+    record = {"step": 1, **{f"m{index}": 1.0 for index in range(MAX_DROPPED_NAMES + 5)}}
+    line = json.dumps(record).encode() + b"\n"
+    columns, rows, _ = parse_numeric_columns(line, max_columns=2)
+    assert list(columns) == ["step", "m0"] and rows == 1
+    dropped: set[str] = set()
+    parse_numeric_columns(line, max_columns=1, dropped=dropped)
+    assert len(dropped) == MAX_DROPPED_NAMES
+
+
+def padded(step: int, loss: object) -> bytes:
+    """A 100-byte line (99 and its newline)."""
+    line = json.dumps({"step": step, "loss": loss, "pad": ""}).encode()
+    return line[:-2] + b"x" * (99 - len(line)) + b'"}\n'
+
+
+def test_pieces_follow_each_other_to_the_end(monkeypatch):
+    monkeypatch.setattr(tail_module, "BULK_PARSE_BYTES", 64)
+    data = padded(0, 0.5) + padded(1, "text") + padded(2, 0.25)  # pieces of one line each: 0-100, 100-200, 200-300
+    assert len(data) == 300
+    columns, rows, bad = parse_numeric_columns(data)
+    assert (rows, bad) == (3, 0) and columns["step"].tolist() == [0.0, 1.0, 2.0]
+    np.testing.assert_array_equal(columns["loss"], [0.5, np.nan, 0.25])
+
+
+def test_a_single_long_line_keeps_the_column_cap(monkeypatch):
+    monkeypatch.setattr(tail_module, "BULK_PARSE_BYTES", 64)
+    data = json.dumps({"step": 1, "note": "n" * 200, "loss": 0.5}).encode()
+    dropped: set[str] = set()
+    columns, rows, bad = parse_numeric_columns(data, max_columns=1, dropped=dropped)
+    assert (list(columns), rows, bad, dropped) == (["step"], 1, 0, {"note", "loss"})
+
+
+def test_a_line_nested_too_deep_for_pyarrow_is_a_bad_line_not_a_crash():
+    rows = b"".join(json.dumps({"step": i, "loss": 0.5}).encode() + b"\n" for i in range(40_000))
+    data = rows + b'{"x":' + b"[" * 30_000 + b"]" * 30_000 + b"}\n"
+    assert len(data) >= tail_module.BULK_PARSE_BYTES  # large enough for pyarrow, were it not refused
+    columns, count, bad = parse_numeric_columns(data)
+    assert (count, bad) == (40_000, 1) and columns["step"][-1] == 39_999
+
+
+def test_a_read_stops_at_the_size_the_file_had_when_it_began(tmp_path, monkeypatch):
+    path = tmp_path / "batch.jsonl"
+    append(path, b'{"s":1}\n')
+    tail = JsonlTail(str(path))
+    tail.read()
+    append(path, b'{"s":2}\n')
+    real_open = tail_module.open_regular
+
+    def appended_after_stat(name):  # the writer appends while read() is under way
+        append(path, b'{"s":3}\n')
+        return real_open(name)
+
+    monkeypatch.setattr(tail_module, "open_regular", appended_after_stat)
+    for max_bytes in (None, 100):
+        chunk = tail.read(max_bytes)
+        assert (chunk.data, chunk.more) == (b'{"s":2}\n' if max_bytes is None else b'{"s":3}\n', False)

@@ -92,3 +92,11 @@ def test_progress_of_a_broken_run_is_empty(runs_root):
     broken = RunStore(runs_root).runs()[0]
     assert broken.error == "run.json does not hold a JSON object"
     assert (broken.hparams, broken.tags, broken.model_info) == (None, None, None)
+
+
+def test_model_info_and_progress_from_json_values():
+    assert ModelInfo.from_json({"name": "m", "class": 5, "total_params": 3}) == ModelInfo("m", None, 3)
+    assert ModelInfo.from_json([1]) is None and ModelInfo.from_json({}) == ModelInfo()
+    assert RunProgress.from_json({"epoch": 1, "started": 2, "heartbeat": False}) == RunProgress(epoch=1, started=2.0)
+    assert type(RunProgress.from_json({"started": 2}).started) is float
+    assert RunProgress.from_json("x") == RunProgress()
