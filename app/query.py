@@ -80,8 +80,8 @@ class Query:
                 node.operand, ast.Constant) and isinstance(node.operand.value, (int, float)):
             return
         else:
-            raise QueryError(f"{_describe(node)} is not allowed: use names, numbers, \"text\", comparisons and "
-                             "and/or/not")
+            raise QueryError(f"{_describe(node)} is not allowed: use names, numbers, \"text\" and comparisons joined "
+                             "by and/or/not")
 
     def mask(self, column: Callable[[str], pd.Series | None], length: int) -> pd.Series:
         """Which runs match: `column(name)` gives a name's values (one per run), or None for an unknown name."""

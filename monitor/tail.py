@@ -161,9 +161,9 @@ def parse_numeric_columns(
     `dropped` (at most MAX_DROPPED_NAMES of them), so a record with 100,000 keys costs no more than its line.
     """
     if len(data) >= BULK_PARSE_BYTES:
-        columns = _parse_with_pyarrow(data) if bulk_parsable(data) else None
-        if columns is not None:
-            rows = len(next(iter(columns.values()))) if columns else 0
+        parsed = _parse_with_pyarrow(data) if bulk_parsable(data) else None
+        if parsed is not None:
+            columns, rows = parsed
             return columns, rows, 0
         if len(data) >= 2 * BULK_PARSE_BYTES:
             return _parse_in_pieces(data, max_columns, dropped)
@@ -264,7 +264,9 @@ def _parse_in_pieces(
     return merged, total_rows, total_bad
 
 
-def _parse_with_pyarrow(data: bytes) -> dict[str, np.ndarray] | None:
+def _parse_with_pyarrow(data: bytes) -> tuple[dict[str, np.ndarray], int] | None:
+    """(numeric columns, records) of JSONL `data`, or None when pyarrow refuses it or a column is not numeric. Every
+    record counts, also one without a number (as the line-by-line parser counts it)."""
     try:
         import pyarrow as pa
         import pyarrow.json as pa_json
@@ -282,4 +284,4 @@ def _parse_with_pyarrow(data: bytes) -> dict[str, np.ndarray] | None:
         else:
             # A text or nested value where numbers are expected: let the line-by-line parser judge each line.
             return None
-    return columns
+    return columns, table.num_rows

@@ -147,3 +147,11 @@ def test_summary_metrics_read_typed_with_malformed_values_as_none(runs_root):
     assert row["loss"] == (0.5, 0.25, "min")
     last, best, direction = row["auc"]
     assert last != last and best != best and direction == "max"
+
+
+def test_model_info_and_progress_from_json_values():
+    assert ModelInfo.from_json({"name": "m", "class": 5, "total_params": 3}) == ModelInfo("m", None, 3)
+    assert ModelInfo.from_json([1]) is None and ModelInfo.from_json({}) == ModelInfo()
+    assert RunProgress.from_json({"epoch": 1, "started": 2, "heartbeat": False}) == RunProgress(epoch=1, started=2.0)
+    assert type(RunProgress.from_json({"started": 2}).started) is float
+    assert RunProgress.from_json("x") == RunProgress()
