@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 
 import pytest
 
+from kerascope import RunStore, RunWriter
 from kerascope.monitor import format as fmt
 from kerascope.monitor.summary import (
     SummaryBuilder,
     checked_summary,
-    decode_summary,
     derive_summary,
     divergence_of_event,
     encode_summary,
@@ -218,29 +219,50 @@ def test_encoded_summaries_are_compact_and_read_back():
     summary = {"summary_version": 1, "metrics": {"loss": {"last": NAN}}, "sources": {}, "t": (1, 2)}
     data = encode_summary(summary)
     assert data == b'{"summary_version":1,"metrics":{"loss":{"last":NaN}},"sources":{},"t":[1,2]}'
-    decoded = decode_summary(data)
+    decoded = json.loads(data)
     assert math.isnan(decoded["metrics"]["loss"]["last"]) and decoded["t"] == [1, 2]
 
 
-@pytest.mark.parametrize("data", [
+@pytest.fixture
+def written(runs_root) -> str:
+    """A finished run (the writer wrote its summary.json)."""
+    writer = RunWriter(runs_root, name="written")
+    writer.log("epoch", {"epoch": 0, "step": 1, "time": 1.0, "loss": 0.5})
+    writer.close("finished")
+    return writer.run_dir
+
+
+def read_with_summary(run_dir: str, body: bytes) -> dict:
+    """The summary a fresh reader gives the run once its summary.json holds `body`, where `%s` stands for the
+    `sources` of the run's files as they are (so a summary this version reads is taken as current)."""
+    paths = {name: os.path.join(run_dir, name) for name in (fmt.EPOCH_FILE, fmt.EVENTS_FILE)}
+    sizes = {name: os.path.getsize(path) if os.path.exists(path) else 0 for name, path in paths.items()}
+    with open(os.path.join(run_dir, fmt.RUN_SUMMARY_FILE), "wb") as f:
+        f.write(body.replace(b"%s", json.dumps(sizes).encode()))
+    return RunStore(os.path.dirname(run_dir)).run(os.path.basename(run_dir)).summary
+
+
+@pytest.mark.parametrize("body", [
     b"{", b"[1]", b"[" * 100_000 + b"]" * 100_000, b"\xff",
-    b'{"summary_version":2,"metrics":{},"sources":{}}',  # written by a newer version
-    b'{"summary_version":1.5,"metrics":{},"sources":{}}',
-    b'{"summary_version":true,"metrics":{},"sources":{}}',
-    b'{"summary_version":"1","metrics":{},"sources":{}}',
-    b'{"metrics":{},"sources":{}}',
-    b'{"summary_version":1,"metrics":[],"sources":{}}',
+    b'{"summary_version":2,"metrics":{},"sources":%s}',  # written by a newer version
+    b'{"summary_version":1.5,"metrics":{},"sources":%s}',
+    b'{"summary_version":true,"metrics":{},"sources":%s}',
+    b'{"summary_version":"1","metrics":{},"sources":%s}',
+    b'{"metrics":{},"sources":%s}',
+    b'{"summary_version":1,"metrics":[],"sources":%s}',
     b'{"summary_version":1,"metrics":{},"sources":[]}',
-    b'{"summary_version":1,"sources":{}}',
+    b'{"summary_version":1,"sources":%s}',
 ])
-def test_what_is_not_a_summary_this_version_reads(data):
-    assert decode_summary(data) is None
+def test_what_is_not_a_summary_this_version_reads_is_derived_again(written, body):
+    summary = read_with_summary(written, body)
+    assert summary["name"] == "written" and list(summary) == list(fmt.SUMMARY_FIELDS)  # derived from the streams
+    assert summary["metrics"]["loss"]["last"] == 0.5
 
 
-def test_summaries_this_version_reads():
-    assert decode_summary(b'{"summary_version":1.0,"metrics":{},"sources":{}}') == {
-        "summary_version": 1.0, "metrics": {}, "sources": {}}
-    assert checked_summary({"summary_version": 0, "metrics": {}, "sources": {}}) is not None
+def test_summaries_this_version_reads(written):
+    body = b'{"summary_version":1.0,"name":"from the file","metrics":{},"sources":%s}'
+    assert read_with_summary(written, body)["name"] == "from the file"
+    assert read_with_summary(written, body.replace(b"1.0", b"0"))["name"] == "from the file"
     assert checked_summary(None) is None
 
 
