@@ -92,7 +92,7 @@ def test_key_metrics_are_loss_and_val_loss_then_the_most_common():
 
 
 def test_key_metrics_of_runs(runs):
-    assert tables.key_metrics(runs) == ["loss", "val_loss", "auc", "acc"]
+    assert tables.key_metrics_of([run.overview().metrics for run in runs]) == ["loss", "val_loss", "auc", "acc"]
 
 
 @pytest.mark.parametrize(("values", "direction", "expected"), [
@@ -159,7 +159,7 @@ def test_run_row_of_unreadable_files(tmp_path):
     row = tables.run_row(RunStore(tmp_path).run(writer.run_id))
     loss, acc = row[tables.METRICS]["loss"], row[tables.METRICS]["acc"]
     assert math.isnan(loss[0]) and math.isnan(loss[1]) and loss[2] == "min"
-    assert acc == (2.0, 0.5, None) and type(acc[0]) is float
+    assert acc == (2.0, 0.5, "max") and type(acc[0]) is float  # no direction recorded: the name rule
     assert row[tables.HPARAMS] == {} and row["hparams"] == "" and row["where"] == "no progress recorded yet"
     broken = tmp_path / "broken"
     broken.mkdir()
