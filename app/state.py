@@ -49,7 +49,7 @@ def _store(logdir: str, poll: bool) -> RunStore:
         return RunStore(logdir)
     # The catalog makes a restart (or a second dashboard on the same root) list the runs without opening them; the
     # watcher says which runs to write back to it.
-    return RunStore(logdir, catalog=Catalog(logdir), changes=_watcher(logdir, poll).version)
+    return RunStore(logdir, catalog=Catalog(logdir), watcher=_watcher(logdir, poll))
 
 
 @st.cache_resource(show_spinner=False)

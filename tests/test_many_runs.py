@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 from page_charts import open_page
@@ -210,6 +211,81 @@ def test_the_catalog_lives_outside_the_runs_root(runs_root, tmp_path, monkeypatc
     assert os.stat(catalog.path).st_mode & 0o077 == 0  # it holds every run's hparams and notes
 
 
+def copy_run_files(source: str, target: str) -> None:
+    for name in (fmt.RUN_FILE, fmt.STATUS_FILE):
+        with open(os.path.join(source, name), "rb") as f:
+            data = f.read()
+        with open(os.path.join(target, name), "wb") as f:
+            f.write(data)
+
+
+def wait_for(watcher, condition) -> None:
+    for _ in range(80):
+        if condition():
+            return
+        watcher.wait(watcher.total, timeout=0.25)
+    assert condition()
+
+
+def test_with_a_watcher_the_store_rereads_the_root_only_when_it_changed_and_rechecks_what_changed(runs_root):
+    """The root's entries are read again when its mtime moves; a directory that gets its run files later, and a run
+    whose files are removed (the directory staying), are seen from the watcher's events alone."""
+    from kerascope.monitor import RunWatcher
+
+    first, second = make_run(runs_root, "a"), make_run(runs_root, "b")
+    later = os.path.join(runs_root, "later")
+    os.mkdir(later)  # a run being created: its files come after its directory
+    past = time.time() - 60
+    os.utime(runs_root, (past, past))  # a settled root: its entries are trusted while its mtime stays
+    watcher = RunWatcher(runs_root)
+    try:
+        store = RunStore(runs_root, watcher=watcher)
+        assert sorted(run.name for run in store.runs()) == ["a", "b"]
+        version = store.listing_version
+        copy_run_files(first, later)  # inside `later`: the root's mtime does not move
+        assert os.stat(runs_root).st_mtime == past
+        assert sorted(run.id for run in store.runs()) == sorted([os.path.basename(first), "later",
+                                                                 os.path.basename(second)])
+        assert store.listing_version == version + 1
+        before = watcher.version(os.path.basename(second))
+        for name in (fmt.RUN_FILE, fmt.STATUS_FILE):
+            os.unlink(os.path.join(second, name))
+        wait_for(watcher, lambda: watcher.version(os.path.basename(second)) > before)
+        assert os.path.basename(second) not in {run.id for run in store.runs()}
+        third = make_run(runs_root, "c")  # a new directory: the root's mtime moves
+        assert os.path.basename(third) in {run.id for run in store.runs()}
+    finally:
+        watcher.stop()
+
+
+def test_runs_listed_before_the_watcher_starts_are_checked_when_it_does(runs_root, tmp_path):
+    """Listed from the catalog without a look at their files (the watcher not started yet), the runs whose files
+    changed meanwhile are found by `recheck` once it starts, read again, and told to the watcher."""
+    from kerascope.monitor import RunWatcher
+
+    cache = str(tmp_path / "cache")
+    changed = make_run(runs_root, "a")
+    make_run(runs_root, "b")
+    RunStore(runs_root, catalog=Catalog(runs_root, cache)).runs()
+    meta_path = os.path.join(changed, fmt.RUN_FILE)
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    fmt.write_json_atomic(meta_path, {**meta, "name": "a renamed"})
+    watcher = RunWatcher(runs_root, start=False)
+    try:
+        store = RunStore(runs_root, catalog=Catalog(runs_root, cache), watcher=watcher)
+        assert len(store.runs()) == 2
+        watcher.start()
+        assert store.recheck() == [os.path.basename(changed)]
+        watcher.note_changed([os.path.basename(changed)])
+        assert sorted(run.name for run in store.runs()) == ["a renamed", "b"]
+        assert watcher.changed_since(0) == {os.path.basename(changed)}
+        assert store.recheck() == []  # now as read
+        assert Catalog(runs_root, cache).load()[os.path.basename(changed)][1]["meta"]["name"] == "a renamed"
+    finally:
+        watcher.stop()
+
+
 # -- filter expressions and groups on the Runs page ------------------------------------------------------------------
 
 
@@ -292,7 +368,7 @@ def test_the_catalog_follows_the_watchers_events(runs_root, tmp_path, monkeypatc
     watcher = RunWatcher(runs_root)
     try:
         catalog = Catalog(runs_root, str(tmp_path))
-        runs_store = RunStore(runs_root, catalog=catalog, changes=watcher.version)
+        runs_store = RunStore(runs_root, catalog=catalog, watcher=watcher)
         (run,) = runs_store.runs()
         before = watcher.version(run.id)
         with open(os.path.join(run_dir, fmt.EPOCH_FILE), "a", encoding="utf-8") as f:
@@ -321,3 +397,4 @@ def test_compare_draws_at_most_its_cap_of_runs_and_says_so(root, monkeypatch):
     assert "draw the first 2 of the 3 runs picked" in " ".join(c.value for c in at.caption)
     loss = next(figure for figure in chart_figures(at) if figure["layout"]["title"]["text"] == "loss")
     assert len([trace for trace in loss["data"] if trace.get("mode", "").startswith("lines")]) == 2
+
