@@ -286,6 +286,47 @@ def test_runs_listed_before_the_watcher_starts_are_checked_when_it_does(runs_roo
         watcher.stop()
 
 
+def table_state(table, store, watcher):
+    version, runs = store.listing()
+    return table.state(runs, version, watcher)
+
+
+def test_the_runs_table_patches_the_rows_that_changed_into_the_frame_a_rebuild_would_make(runs_root):
+    """The shared table: unchanged, the same state comes back; a run that changed has its row replaced (the frame
+    equal to one built from scratch); a new run rebuilds the table."""
+    import pandas as pd
+
+    from kerascope.app import tables
+    from kerascope.app.runs_list import RunsTable
+    from kerascope.monitor import RunWatcher
+
+    for seed, name in enumerate(("a", "b", "c")):
+        make_run(runs_root, name, seed=seed)
+    watcher = RunWatcher(runs_root, start=False)  # changes are told with note_changed: no timing involved
+    store, table = RunStore(runs_root, watcher=watcher), RunsTable()
+    first = table_state(table, store, watcher)
+    assert table_state(table, store, watcher) is first
+    changed = next(run for run in store.runs() if run.name == "b")
+    with open(os.path.join(changed.path, fmt.STATUS_FILE), encoding="utf-8") as f:
+        status = json.load(f)
+    fmt.write_json_atomic(os.path.join(changed.path, fmt.STATUS_FILE), {**status, "status": fmt.FAILED,
+                                                                        "reason": "OOM"})
+    with open(os.path.join(changed.path, fmt.EPOCH_FILE), "a", encoding="utf-8") as f:
+        f.write(json.dumps({"epoch": 4, "step": 100, "time": 3.0, "loss": 0.001}) + "\n")
+    assert table_state(table, store, watcher) is first  # not told: nothing is looked at
+    watcher.note_changed([changed.id])
+    patched = table_state(table, store, watcher)
+    assert patched.version == first.version + 1
+    pd.testing.assert_frame_equal(patched.frame, tables.runs_frame(store.runs()))
+    row = patched.frame.set_index("name").loc["b"]
+    assert (row["status"], row["reason"], row["loss (best)"]) == ("✗ failed", "OOM", 0.001)
+    assert first.frame.set_index("name").loc["b", "status"] == "✓ finished"  # a state handed out never changes
+    make_run(runs_root, "d", seed=3)
+    grown = table_state(table, store, watcher)
+    assert list(grown.frame["name"]) == [run.name for run in store.runs()] and len(grown.frame) == 4
+    pd.testing.assert_frame_equal(grown.frame, tables.runs_frame(store.runs()))
+
+
 # -- filter expressions and groups on the Runs page ------------------------------------------------------------------
 
 
@@ -398,3 +439,25 @@ def test_compare_draws_at_most_its_cap_of_runs_and_says_so(root, monkeypatch):
     loss = next(figure for figure in chart_figures(at) if figure["layout"]["title"]["text"] == "loss")
     assert len([trace for trace in loss["data"] if trace.get("mode", "").startswith("lines")]) == 2
 
+
+def test_the_runs_page_shows_a_change_at_its_next_run_and_keeps_its_view_until_then(runs_root):
+    """The page keeps its filtered and sorted view between runs; a run whose files change is shown changed at the
+    next run (the app's watcher, in this process with AppTest, says which)."""
+    from kerascope.app import state
+
+    changed = make_run(runs_root, "a")
+    make_run(runs_root, "b", seed=1)
+    at = open_page(runs_root, "views/runs.py")
+    assert at.dataframe[0].value.set_index("name").loc["a", "status"] == "✓ finished"
+    view = at.session_state["runs_view"]
+    at.run()
+    assert at.session_state["runs_view"] is view  # nothing changed: the same view, not built again
+    watcher, run_id = state.watcher(), os.path.basename(changed)
+    before = watcher.version(run_id)
+    with open(os.path.join(changed, fmt.STATUS_FILE), encoding="utf-8") as f:
+        status = json.load(f)
+    fmt.write_json_atomic(os.path.join(changed, fmt.STATUS_FILE), {**status, "status": fmt.FAILED, "reason": "OOM"})
+    wait_for(watcher, lambda: watcher.version(run_id) > before)
+    at.run()
+    row = at.dataframe[0].value.set_index("name").loc["a"]
+    assert (row["status"], row["reason"]) == ("✗ failed", "OOM")
