@@ -102,14 +102,15 @@ def check_exposure(args: argparse.Namespace, environ: dict[str, str] | None = No
 
 
 def streamlit_command(args: argparse.Namespace) -> list[str]:
-    """The `streamlit run` command line for these arguments.
+    """The `streamlit run` command line for these arguments, run by app/server.py (Streamlit's server plus a thread
+    that reads the runs root while it starts).
 
     Streamlit's own source watcher is off (`fileWatcherType none`) so it never walks the runs root; error details
     are limited to the exception type and message so a traceback cannot leak paths to a remote viewer.
     """
     hosts = [option for host in allowed_hosts(args) for option in ("--server.allowedHosts", host)]
     return [
-        sys.executable, "-m", "streamlit", "run", APP_SCRIPT,
+        sys.executable, "-m", "kerascope.app.server", "run", APP_SCRIPT,
         "--server.address", args.host,
         "--server.port", str(args.port),
         *hosts,
