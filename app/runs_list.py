@@ -206,7 +206,9 @@ def sort_order(sort: str, runs: list[Run]) -> tuple[str, bool]:
 def sorted_frame(frame: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:
     if column not in frame:
         return frame
-    return frame.sort_values(column, ascending=ascending, na_position="last", kind="stable")
+    ordered = frame.sort_values(column, ascending=ascending, na_position="last", kind="stable")
+    # Already in that order (the table comes newest first): the frame itself, not a copy kept by every session.
+    return frame if ordered.index.equals(frame.index) else ordered
 
 
 def ranking(frame: pd.DataFrame, runs: list[Run], sort: str) -> tuple[str | None, bool]:

@@ -5,8 +5,9 @@ arguments of `streamlit run`). Without the warm-up the first visit does the read
 modules, starting the file watcher (one inotify watch per directory: seconds at 10,000 runs), listing the runs from
 the catalog and building the runs table. With it, a visit that arrives once it is done finds the Runs page's data
 ready, and one that arrives earlier waits only for what is left: the store and the table are process-wide, built
-once (app/state.py, app/runs_list.py). The watcher is started last, once the list is up; the runs whose files
-changed before its watches were in place are found by their files' stamps and counted as changed.
+once (app/state.py, app/runs_list.py). The server starts answering once the runs are listed (at most READY_WAIT_S
+later). The watcher is started last, once the list is up; the runs whose files changed before its watches were in
+place are found by their files' stamps and counted as changed.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import threading
 log = logging.getLogger(__name__)
 
 
-def warm_up() -> None:
-    """Build what the first visit needs: the store's listing (from the catalog) and the runs table, then import the
-    modules the pages use, then start the file watcher and tell it what changed while it was not watching yet. A
-    failure is left for the first visit to meet (and show)."""
+READY_WAIT_S = 5.0  # the longest the server's start waits for the runs to be listed (see the module docstring)
+
+
+def warm_up(listed: threading.Event) -> None:
+    """Build what the first visit needs: the store's listing (from the catalog) and the runs table, and import the
+    modules the pages use; set `listed`; then start the file watcher and tell it what changed while it was not
+    watching yet. A failure is left for the first visit to meet (and show)."""
     try:
         from kerascope.app import runs_list, state
         from kerascope.monitor import RunWatcher
@@ -30,9 +34,10 @@ def warm_up() -> None:
         watcher = state.watcher(start=False)  # its watches take seconds on a large root: added once the list is up
     except Exception:  # noqa: BLE001  whatever it is, the first visit meets it again and says so
         log.warning("kerascope: reading the runs at start failed; the first visit reads them", exc_info=True)
+        listed.set()
         return
     collecting = gc.isenabled()
-    gc.disable()
+    gc.disable()  # one collection at the end, not one every few thousand objects built
     try:
         runs_list.current()
         import plotly.graph_objects  # noqa: F401  the entry script's chart component
@@ -42,11 +47,10 @@ def warm_up() -> None:
     except Exception:  # noqa: BLE001
         log.warning("kerascope: reading the runs at start failed; the first visit reads them", exc_info=True)
     finally:
-        # What was just built lives as long as the server (modules, the runs and their table): kept out of the
-        # collector's full passes, which would otherwise walk it at once here and at every later full pass.
-        gc.freeze()
         if collecting:
             gc.enable()
+            gc.collect()
+        listed.set()
     try:
         if isinstance(watcher, RunWatcher) and not watcher.started:
             watcher.start()
@@ -56,9 +60,14 @@ def warm_up() -> None:
 
 
 def main() -> None:
-    from streamlit.web import cli  # before the warm-up starts: the server's own imports are not raced
+    listed = threading.Event()
+    threading.Thread(target=warm_up, args=(listed,), name="kerascope-warm-up", daemon=True).start()
+    # Python runs one thread at a time: listing while the server starts and serves the page's JavaScript would
+    # only slow all three down. The server starts once the runs are listed (or READY_WAIT_S passed: a first scan of
+    # a large root then goes on behind the Runs page's progress bar).
+    listed.wait(READY_WAIT_S)
+    from streamlit.web import cli
 
-    threading.Thread(target=warm_up, name="kerascope-warm-up", daemon=True).start()
     sys.argv[0] = "streamlit"
     cli.main(prog_name="streamlit")
 

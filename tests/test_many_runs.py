@@ -178,6 +178,22 @@ def test_a_corrupt_catalog_is_rebuilt_from_the_run_directories(runs_root, tmp_pa
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_catalog_rows_that_do_not_parse_are_left_out_and_the_others_kept(runs_root, tmp_path):
+    """Rows are decoded many at a time: a row that is not one JSON value (two values, or a cut one) costs only
+    itself."""
+    for name in ("a", "b", "c", "d"):
+        make_run(runs_root, name)
+    catalog = Catalog(runs_root, str(tmp_path))
+    RunStore(runs_root, catalog=catalog).runs()
+    rows = catalog.load()
+    two, cut = sorted(rows)[:2]
+    with sqlite3.connect(catalog.path) as conn:
+        conn.execute("UPDATE runs SET snapshot = '{}, {}' WHERE id = ?", (two,))
+        conn.execute("UPDATE runs SET snapshot = '{\"meta\": {' WHERE id = ?", (cut,))
+    assert set(catalog.load()) == set(rows) - {two, cut}
+    assert {run.name for run in RunStore(runs_root, catalog=catalog).runs()} == {"a", "b", "c", "d"}
+
+
 TWO_WRITERS = r"""
 import sys
 from kerascope import RunStore
