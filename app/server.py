@@ -6,8 +6,8 @@ modules, starting the file watcher (one inotify watch per directory: seconds at 
 the catalog and building the runs table. With it, a visit that arrives once it is done finds the Runs page's data
 ready, and one that arrives earlier waits only for what is left: the store and the table are process-wide, built
 once (app/state.py, app/runs_list.py). The server starts answering once the runs are listed (at most READY_WAIT_S
-later). The watcher is started last, once the list is up; the runs whose files changed before its watches were in
-place are found by their files' stamps and counted as changed.
+later). The file watcher is started last, once the first page is served (at most WATCH_WAIT_S later); the runs whose
+files changed before its watches were in place are then found by their files' stamps and counted as changed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 
 READY_WAIT_S = 5.0  # the longest the server's start waits for the runs to be listed (see the module docstring)
+WATCH_WAIT_S = 10.0  # the longest the file watcher waits for the first page to be served
 
 
 def warm_up(listed: threading.Event) -> None:
@@ -53,6 +54,9 @@ def warm_up(listed: threading.Event) -> None:
         listed.set()
     try:
         if isinstance(watcher, RunWatcher) and not watcher.started:
+            # Adding the watches walks every directory (seconds at 10,000 runs): done once the first visitor's page
+            # is served rather than while it is built.
+            state.page_served.wait(WATCH_WAIT_S)
             watcher.start()
             watcher.note_changed(state.store().recheck())
     except Exception:  # noqa: BLE001  no watcher: pages still read the runs, without live updates

@@ -31,6 +31,10 @@ LIVE_KEY = "live"  # False while the user paused live updates
 
 T = TypeVar("T")
 
+# Set when a page script ran to its end: the server's warm-up adds the file watcher's watches after the first page is
+# served (app/server.py), not while it is being built.
+page_served = threading.Event()
+
 
 def logdir() -> str:
     """The runs root: a local folder (absolute), or an object-store URL as given (`s3://bucket/runs`)."""
