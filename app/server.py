@@ -16,12 +16,14 @@ import gc
 import logging
 import sys
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
 
 READY_WAIT_S = 5.0  # the longest the server's start waits for the runs to be listed (see the module docstring)
 WATCH_WAIT_S = 10.0  # the longest the file watcher waits for the first page to be served
+PAGE_CODE_S = 2.0  # then the time left to the browser to fetch the code of the page's elements from this server
 
 
 def warm_up(listed: threading.Event) -> None:
@@ -59,8 +61,10 @@ def warm_up(listed: threading.Event) -> None:
     try:
         if isinstance(watcher, RunWatcher) and not watcher.started:
             # Adding the watches walks every directory (seconds at 10,000 runs): done once the first visitor's page
-            # is served rather than while it is built.
-            state.page_served.wait(WATCH_WAIT_S)
+            # is served and drawn (its browser fetches the code of each kind of element from this server), rather
+            # than while it is.
+            if state.page_served.wait(WATCH_WAIT_S):
+                time.sleep(PAGE_CODE_S)
             watcher.start()
             watcher.note_changed(state.store().recheck())
     except Exception:  # noqa: BLE001  no watcher: pages still read the runs, without live updates
