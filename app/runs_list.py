@@ -43,7 +43,18 @@ class TableState:
 
 
 class RunsTable:
-    """The runs table of one root, shared by every session (use `state`)."""
+    """The runs table of one root, shared by every session (the dashboard keeps one per root: `current()`).
+
+    Example:
+    ```python
+    table, watcher = RunsTable(), RunWatcher("runs")
+    store = RunStore("runs", watcher=watcher)
+    version, runs = store.listing()
+    first = table.state(runs, version, watcher)   # every row built
+    version, runs = store.listing()
+    table.state(runs, version, watcher) is first  # True until a run changes
+    ```
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

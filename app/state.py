@@ -156,7 +156,7 @@ def session_cached(name: str, key: Hashable, build: Callable[[], T], *, max_age_
 
     Example:
     ```python
-    frame = session_cached("runs_table", (watcher().total, ids), lambda: tables.runs_frame(runs), max_age_s=2.0)
+    view = session_cached("runs_view", (table.version, choice), lambda: runs_list.table_view(table, choice, runs))
     ```
     """
     cached = st.session_state.get(name)
