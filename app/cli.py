@@ -114,14 +114,15 @@ def check_exposure(args: argparse.Namespace, environ: dict[str, str] | None = No
 
 
 def streamlit_command(args: argparse.Namespace, script: str = APP_SCRIPT) -> list[str]:
-    """The `streamlit run` command line for these arguments, running `script` (`serve_plotly_js` says which).
+    """The `streamlit run` command line for these arguments, running `script` (`serve_plotly_js` says which), run by
+    app/server.py (Streamlit's server plus a thread that reads the runs root while it starts).
 
     Streamlit's own source watcher is off (`fileWatcherType none`) so it never walks the runs root; error details
     are limited to the exception type and message so a traceback cannot leak paths to a remote viewer.
     """
     hosts = [option for host in allowed_hosts(args) for option in ("--server.allowedHosts", host)]
     return [
-        sys.executable, "-m", "streamlit", "run", script,
+        sys.executable, "-m", "kerascope.app.server", "run", script,
         "--server.address", args.host,
         "--server.port", str(args.port),
         *hosts,

@@ -114,10 +114,9 @@ def restore(url_path: str) -> bool:
     params = st.query_params.to_dict()
     if params == st.session_state.get(WRITTEN_KEY):
         return True
-    known = {run.id for run in state.store().runs()}
     if page in SINGLE_RUN_PAGES and RUN_PARAM in params:
         run_id = params[RUN_PARAM]
-        if run_id in known:
+        if _known(run_id):
             st.session_state[state.RUN_KEY] = run_id
             st.session_state.pop(widgets.RUN_PICKER_KEY, None)  # the picker then starts from the linked run
         else:
@@ -126,8 +125,8 @@ def restore(url_path: str) -> bool:
             return False
     if page == "compare" and RUNS_PARAM in params:
         wanted = [run_id for run_id in params[RUNS_PARAM].split(",") if run_id]
-        missing = [run_id for run_id in wanted if run_id not in known]
-        st.session_state[state.COMPARE_KEY] = [run_id for run_id in wanted if run_id in known]
+        missing = [run_id for run_id in wanted if not _known(run_id)]
+        st.session_state[state.COMPARE_KEY] = [run_id for run_id in wanted if run_id not in missing]
         st.session_state.pop("compare_runs", None)  # the multiselect then starts from the linked runs
         if missing:
             st.session_state[PROBLEM_KEY] = (f"The link asks for {len(missing)} run(s) not in this logdir: "
@@ -137,6 +136,15 @@ def restore(url_path: str) -> bool:
     for control in _controls(page):
         if control.param in params:
             _apply(control, params[control.param])
+    return True
+
+
+def _known(run_id: str) -> bool:
+    """A run of the logdir (looked up by id: the link names a few runs, the logdir may hold thousands)."""
+    try:
+        state.store().run(run_id)
+    except KeyError:
+        return False
     return True
 
 

@@ -11,7 +11,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 
 def debias_length(weight: float) -> int:
@@ -30,6 +29,8 @@ def ema(y: np.ndarray, weight: float) -> np.ndarray:
 
 def _filter(y: np.ndarray, weight: float, state: float) -> tuple[np.ndarray, float]:
     """The undebiased EMA of `y` continuing from `state` (the previous undebiased value); returns it and its end."""
+    from scipy.signal import lfilter  # imported when first smoothing: scipy.signal takes ~1 s to import
+
     smoothed, _ = lfilter([1.0 - weight], [1.0, -weight], y, zi=[weight * state])
     return smoothed, float(smoothed[-1])
 

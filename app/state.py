@@ -1,7 +1,7 @@
 """Process-wide and per-session state: one RunStore and one RunWatcher per logdir, shared by all sessions, and what
 each session picked and cached.
 
-The store and the watcher are created once per logdir with `st.cache_resource`; they are thread-safe (Run and
+The store and the watcher are created once per logdir and process (`process_wide`); they are thread-safe (Run and
 RunStore lock their caches, the watcher only bumps counters under a condition), which sharing across sessions requires.
 """
 
@@ -28,6 +28,10 @@ LIVE_KEY = "live"  # False while the user paused live updates
 
 T = TypeVar("T")
 
+# Set when a page script ran to its end: the server's warm-up adds the file watcher's watches after the first page is
+# served (app/server.py), not while it is being built.
+page_served = threading.Event()
+
 
 def logdir() -> str:
     """The runs root: a local folder (absolute), or an object-store URL as given (`s3://bucket/runs`)."""
@@ -40,51 +44,45 @@ def logdir_label() -> str:
     return redact_url(logdir())
 
 
-@st.cache_resource(show_spinner=False)
+_registry: dict[Hashable, object] = {}
+_registry_lock = threading.RLock()  # a build may ask for another (the store for its watcher)
+
+
+def process_wide(key: Hashable, build: Callable[[], T]) -> T:
+    """`build()` once per process for `key` (a failed build is tried again at the next call).
+
+    Not `st.cache_resource`: the server's warm-up thread (app/server.py) fills these before any session exists.
+    """
+    with _registry_lock:
+        if key not in _registry:
+            _registry[key] = build()
+        return _registry[key]  # type: ignore[return-value]
+
+
 def _store(logdir: str, poll: bool) -> RunStore:
     if url_protocol(logdir):  # an object-store root lists from its runs' summaries, polled (no catalog, no events)
-        return RunStore(logdir)
+        return process_wide(("store", logdir), lambda: RunStore(logdir))
     # The catalog makes a restart (or a second dashboard on the same root) list the runs without opening them; the
-    # watcher says which runs to write back to it.
-    return RunStore(logdir, catalog=Catalog(logdir), changes=_watcher(logdir, poll).version)
+    # watcher says which runs changed since the store last looked (so that a listing costs what changed).
+    return process_wide(("store", logdir, poll), lambda: RunStore(logdir, catalog=Catalog(logdir),
+                                                                   watcher=_watcher(logdir, poll)))
 
 
-@st.cache_resource(show_spinner=False)
-def _watcher(logdir: str, poll: bool) -> RunWatcher | RemoteWatcher:
+def _watcher(logdir: str, poll: bool, start: bool = True) -> RunWatcher | RemoteWatcher:
     if url_protocol(logdir):  # an object store sends no file events: poll its listing (shared with the store)
-        return RemoteWatcher(_store(logdir, poll).remote)
-    return RunWatcher(logdir, poll=True if poll else None)
-
-
-class SharedTable:
-    """The Runs page's table of one root, built once for every session (it depends only on the run files): each
-    run's row is rebuilt when the watcher saw its files change, the table when any did (or, while a run is live,
-    at least every few seconds: statuses age without file events). Use under `lock`."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.rows: dict[str, tuple[int, float, dict[str, object]]] = {}  # run id -> (watcher version, time, row)
-        self.key: Hashable = None
-        self.time = 0.0
-        self.frame: object = None
-        self.live = False
-
-
-@st.cache_resource(show_spinner=False)
-def _shared_table(logdir: str) -> SharedTable:
-    return SharedTable()
-
-
-def shared_table() -> SharedTable:
-    return _shared_table(logdir())
+        return process_wide(("watcher", logdir), lambda: RemoteWatcher(_store(logdir, poll).remote))
+    return process_wide(("watcher", logdir, poll), lambda: RunWatcher(logdir, poll=True if poll else None,
+                                                                     start=start))
 
 
 def store() -> RunStore:
     return _store(logdir(), bool(os.environ.get(POLL_ENV)))
 
 
-def watcher() -> RunWatcher | RemoteWatcher:
-    return _watcher(logdir(), bool(os.environ.get(POLL_ENV)))
+def watcher(start: bool = True) -> RunWatcher | RemoteWatcher:
+    """The root's watcher. `start=False` (the server's warm-up, before any session) creates it without starting it:
+    whoever does must start it later (`RunWatcher.start`)."""
+    return _watcher(logdir(), bool(os.environ.get(POLL_ENV)), start)
 
 
 class SharedCache:
@@ -151,7 +149,7 @@ def session_cached(name: str, key: Hashable, build: Callable[[], T], *, max_age_
 
     Example:
     ```python
-    frame = session_cached("runs_table", (watcher().total, ids), lambda: tables.runs_frame(runs), max_age_s=2.0)
+    view = session_cached("runs_view", (table.version, choice), lambda: runs_list.table_view(table, choice, runs))
     ```
     """
     cached = st.session_state.get(name)

@@ -55,3 +55,4 @@ if page in single_run_pages:
 widgets.live_toggle()
 page.run()
 links.save(page.url_path)
+state.page_served.set()

@@ -69,10 +69,11 @@ def format_value(value: object) -> str:
 HPARAMS, METRICS, STATUS, EPOCHS = "_hparams", "_metrics", "_status", "_epochs"
 
 
-def run_row(run: Run) -> dict[str, object]:
+def run_row(run: Run, *, recheck: bool = True) -> dict[str, object]:
     """One run's row of the runs list, from run.json, status.json and its summary (no stream is read). Every
-    user-written value stays plain text; the raw hparams and metrics ride along under the HPARAMS/METRICS keys."""
-    view = run.overview()
+    user-written value stays plain text; the raw hparams and metrics ride along under the HPARAMS/METRICS keys.
+    `recheck=False`: the caller knows the run's files did not change since they were read (`Run.overview`)."""
+    view = run.overview(recheck=recheck)
     where = progress(run, view)
     model = run.model_info
     return {
@@ -107,24 +108,44 @@ def runs_frame(runs: list[Run], rows: list[dict[str, object]] | None = None) -> 
     """One row per run for the runs list: the shown columns, the key metrics' last and best values, and the raw
     HPARAMS/METRICS/STATUS/EPOCHS columns (not shown) for filters. `rows` are the runs' `run_row`s when cached."""
     rows = [run_row(run) for run in runs] if rows is None else rows
-    metrics = key_metrics_of([row[METRICS] for row in rows])  # type: ignore[misc]
+    return rows_frame(rows, key_metrics_of([row[METRICS] for row in rows]))  # type: ignore[misc]
+
+
+def rows_frame(rows: list[dict[str, object]], metrics: list[str]) -> pd.DataFrame:
+    """`runs_frame` of these `run_row`s, with the last and best values of `metrics`."""
+    if not rows:
+        return pd.DataFrame()
     shown = ("status", "name", "progress", "where", "ETA", "duration")
-    records = []
-    for row in rows:
-        record = {key: row[key] for key in shown}
-        values = row[METRICS]
-        for metric in metrics:
-            last, best, _ = values.get(metric, (np.nan, np.nan, None))  # type: ignore[union-attr]
-            record[f"{metric} (last)"] = last
-            record[f"{metric} (best)"] = best
-        for key, value in row.items():
-            if key not in record:
-                record[key] = value
-        records.append(record)
-    frame = pd.DataFrame(records)
-    if len(frame):
-        frame["started"] = pd.to_datetime(frame["started"], unit="s").dt.floor("s")
+    columns: dict[str, list[object]] = {key: [row[key] for row in rows] for key in shown}  # column by column: faster
+    for metric in metrics:
+        values = [row[METRICS].get(metric, (np.nan, np.nan, None)) for row in rows]  # type: ignore[union-attr]
+        columns[f"{metric} (last)"] = [value[0] for value in values]
+        columns[f"{metric} (best)"] = [value[1] for value in values]
+    for key in rows[0]:
+        if key not in columns:
+            columns[key] = [row[key] for row in rows]
+    frame = pd.DataFrame(columns)
+    frame["started"] = pd.to_datetime(frame["started"], unit="s").dt.floor("s")
     return frame
+
+
+def patched_frame(frame: pd.DataFrame, changed: dict[int, dict[str, object]], metrics: list[str]
+                  ) -> pd.DataFrame | None:
+    """`frame` (a `rows_frame` with these `metrics`) with the rows at some positions replaced by new `run_row`s
+    ({position: row}): the frame `rows_frame` would build with them, at a cost that grows with the rows changed, not
+    with the frame. `frame` itself is left as it is. None when a new value does not fit its column's type (build the
+    frame again then)."""
+    part = rows_frame(list(changed.values()), metrics)
+    if list(part.columns) != list(frame.columns):
+        return None
+    positions = np.fromiter(changed, dtype=np.intp, count=len(changed))
+    patched = frame.copy(deep=False)  # copy-on-write: only the columns written below are copied
+    try:
+        for index, column in enumerate(frame.columns):
+            patched.iloc[positions, index] = part[column].to_numpy()
+    except (TypeError, ValueError):
+        return None
+    return patched if patched.dtypes.equals(frame.dtypes) else None
 
 
 # Names a filter expression may use besides hparams and metrics, and the list columns they read.

@@ -83,6 +83,7 @@ class Run:
         self.version = 0
         self._status_info: dict[str, Any] = {}
         self._status_stamp: tuple[Any, int] | None = None
+        self._status_read = False  # status_info looked at status.json (or came from a snapshot)
         self._lock = threading.RLock()
         self._root = root
         if root is not None:  # on an object store (`path` is the run id): segments instead of appended files
@@ -106,6 +107,7 @@ class Run:
         if snapshot is not None:
             self.meta, self.error = snapshot.meta, snapshot.error
             self._status_info, self._status_stamp = snapshot.status, snapshot.status_stamp
+            self._status_read = True
             self._summary, self._summary_key = snapshot.summary, snapshot.summary_key
         else:
             self._load_meta()
@@ -158,6 +160,7 @@ class Run:
     @property
     def status_info(self) -> dict[str, Any]:
         """status.json as last written (re-read only when the file changed)."""
+        self._status_read = True
         try:
             stamp = self._files.stamp(fmt.STATUS_FILE)
             if stamp != self._status_stamp:
@@ -180,10 +183,17 @@ class Run:
         """Why the run is broken, failed, interrupted or stale, in words."""
         return self.overview().reason
 
-    def overview(self) -> Overview:
+    def overview(self, *, recheck: bool = True) -> Overview:
         """What the runs list shows of this run, from run.json, status.json and the summary alone (each file is
-        checked once; no stream is read when summary.json is current)."""
-        info, summary = self.status_info, self.summary
+        checked once; no stream is read when summary.json is current).
+
+        Args:
+            recheck: look whether status.json and the summary's files changed since they were read (a stat each).
+                False trusts what was read, for a caller that knows nothing changed since (a watcher said so); files
+                never read are read all the same.
+        """
+        info = self.status_info if recheck or not self._status_read else self._status_info
+        summary = self.summary if recheck or self._summary is None else self._summary
         divergence, stop = _divergence(summary.get("divergence")), _stop(summary.get("stop"))
         status = self._derived_status(info, divergence)
         last = summary.get("last_epoch") if isinstance(summary.get("last_epoch"), dict) else {}

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from kerascope.monitor import format as fmt
+from kerascope.monitor.changes import ChangeLog
 from kerascope.monitor.run_files import MAX_JSON_FILE_BYTES, MAX_TEXT_FILE_BYTES, PNG_SIGNATURE, RunFormatError
 from kerascope.monitor.storage import ObjectStore, StorageError, parse_segment
 from kerascope.monitor.tail import Chunk
@@ -297,6 +298,7 @@ class RemoteWatcher:
         self._versions: dict[str, int] = {}
         self._signatures: dict[str, frozenset[tuple[str, str]]] = {}
         self._total = 0
+        self._log = ChangeLog()  # for changed_since
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kerascope-remote-watcher", daemon=True)
@@ -312,6 +314,11 @@ class RemoteWatcher:
 
     def version(self, run_id: str = "") -> int:
         return self._versions.get(run_id, 0)
+
+    def changed_since(self, since_total: int) -> set[str] | None:
+        """As `RunWatcher.changed_since`: the runs ("": the list of runs) changed since `total` was `since_total`."""
+        with self._changed:
+            return self._log.since(self._total, since_total)
 
     def wait(self, since_total: int, timeout: float) -> int:
         with self._changed:
@@ -337,9 +344,8 @@ class RemoteWatcher:
         if not changed and not gone:
             return
         with self._changed:
-            for run_id in [*changed, *gone]:
-                self._versions[run_id] = self._versions.get(run_id, 0) + 1
-            if listed_changed:
-                self._versions[""] = self._versions.get("", 0) + 1
             self._total += 1
+            for run_id in [*changed, *gone, *([""] if listed_changed else [])]:
+                self._versions[run_id] = self._versions.get(run_id, 0) + 1
+                self._log.add(self._total, run_id)
             self._changed.notify_all()

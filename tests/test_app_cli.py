@@ -24,7 +24,7 @@ def option(command: list[str], name: str) -> str:
 
 def test_defaults_bind_localhost_and_keep_streamlit_away_from_the_runs():
     command = cli.streamlit_command(cli.parse_args(["--logdir", "runs"]))
-    assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == cli.APP_SCRIPT
+    assert command[1:4] == ["-m", "kerascope.app.server", "run"] and command[4] == cli.APP_SCRIPT
     assert option(command, "--server.address") == "127.0.0.1"
     assert option(command, "--server.port") == "8501"  # always given: Streamlit would silently move to a free one
     assert option(command, "--server.fileWatcherType") == "none"

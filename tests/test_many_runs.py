@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 from page_charts import open_page
@@ -176,6 +177,22 @@ def test_a_corrupt_catalog_is_rebuilt_from_the_run_directories(runs_root, tmp_pa
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_catalog_rows_that_do_not_parse_are_left_out_and_the_others_kept(runs_root, tmp_path):
+    """Rows are decoded many at a time: a row that is not one JSON value (two values, or a cut one) costs only
+    itself."""
+    for name in ("a", "b", "c", "d"):
+        make_run(runs_root, name)
+    catalog = Catalog(runs_root, str(tmp_path))
+    RunStore(runs_root, catalog=catalog).runs()
+    rows = catalog.load()
+    two, cut = sorted(rows)[:2]
+    with sqlite3.connect(catalog.path) as conn:
+        conn.execute("UPDATE runs SET snapshot = '{}, {}' WHERE id = ?", (two,))
+        conn.execute("UPDATE runs SET snapshot = '{\"meta\": {' WHERE id = ?", (cut,))
+    assert set(catalog.load()) == set(rows) - {two, cut}
+    assert {run.name for run in RunStore(runs_root, catalog=catalog).runs()} == {"a", "b", "c", "d"}
+
+
 TWO_WRITERS = r"""
 import sys
 from kerascope import RunStore
@@ -207,6 +224,122 @@ def test_the_catalog_lives_outside_the_runs_root(runs_root, tmp_path, monkeypatc
     assert catalog.path.startswith(str(tmp_path / "xdg" / "kerascope") + os.sep)
     assert not fmt.inside(str(runs_root), catalog.path)
     assert os.stat(catalog.path).st_mode & 0o077 == 0  # it holds every run's hparams and notes
+
+
+def copy_run_files(source: str, target: str) -> None:
+    for name in (fmt.RUN_FILE, fmt.STATUS_FILE):
+        with open(os.path.join(source, name), "rb") as f:
+            data = f.read()
+        with open(os.path.join(target, name), "wb") as f:
+            f.write(data)
+
+
+def wait_for(watcher, condition) -> None:
+    for _ in range(80):
+        if condition():
+            return
+        watcher.wait(watcher.total, timeout=0.25)
+    assert condition()
+
+
+def test_with_a_watcher_the_store_rereads_the_root_only_when_it_changed_and_rechecks_what_changed(runs_root):
+    """The root's entries are read again when its mtime moves; a directory that gets its run files later, and a run
+    whose files are removed (the directory staying), are seen from the watcher's events alone."""
+    from kerascope.monitor import RunWatcher
+
+    first, second = make_run(runs_root, "a"), make_run(runs_root, "b")
+    later = os.path.join(runs_root, "later")
+    os.mkdir(later)  # a run being created: its files come after its directory
+    past = time.time() - 60
+    os.utime(runs_root, (past, past))  # a settled root: its entries are trusted while its mtime stays
+    watcher = RunWatcher(runs_root)
+    try:
+        store = RunStore(runs_root, watcher=watcher)
+        assert sorted(run.name for run in store.runs()) == ["a", "b"]
+        version = store.listing_version
+        copy_run_files(first, later)  # inside `later`: the root's mtime does not move
+        assert os.stat(runs_root).st_mtime == past
+        assert sorted(run.id for run in store.runs()) == sorted([os.path.basename(first), "later",
+                                                                 os.path.basename(second)])
+        assert store.listing_version == version + 1
+        before = watcher.version(os.path.basename(second))
+        for name in (fmt.RUN_FILE, fmt.STATUS_FILE):
+            os.unlink(os.path.join(second, name))
+        wait_for(watcher, lambda: watcher.version(os.path.basename(second)) > before)
+        assert os.path.basename(second) not in {run.id for run in store.runs()}
+        third = make_run(runs_root, "c")  # a new directory: the root's mtime moves
+        assert os.path.basename(third) in {run.id for run in store.runs()}
+    finally:
+        watcher.stop()
+
+
+def test_runs_listed_before_the_watcher_starts_are_checked_when_it_does(runs_root, tmp_path):
+    """Listed from the catalog without a look at their files (the watcher not started yet), the runs whose files
+    changed meanwhile are found by `recheck` once it starts, read again, and told to the watcher."""
+    from kerascope.monitor import RunWatcher
+
+    cache = str(tmp_path / "cache")
+    changed = make_run(runs_root, "a")
+    make_run(runs_root, "b")
+    RunStore(runs_root, catalog=Catalog(runs_root, cache)).runs()
+    meta_path = os.path.join(changed, fmt.RUN_FILE)
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    fmt.write_json_atomic(meta_path, {**meta, "name": "a renamed"})
+    watcher = RunWatcher(runs_root, start=False)
+    try:
+        store = RunStore(runs_root, catalog=Catalog(runs_root, cache), watcher=watcher)
+        assert len(store.runs()) == 2
+        watcher.start()
+        assert store.recheck() == [os.path.basename(changed)]
+        watcher.note_changed([os.path.basename(changed)])
+        assert sorted(run.name for run in store.runs()) == ["a renamed", "b"]
+        assert watcher.changed_since(0) == {os.path.basename(changed)}
+        assert store.recheck() == []  # now as read
+        assert Catalog(runs_root, cache).load()[os.path.basename(changed)][1]["meta"]["name"] == "a renamed"
+    finally:
+        watcher.stop()
+
+
+def table_state(table, store, watcher):
+    version, runs = store.listing()
+    return table.state(runs, version, watcher)
+
+
+def test_the_runs_table_patches_the_rows_that_changed_into_the_frame_a_rebuild_would_make(runs_root):
+    """The shared table: unchanged, the same state comes back; a run that changed has its row replaced (the frame
+    equal to one built from scratch); a new run rebuilds the table."""
+    import pandas as pd
+
+    from kerascope.app import tables
+    from kerascope.app.runs_list import RunsTable
+    from kerascope.monitor import RunWatcher
+
+    for seed, name in enumerate(("a", "b", "c")):
+        make_run(runs_root, name, seed=seed)
+    watcher = RunWatcher(runs_root, start=False)  # changes are told with note_changed: no timing involved
+    store, table = RunStore(runs_root, watcher=watcher), RunsTable()
+    first = table_state(table, store, watcher)
+    assert table_state(table, store, watcher) is first
+    changed = next(run for run in store.runs() if run.name == "b")
+    with open(os.path.join(changed.path, fmt.STATUS_FILE), encoding="utf-8") as f:
+        status = json.load(f)
+    fmt.write_json_atomic(os.path.join(changed.path, fmt.STATUS_FILE), {**status, "status": fmt.FAILED,
+                                                                        "reason": "OOM"})
+    with open(os.path.join(changed.path, fmt.EPOCH_FILE), "a", encoding="utf-8") as f:
+        f.write(json.dumps({"epoch": 4, "step": 100, "time": 3.0, "loss": 0.001}) + "\n")
+    assert table_state(table, store, watcher) is first  # not told: nothing is looked at
+    watcher.note_changed([changed.id])
+    patched = table_state(table, store, watcher)
+    assert patched.version == first.version + 1
+    pd.testing.assert_frame_equal(patched.frame, tables.runs_frame(store.runs()))
+    row = patched.frame.set_index("name").loc["b"]
+    assert (row["status"], row["reason"], row["loss (best)"]) == ("✗ failed", "OOM", 0.001)
+    assert first.frame.set_index("name").loc["b", "status"] == "✓ finished"  # a state handed out never changes
+    make_run(runs_root, "d", seed=3)
+    grown = table_state(table, store, watcher)
+    assert list(grown.frame["name"]) == [run.name for run in store.runs()] and len(grown.frame) == 4
+    pd.testing.assert_frame_equal(grown.frame, tables.runs_frame(store.runs()))
 
 
 # -- filter expressions and groups on the Runs page ------------------------------------------------------------------
@@ -291,7 +424,7 @@ def test_the_catalog_follows_the_watchers_events(runs_root, tmp_path, monkeypatc
     watcher = RunWatcher(runs_root)
     try:
         catalog = Catalog(runs_root, str(tmp_path))
-        runs_store = RunStore(runs_root, catalog=catalog, changes=watcher.version)
+        runs_store = RunStore(runs_root, catalog=catalog, watcher=watcher)
         (run,) = runs_store.runs()
         before = watcher.version(run.id)
         with open(os.path.join(run_dir, fmt.EPOCH_FILE), "a", encoding="utf-8") as f:
@@ -320,3 +453,26 @@ def test_compare_draws_at_most_its_cap_of_runs_and_says_so(root, monkeypatch):
     assert "draw the first 2 of the 3 runs picked" in " ".join(c.value for c in at.caption)
     loss = next(figure for figure in chart_figures(at) if figure["layout"]["title"]["text"] == "loss")
     assert len([trace for trace in loss["data"] if trace.get("mode", "").startswith("lines")]) == 2
+
+
+def test_the_runs_page_shows_a_change_at_its_next_run_and_keeps_its_view_until_then(runs_root):
+    """The page keeps its filtered and sorted view between runs; a run whose files change is shown changed at the
+    next run (the app's watcher, in this process with AppTest, says which)."""
+    from kerascope.app import state
+
+    changed = make_run(runs_root, "a")
+    make_run(runs_root, "b", seed=1)
+    at = open_page(runs_root, "views/runs.py")
+    assert at.dataframe[0].value.set_index("name").loc["a", "status"] == "✓ finished"
+    view = at.session_state["runs_view"]
+    at.run()
+    assert at.session_state["runs_view"] is view  # nothing changed: the same view, not built again
+    watcher, run_id = state.watcher(), os.path.basename(changed)
+    before = watcher.version(run_id)
+    with open(os.path.join(changed, fmt.STATUS_FILE), encoding="utf-8") as f:
+        status = json.load(f)
+    fmt.write_json_atomic(os.path.join(changed, fmt.STATUS_FILE), {**status, "status": fmt.FAILED, "reason": "OOM"})
+    wait_for(watcher, lambda: watcher.version(run_id) > before)
+    at.run()
+    row = at.dataframe[0].value.set_index("name").loc["a"]
+    assert (row["status"], row["reason"]) == ("✗ failed", "OOM")

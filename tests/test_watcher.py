@@ -119,3 +119,46 @@ def test_status_json_replacement_is_seen(watcher, runs_root):
     assert run.reason == "ValueError: boom"
     with open(os.path.join(writer.run_dir, fmt.STATUS_FILE), encoding="utf-8") as f:
         assert json.load(f)["status"] == fmt.FAILED
+
+
+# -- what changed since a reader last looked --------------------------------------------------------------------------
+
+
+def test_changed_since_names_the_runs_changed_after_a_total_and_gives_up_past_its_log(runs_root, monkeypatch):
+    from kerascope.monitor import changes
+
+    monkeypatch.setattr(changes, "CHANGE_LOG_SIZE", 4)
+    watcher = RunWatcher(runs_root, start=False)  # nothing from the filesystem: only what the test notes
+    assert not watcher.started and watcher.changed_since(0) == set()
+    watcher.note_changed(["a"])
+    seen = watcher.total
+    watcher.note_changed(["b", "c"])
+    watcher.note_changed(["b"])
+    assert watcher.changed_since(seen) == {"b", "c"}
+    assert watcher.changed_since(0) == {"a", "b", "c"}
+    assert watcher.changed_since(watcher.total) == set()
+    assert [watcher.version(run_id) for run_id in "abc"] == [1, 2, 1]
+    watcher.note_changed(["d", "e"])  # 6 entries logged, 4 kept: what came after total 1 is no longer known
+    assert watcher.changed_since(0) is None and watcher.changed_since(1) is None
+    assert watcher.changed_since(seen + 1) == {"b", "d", "e"}
+
+
+def test_file_events_reach_changed_since_and_reads_send_none(watcher, runs_root):
+    writer = RunWriter(runs_root, name="logged", flush_interval=60)
+    wait_until(watcher, lambda: watcher.version(writer.run_id) > 0)
+    seen = watcher.total
+    with open(os.path.join(writer.run_dir, fmt.EPOCH_FILE), "ab") as f:
+        f.write(line({"epoch": 0, "step": 1, "time": 1.0, "loss": 0.5}))
+    wait_until(watcher, lambda: writer.run_id in (watcher.changed_since(seen) or ()))
+    writer.close()
+    wait_until(watcher, lambda: watcher.version(writer.run_id) > 2)
+    time.sleep(0.5)  # the close's events have arrived: whatever comes later would be the reads below
+    quiet = watcher.total
+    for _ in range(3):  # reading every file of the run is not a change
+        for name in os.listdir(writer.run_dir):
+            path = os.path.join(writer.run_dir, name)
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    f.read()
+    time.sleep(1.0)  # give reads' events (were there any) time to arrive
+    assert watcher.total == quiet and watcher.changed_since(quiet) == set()

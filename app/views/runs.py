@@ -3,83 +3,31 @@ group and a hparam/metric expression, sorted by any column, one page at a time, 
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import time
 import unicodedata
 from collections.abc import Iterable
 
 import pandas as pd
 import streamlit as st
 
-from kerascope.app import state, tables, widgets
+from kerascope.app import runs_list, state, widgets
 from kerascope.app.formatting import STATUS_STYLE, md_escape, number_text
+from kerascope.app.runs_list import COLUMN_SORT, GROUP_ROW, SORTS, TableState, TableView, ViewChoice
 from kerascope.monitor import Run
-from kerascope.monitor import format as fmt
 
-SORTS = {
-    "newest first": ("started", False),
-    "oldest first": ("started", True),
-    "name": ("name", True),
-    "status": ("status", True),
-}
-COLUMN_SORT = "column: "  # "column: params" sorts by that column (ascending; "reverse" flips it)
-RECOMPUTE_EVERY_S = 2.0  # statuses age (stale) without file events: rebuild the table at least this often
 OPENED_KEY = "runs_opened"  # clicks handled: part of the table's key, so it comes back unselected
 SHOWN_KEY = "runs_shown"  # the table's rows as last drawn (run ids, GROUP_ROW + name): what a click refers to
 EXPANDED_KEY = "runs_expanded"  # the groups whose runs are shown under their row
 FILTERED_KEY = "runs_filtered"  # the ids of the runs the table lists (all pages), in its order: what Compare offers
-GROUP_ROW = "group:"
+VIEW_KEY = "runs_view"  # this session's view of the table, kept while the table and the choices stay the same
+PAGE_KEY = "runs_page_rows"  # the rows of the page shown, formatted, kept likewise
 PAGE_SIZES = (50, 100, 500)
 MAX_COMPARE_OPTIONS = 500  # runs offered in the Compare picker (the first ones of the table, plus those picked)
 MAX_COMPARE_FILTERED = 200  # "Compare the filtered runs" takes at most this many
 OPEN_KEY = "runs_open"  # the run a click on the table asked to open
 # Pages are switched to by absolute path: the entry script may run from another folder (app/cli.py, serve_plotly_js).
 VIEW_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def filtered(frame: pd.DataFrame, text: str, statuses: list[str], groups: list[str] | None = None) -> pd.DataFrame:
-    if text:
-        haystack = (frame["name"] + " " + frame["tags"] + " " + frame["group"] + " " + frame["hparams"] + " "
-                    + frame["id"]).str.lower()
-        frame = frame[haystack.str.contains(text.lower(), regex=False)]
-    if statuses:
-        frame = frame[frame["status"].str.split(" ", n=1).str[1].isin(statuses)]
-    if groups:
-        frame = frame[frame["group"].isin(groups)]
-    return frame
-
-
-def run_rows(runs: list[Run], cache: dict[str, tuple[int, float, dict[str, object]]]) -> list[dict[str, object]]:
-    """Each run's row, rebuilt only when the watcher saw its files change (and, for runs that may be live, at least
-    every RECOMPUTE_EVERY_S: their status ages without file events)."""
-    watcher, now = state.watcher(), time.monotonic()
-    rows = []
-    for run in runs:
-        version = watcher.version(run.id)
-        cached = cache.get(run.id)
-        if cached is None or cached[0] != version or (
-                cached[2][tables.STATUS] == fmt.RUNNING and now - cached[1] >= RECOMPUTE_EVERY_S):
-            cached = cache[run.id] = (version, now, tables.run_row(run))
-        rows.append(cached[2])
-    if len(cache) > len(runs):  # deleted runs
-        ids = {run.id for run in runs}
-        for gone in [run_id for run_id in cache if run_id not in ids]:
-            del cache[gone]
-    return rows
-
-
-def runs_table(runs: list[Run]) -> pd.DataFrame:
-    """The runs list, shared by every session: rebuilt only when a file changed under the root (or, while a run is
-    live, every RECOMPUTE_EVERY_S, as statuses age)."""
-    shared = state.shared_table()
-    key = (state.watcher().total, len(runs), runs[0].id if runs else "")
-    with shared.lock:
-        now = time.monotonic()
-        if shared.frame is None or shared.key != key or (shared.live and now - shared.time >= RECOMPUTE_EVERY_S):
-            rows = run_rows(runs, shared.rows)
-            shared.frame, shared.key, shared.time = tables.runs_frame(runs, rows), key, now
-            shared.live = any(row[tables.STATUS] == fmt.RUNNING for row in rows)
-        return shared.frame
 
 
 def text_width(texts: Iterable[object], floor: int = 80, ceiling: int = 480) -> int:
@@ -148,132 +96,76 @@ def open_requested_run() -> None:
         st.switch_page(os.path.join(VIEW_DIR, "run.py"), query_params={"run": run_id})
 
 
-def sort_order(sort: str, runs: list[Run], frame: pd.DataFrame) -> tuple[str, bool]:
-    column, ascending = SORTS.get(sort, ("started", False))
-    if sort.startswith("best "):
-        metric = sort.removeprefix("best ")
-        column, ascending = f"{metric} (best)", tables.metric_direction(runs, metric) == fmt.MIN
-    elif sort.startswith(COLUMN_SORT):
-        column, ascending = sort.removeprefix(COLUMN_SORT), True
-    return column, ascending
+def page_rows(view: TableView, start: int, size: int) -> pd.DataFrame:
+    """The rows of one page, as the table shows them."""
+    rows = view.frame.iloc[start:start + size]
+    rows = rows[[c for c in rows.columns if not c.startswith("_")]].copy()
+    rows["id"] = rows["id"].map(lambda run_id: "" if run_id.startswith(GROUP_ROW) else run_id)
+    # Metric values as text: 4 significant digits, "NaN"/"Inf" spelled out (a number column shows NaN as "None").
+    for name in [c for c in rows.columns if c.endswith("(last)") or c.endswith("(best)")]:
+        rows[name] = rows[name].map(number_text)
+    rows["progress"] = rows["progress"] * 100  # whole percents: "17%", never "21.22%"
+    return rows
 
 
-def sorted_frame(frame: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:
-    if column not in frame:
-        return frame
-    return frame.sort_values(column, ascending=ascending, na_position="last", kind="stable")
-
-
-def ranking(frame: pd.DataFrame, runs: list[Run], sort: str) -> tuple[str | None, bool]:
-    """Which column ranks the runs of a group (best first): the sorted-by metric, else the first key metric's best."""
-    if sort.startswith("best "):
-        return sort_order(sort, runs, frame)
-    best = [c for c in frame.columns if c.endswith(" (best)")]
-    val = [c for c in best if c == "val_loss (best)"]
-    column = (val or best or [None])[0]
-    if column is None:
-        return None, True
-    metric = column.removesuffix(" (best)")
-    return column, tables.metric_direction(runs, metric) == fmt.MIN
-
-
-def folded(frame: pd.DataFrame, column: str, ascending: bool, rank: tuple[str | None, bool]) -> tuple[pd.DataFrame,
-                                                                                                    list[str]]:
-    """One row per group (its best run's values, "▸ N runs"), sorted among the other runs; an expanded group's runs
-    follow its row, best first. Returns the frame and what each row is (a run id, or GROUP_ROW + the group)."""
-    expanded = st.session_state.get(EXPANDED_KEY, set())
-    grouped = frame["group"] != ""
-    heads, members = [], {}
-    for name, group in frame[grouped].groupby("group", sort=False):
-        if rank[0] is not None:
-            group = sorted_frame(group, rank[0], rank[1])
-        members[name] = group
-        head = group.iloc[0].copy()
-        head["status"] = ("▾ " if name in expanded else "▸ ") + f"{len(group)} runs"
-        head["where"] = f"best: {group.iloc[0]['name']}"
-        head["name"] = name
-        head["id"] = GROUP_ROW + name
-        heads.append(head)
-    top = sorted_frame(pd.concat([frame[~grouped], pd.DataFrame(heads)], ignore_index=True)
-                       if heads else frame[~grouped], column, ascending)
-    parts, shown = [], []
-    ids = list(top["id"])
-    start = 0
-    for index, row_id in enumerate(ids):
-        if row_id.startswith(GROUP_ROW) and row_id.removeprefix(GROUP_ROW) in expanded:
-            parts.append(top.iloc[start:index + 1])
-            shown.extend(ids[start:index + 1])
-            group = members[row_id.removeprefix(GROUP_ROW)].copy()
-            group["name"] = "↳ " + group["name"]
-            parts.append(group)
-            shown.extend(group["id"])
-            start = index + 1
-    parts.append(top.iloc[start:])
-    shown.extend(ids[start:])
-    return pd.concat(parts, ignore_index=True), shown
-
-
-def show_table(text: str, statuses: list[str], groups: list[str], where: str, sort: str, reverse: bool,
-               fold: bool, page_size: int) -> None:
+def show_table(choice: ViewChoice, page_size: int) -> None:
+    """The table's fragment: on a live tick with nothing changed it reuses the session's view and page (the work
+    done is the page's, whatever the number of runs)."""
     open_clicked_run()
-    runs = state.store().runs()
+    runs, table = runs_list.current()
     if not runs:
         widgets.no_runs_message()
         return
-    frame = filtered(runs_table(runs), text, statuses, groups)
-    frame, problem = tables.where_filtered(frame, where)
-    if problem:
-        st.error(f"Filter expression not applied: {md_escape(problem)}", icon=":material/error:")
-    column, ascending = sort_order(sort, runs, frame)
-    ascending = ascending != reverse
-    if fold and (frame["group"] != "").any():
-        frame, shown = folded(frame, column, ascending, ranking(frame, runs, sort))
-    else:
-        frame = sorted_frame(frame, column, ascending)
-        shown = list(frame["id"])
-    st.session_state[FILTERED_KEY] = [run_id for run_id in shown if not run_id.startswith(GROUP_ROW)]
-    attention = frame[(frame["reason"] != "") & ~frame["id"].str.startswith(GROUP_ROW)]
-    if len(attention):
+    choice = dataclasses.replace(choice, expanded=frozenset(st.session_state.get(EXPANDED_KEY, ())))
+    view_key = (table.version, choice)
+    view = state.session_cached(VIEW_KEY, view_key, lambda: runs_list.table_view(table, choice, runs))
+    st.session_state[FILTERED_KEY] = view.run_ids
+    if view.problem:
+        st.error(f"Filter expression not applied: {md_escape(view.problem)}", icon=":material/error:")
+    if view.attention_count:
         lines = [f"- **{md_escape(name)}** ({md_escape(status)}): {md_escape(reason)}"
-                 for name, status, reason in zip(attention["name"][:10], attention["status"][:10],
-                                                 attention["reason"][:10], strict=True)]
-        more = f"\n\n… and {len(attention) - 10:,} more" if len(attention) > 10 else ""
+                 for name, status, reason in view.attention]
+        more = f"\n\n… and {view.attention_count - 10:,} more" if view.attention_count > 10 else ""
         st.warning("Runs that need attention:\n" + "\n".join(lines) + more, icon=":material/warning:")
-    pages = max((len(frame) - 1) // page_size + 1, 1)
+    pages = max((len(view.frame) - 1) // page_size + 1, 1)
     page = min(int(st.session_state.get("runs_page", 1) or 1), pages)
     start = (page - 1) * page_size
-    shown_frame = frame.iloc[start:start + page_size]
-    shown_frame = shown_frame[[c for c in shown_frame.columns if not c.startswith("_")]].copy()
-    shown_frame["id"] = shown_frame["id"].map(lambda run_id: "" if run_id.startswith(GROUP_ROW) else run_id)
-    # Metric values as text: 4 significant digits, "NaN"/"Inf" spelled out (a number column shows NaN as "None").
-    for name in [c for c in shown_frame.columns if c.endswith("(last)") or c.endswith("(best)")]:
-        shown_frame[name] = shown_frame[name].map(number_text)
-    shown_frame["progress"] = shown_frame["progress"] * 100  # whole percents: "17%", never "21.22%"
-    statuses_shown = frame.loc[~frame["id"].str.startswith(GROUP_ROW), "status"].value_counts()
-    rows_text = f"rows {start + 1:,}-{start + len(shown_frame):,} of {len(frame):,} · " if pages > 1 else ""
-    st.caption(f"{rows_text}{len(st.session_state[FILTERED_KEY]):,} of {len(runs):,} runs · "
-               + " · ".join(f"{n:,} {s}" for s, n in statuses_shown.items())
-               + " · click a run to open it" + (", a group to fold or unfold it" if fold else ""))
-    st.session_state[SHOWN_KEY] = shown[start:start + page_size]
-    st.dataframe(shown_frame, hide_index=True, column_config=column_config(shown_frame), width="stretch",
+    rows = state.session_cached(PAGE_KEY, (view_key, start, page_size), lambda: page_rows(view, start, page_size))
+    rows_text = f"rows {start + 1:,}-{start + len(rows):,} of {len(view.frame):,} · " if pages > 1 else ""
+    st.caption(f"{rows_text}{len(view.run_ids):,} of {len(runs):,} runs · "
+               + " · ".join(f"{n:,} {s}" for s, n in view.status_counts)
+               + " · click a run to open it" + (", a group to fold or unfold it" if choice.fold else ""))
+    st.session_state[SHOWN_KEY] = view.shown[start:start + page_size]
+    st.dataframe(rows, hide_index=True, column_config=column_config(rows), width="stretch",
                  on_select="rerun", selection_mode="single-row", key=table_key())
     if pages > 1:
         st.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1, key="runs_page")
 
 
-def compare_part(runs: list[Run]) -> None:
+def compare_part(runs: list[Run], table: TableState) -> None:
     """Pick runs for Compare among the first runs of the table (and those already picked), or take the filtered
     runs at once."""
-    readable = {run.id: run for run in runs if run.error is None}
-    if not readable:
+    if not any(run.error is None for run in runs):
         return
     st.subheader("Compare runs")
-    listed = [run_id for run_id in st.session_state.get(FILTERED_KEY, list(readable)) if run_id in readable]
-    picked = [run_id for run_id in st.session_state.get("runs_compare", state.compare_ids(list(readable.values())))
-              if run_id in readable]
-    options = list(dict.fromkeys(picked + listed[:MAX_COMPARE_OPTIONS]))
+
+    def readable(run_ids: Iterable[str], limit: int) -> list[str]:
+        found = []
+        for run_id in run_ids:
+            if len(found) >= limit:
+                break
+            run = table.by_id.get(run_id)
+            if run is not None and run.error is None:
+                found.append(run_id)
+        return found
+
+    listed = st.session_state.get(FILTERED_KEY)
+    listed = readable((run.id for run in runs) if listed is None else listed, MAX_COMPARE_OPTIONS)
+    picked = st.session_state.get("runs_compare")
+    picked = readable(state.compare_ids(runs) if picked is None else picked, len(table.by_id))
+    options = list(dict.fromkeys(picked + listed))
     st.session_state["runs_compare"] = picked
-    labels = {run_id: f"{readable[run_id].name} · {run_id[-4:]}" for run_id in options}
+    labels = {run_id: f"{table.by_id[run_id].name} · {run_id[-4:]}" for run_id in options}
     picked = st.multiselect("Runs to compare", options, format_func=labels.__getitem__, key="runs_compare",
                             help=f"The first {MAX_COMPARE_OPTIONS} runs of the table are offered: filter it to find "
                                  "others.")
@@ -305,15 +197,13 @@ def main() -> None:
     st.title("Runs")
     if not state.store().scanned:
         scan_progress()
-    runs = state.store().runs()
-    frame = runs_table(runs) if runs else None
+    runs, table = runs_list.current()
     controls = st.columns([3, 2, 2, 2])
     text = controls[0].text_input("Filter", placeholder="name, tag, hparam or id", key="runs_filter")
     statuses = controls[1].multiselect("Status", [style[2] for style in STATUS_STYLE.values()],
                                        key="runs_status")
-    group_names = sorted({run.group for run in runs if run.group})
-    groups = controls[2].multiselect("Group", group_names, key="runs_group", disabled=not group_names)
-    best = [c.removesuffix(" (best)") for c in frame.columns if c.endswith(" (best)")] if frame is not None else []
+    groups = controls[2].multiselect("Group", table.groups, key="runs_group", disabled=not table.groups)
+    best = [c.removesuffix(" (best)") for c in table.frame.columns if c.endswith(" (best)")]
     sorts = list(SORTS) + [f"best {metric}" for metric in best]
     sorts += [COLUMN_SORT + name for name in ("progress", "duration", "params", "tags", "group", "id")]
     sort = controls[3].selectbox("Sort", sorts, key="runs_sort")
@@ -323,14 +213,14 @@ def main() -> None:
                                "value; best_<metric> for the best), name, status, group, tags, epochs, params and "
                                "id, joined by and / or / not.")
     reverse = more[1].toggle("Reverse", key="runs_reverse")
-    fold = more[2].toggle("Fold groups", key="runs_fold", disabled=not group_names,
+    fold = more[2].toggle("Fold groups", key="runs_fold", disabled=not table.groups,
                           help="One row per group (a KerasTuner search, or runs sharing a group): click it to see "
                                "its runs, best first.")
     page_size = more[3].selectbox("Rows", PAGE_SIZES, index=1, key="runs_page_size")
-
-    st.fragment(show_table, run_every=state.live_interval())(text, statuses, groups, where, sort, reverse, fold,
-                                                              page_size)
-    compare_part(runs)
+    choice = ViewChoice(text=text, statuses=tuple(statuses), groups=tuple(groups), where=where, sort=sort,
+                        reverse=reverse, fold=fold)
+    st.fragment(show_table, run_every=state.live_interval())(choice, page_size)
+    compare_part(runs, table)
 
 
 main()
