@@ -136,6 +136,9 @@ def streamlit_command(args: argparse.Namespace, script: str = APP_SCRIPT) -> lis
         # pyarrow loaded that is ~0.1 s per tick, most of a core for one viewer at 5 ticks a second. Python's own
         # generational collector still runs.
         "--runner.postScriptGC", "false",
+        # Links and revisits restore a page's controls through session state before its widgets (with their defaults)
+        # are drawn: by design, not the mistake Streamlit's log warning is about.
+        "--global.disableWidgetStateDuplicationWarning", "true",
         "--client.showErrorDetails", "type",
         "--client.toolbarMode", "minimal",
         "--browser.gatherUsageStats", "false",

@@ -17,10 +17,11 @@ import streamlit as st
 from kerascope.app import state, widgets
 from kerascope.app.compare_charts import NO_GROUPS
 
-WRITTEN_KEY = "link_written"  # the query parameters this session last put in the URL
+WRITTEN_KEY = "link_written"  # the query parameters this session last applied or put in the URL
 # Each page's control values as the session last saw them: Streamlit drops a widget's state when another page runs,
 # so a page revisited (back, or its sidebar link) would otherwise start from its defaults.
 REMEMBERED_KEY = "link_remembered"
+ENTERED_PAGE_KEY = "link_page"  # the page the session's last full run began
 PROBLEM_KEY = "link_problem"  # what a link asked for that could not be shown, until the page says it
 RUN_PARAM = "run"
 RUNS_PARAM = "runs"
@@ -108,12 +109,17 @@ def restore(url_path: str) -> bool:
     Returns:
         False when the link names a run that is not in the logdir (`problem()` then says which).
     """
+    # Both checks are noted as soon as they are acted on, not when the page's run ends: a click while a long run is
+    # still going interrupts it, and the run it starts must not apply the same values again over the click.
     page = page_name(url_path)
-    for key, value in st.session_state.get(REMEMBERED_KEY, {}).get(page, {}).items():
-        st.session_state.setdefault(key, value)  # a link's own values, applied below, win
+    if st.session_state.get(ENTERED_PAGE_KEY) != page:  # entered from another page: its widgets' state is gone
+        for key, value in st.session_state.get(REMEMBERED_KEY, {}).get(page, {}).items():
+            st.session_state[key] = value  # a link's own values, applied below, win
+        st.session_state[ENTERED_PAGE_KEY] = page
     params = st.query_params.to_dict()
     if params == st.session_state.get(WRITTEN_KEY):
         return True
+    st.session_state[WRITTEN_KEY] = params
     if page in SINGLE_RUN_PAGES and RUN_PARAM in params:
         run_id = params[RUN_PARAM]
         if _known(run_id):
@@ -121,8 +127,7 @@ def restore(url_path: str) -> bool:
             st.session_state.pop(widgets.RUN_PICKER_KEY, None)  # the picker then starts from the linked run
         else:
             st.session_state[PROBLEM_KEY] = f"The link asks for run “{run_id}”, which is not in this logdir."
-            st.session_state[WRITTEN_KEY] = params  # said once: the Runs page it leads to must not say it again
-            return False
+            return False  # said once: WRITTEN_KEY holds the link, so the Runs page it leads to does not say it again
     if page == "compare" and RUNS_PARAM in params:
         wanted = [run_id for run_id in params[RUNS_PARAM].split(",") if run_id]
         missing = [run_id for run_id in wanted if not _known(run_id)]
