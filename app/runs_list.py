@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from kerascope.app import state, tables
-from kerascope.monitor import Run
+from kerascope.monitor import Changes, Run, collection_paused
 from kerascope.monitor import format as fmt
-from kerascope.monitor.store import Changes, collection_paused
 
 RECOMPUTE_EVERY_S = 2.0  # statuses age (stale) without file events: rows of live runs are rebuilt this often
 GROUP_ROW = "group:"  # what a folded group's row is, in `TableView.shown`

@@ -7,8 +7,10 @@ Names are imported lazily so that the training side (which needs only RunWriter)
 - Writing: `RunWriter`.
 - Reading: `RunStore` (the runs of a logdir) and `Run` (one run), whose typed values are `ModelInfo`, `RunOptions`,
   `RunProgress`, `Overview` and `MetricSummary`; `RunFormatError` for a file this version cannot read.
-- Following live runs: `RunWatcher` (a local logdir) and `RemoteWatcher` (an object-store one), and `Catalog`, the
-  cache that lets a `RunStore` list a large local root without opening its runs, kept in `cache_dir()`.
+- Following live runs: `RunWatcher` (a local logdir) and `RemoteWatcher` (an object-store one), both `Changes` (what a
+  store asks of a watcher), and `Catalog`, the cache that lets a `RunStore` list a large local root without opening
+  its runs, kept in `cache_dir()`; `collection_paused(n)` keeps Python's cyclic collector out of building what
+  thousands of runs hold.
 - Logdirs: `check_logdir` (validate, and where the runs are), `url_protocol` (None for a local folder) and
   `redact_url` (a URL safe to show).
 
@@ -28,6 +30,7 @@ from kerascope.monitor.format import FORMAT_VERSION
 
 _LAZY = {
     "Catalog": "kerascope.monitor.catalog",
+    "Changes": "kerascope.monitor.store",
     "MetricSummary": "kerascope.monitor.run_info",
     "ModelInfo": "kerascope.monitor.run_info",
     "Overview": "kerascope.monitor.run_info",
@@ -41,6 +44,7 @@ _LAZY = {
     "RunWriter": "kerascope.monitor.writer",
     "cache_dir": "kerascope.monitor.catalog",
     "check_logdir": "kerascope.monitor.storage",
+    "collection_paused": "kerascope.monitor.store",
     "redact_url": "kerascope.monitor.storage",
     "url_protocol": "kerascope.monitor.storage",
 }

@@ -6,6 +6,7 @@ Run objects are cached by the store and are safe to share between threads (Strea
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -37,6 +38,7 @@ from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_recor
 
 REFRESH_SLICE_BYTES = 32 * 1024 * 1024
 MAX_PROBLEMS = 50
+_VERSIONS = itertools.count(1)  # Run.version: one sequence for every reader of the process
 # The files a summary depends on, in the order of `Run.summary_key()`.
 SUMMARY_SOURCES = (fmt.RUN_SUMMARY_FILE, fmt.EPOCH_FILE, fmt.EVENTS_FILE)
 MAX_DERIVED_BYTES = 64 << 20  # a summary is derived from at most this much of epoch.jsonl and of events.jsonl
@@ -59,7 +61,9 @@ class Run:
     Everything read from the directory is untrusted: a malformed value reads as None (typed accessors) or as a
     `problems` entry (streams), and a run whose run.json or status.json cannot be read has status `broken` with the
     reason in `error` / `reason`. Attributes: `id` (the directory name), `path`, `logdir`, `meta` (run.json as
-    written), `error`, `problems` (what was skipped while reading), `version` (grows with each new record read).
+    written), `error`, `problems` (what was skipped while reading), `version` (grows with each new record read, and
+    is never the same for two Run objects of one process: a cache keyed by (run id, version) cannot hand a new reader
+    of a run what it built from an older one).
 
     Args:
         path: the run directory (with `root`: the run's id).
@@ -80,7 +84,7 @@ class Run:
         self.meta: dict[str, Any] = {}
         self.error: str | None = None
         self.problems: list[str] = []
-        self.version = 0
+        self.version = next(_VERSIONS)
         self._status_info: dict[str, Any] = {}
         self._status_stamp: tuple[Any, int] | None = None
         self._status_read = False  # status_info looked at status.json (or came from a snapshot)
@@ -397,7 +401,7 @@ class Run:
             for stream in fmt.STREAM_FILES if streams is None else streams:
                 changed = self._read_stream(stream, self._tail(stream)) or changed
             if changed:
-                self.version += 1
+                self.version = next(_VERSIONS)
                 self._frames.clear()
             return changed
 

@@ -139,22 +139,27 @@ def test_a_broken_run_heals_when_its_files_are_completed(runs_root):
 def test_refresh_is_incremental_and_versions_grow_only_with_new_data(runs_root):
     writer = RunWriter(runs_root, name="live", flush_interval=3600)
     run = RunStore(runs_root).run(writer.run_id)
-    assert run.status == "running" and run.version == 0 and run.batch_metrics().empty
-    assert not run.refresh()
+    versions = [run.version]
+    assert run.status == "running" and run.batch_metrics().empty
+    assert not run.refresh() and run.version == versions[-1]
     for step in range(1, 4):
         writer.log("batch", {"step": step, "epoch": 0, "batch": step - 1, "time": 1.0, "loss": 1 / step})
     writer.event("train_begin", "fit() call 1 began", step=0, epoch=0, phase=1)
     writer.flush()
     first = run.batch_metrics()
-    assert run.version == 1 and first["step"].tolist() == [1, 2, 3]
+    versions.append(run.version)
+    assert first["step"].tolist() == [1, 2, 3]
     assert run.events()["kind"].tolist() == ["train_begin"]  # streams are read lazily: events only now
-    assert not run.refresh() and run.version == 2 and run.batch_metrics() is first
+    versions.append(run.version)
+    assert not run.refresh() and run.version == versions[-1] and run.batch_metrics() is first
     tail = run._tails["batch"]
     offset = tail.offset
     writer.log("batch", {"step": 4, "epoch": 0, "batch": 3, "time": 2.0, "loss": 0.2, "new_metric": 7})
     writer.flush()
     frame = run.batch_metrics()
-    assert run.version == 3 and frame["step"].tolist() == [1, 2, 3, 4] and tail.offset > offset
+    versions.append(run.version)
+    assert frame["step"].tolist() == [1, 2, 3, 4] and tail.offset > offset
+    assert versions == sorted(set(versions))  # a new number for each read that found something new
     assert frame["new_metric"].isna().tolist() == [True, True, True, False]
     writer.close()
 
@@ -303,3 +308,22 @@ def test_documented_columns_exist_even_when_no_record_has_them(runs_root):
     assert list(epochs["epoch"]) == [0, 1] and list(epochs["loss"]) == [0.5, 0.4]
     batches = run.batch_metrics()  # no batch.jsonl at all
     assert len(batches) == 0 and list(batches.columns) == ["step", "epoch", "batch", "time"]
+
+
+def test_two_readers_of_one_run_never_share_a_version(runs_root):
+    """Caches key what they build by (run id, version): a new reader of a run (a store that read the run again)
+    must not meet the key of what an older reader built."""
+    writer = RunWriter(runs_root, name="live", flush_interval=3600)
+    writer.log("batch", {"step": 1, "epoch": 0, "batch": 0, "time": 1.0, "loss": 1.0})
+    writer.flush()
+    old = RunStore(runs_root).run(writer.run_id)
+    old.batch_metrics()
+    writer.log("batch", {"step": 2, "epoch": 0, "batch": 1, "time": 2.0, "loss": 0.5})
+    writer.flush()
+    new = RunStore(runs_root).run(writer.run_id)
+    seen = {old.version}
+    assert new.version not in seen
+    seen.add(new.version)
+    new.batch_metrics()
+    assert new.version not in seen and len(new.batch_metrics()) == 2
+    writer.close()
