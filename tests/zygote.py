@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -120,6 +121,9 @@ def _serve(jobs_file: str) -> None:
             if pid == 0:
                 # The child: its exceptions end it through sys.excepthook, like an uncaught error in a script.
                 sys.stdin.close()
+                # Python's own Ctrl-C handler, as in a script started from a terminal: a zygote started in the
+                # background (`cmd &` without job control) inherits SIGINT ignored, and the Ctrl-C jobs would not stop.
+                signal.signal(signal.SIGINT, signal.default_int_handler)
                 reliability_scenarios.run(job)
                 sys.stdout.flush()
                 os._exit(0)
