@@ -193,7 +193,8 @@ def metric_figure(
 
 def value_hover(y: np.ndarray) -> dict[str, object]:
     """A trace's hover arguments: each point's y value as `number_text` writes it."""
-    return {"customdata": numbers_text(y), "hovertemplate": HOVER_TEMPLATE}
+    # An object array, not a list: plotly checks and copies a list item by item.
+    return {"customdata": np.array(numbers_text(y), dtype=object), "hovertemplate": HOVER_TEMPLATE}
 
 
 def scale_buttons(values: np.ndarray, log_y: bool, robust_y: bool) -> dict:

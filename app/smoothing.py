@@ -28,11 +28,25 @@ def ema(y: np.ndarray, weight: float) -> np.ndarray:
 
 
 def _filter(y: np.ndarray, weight: float, state: float) -> tuple[np.ndarray, float]:
-    """The undebiased EMA of `y` continuing from `state` (the previous undebiased value); returns it and its end."""
-    from scipy.signal import lfilter  # imported when first smoothing: scipy.signal takes ~1 s to import
+    """The undebiased EMA of `y` continuing from `state` (the previous undebiased value); returns it and its end.
 
-    smoothed, _ = lfilter([1.0 - weight], [1.0, -weight], y, zi=[weight * state])
-    return smoothed, float(smoothed[-1])
+    s_j = w^(j+1) * (state + (1 - w) * sum_{i<=j} y_i / w^(i+1)): a cumulative sum in numpy, over blocks short enough
+    that 1 / w^(i+1) stays below 1e100, so the loop runs once per block, not per point. (scipy.signal.lfilter
+    computes the same but takes most of a second to import, which the first Run page after a start paid.)
+    """
+    values = np.asarray(y, dtype=np.float64)
+    smoothed = np.empty(len(values))
+    block = max(1, int(100 / -np.log10(weight)))
+    powers = weight ** np.arange(1, min(block, len(values)) + 1)
+    for start in range(0, len(values), block):
+        part = values[start : start + block]
+        weights = powers[: len(part)]
+        out = smoothed[start : start + len(part)]
+        np.cumsum((1.0 - weight) * part / weights, out=out)
+        out += state
+        out *= weights
+        state = float(out[-1])
+    return smoothed, state
 
 
 def _debias(smoothed: np.ndarray, weight: float, offset: int) -> None:
