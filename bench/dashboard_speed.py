@@ -41,10 +41,13 @@ SECTION = "## Dashboard"
 OPTIONS = ChartOptions("step", 0.6)
 NOTES = (
     "Where the time goes: the 1,000,000-row open is mostly monitor's JSONL parse of the 140 MB batch.jsonl. The "
-    "cold-start target is met by the server (up and answering in under 1 s; the Run page script itself runs in "
-    "0.2-0.9 s under AppTest); the page draw after it is the browser loading Streamlit's and plotly.js's bundles in"
-    " software-rendered headless Chromium: a second visit to an already warm server takes as long (3.4-3.9 s). A "
-    "live tick that finds nothing new costs a few ms on the server; charts update in place (bench/first_chart.py)."
+    "server answers /_stcore/health once it has listed the runs root; the Run page draw after it is mostly the "
+    "browser loading Streamlit's and plotly.js's bundles in software-rendered headless Chromium: a one-chart "
+    "Streamlit page takes 2.3-2.6 s in a fresh browser context on this machine (bench/first_chart.py). A refresh "
+    "re-reads only the new rows and smooths only them, but builds each batch chart's plotly figure again (plotly "
+    "checks every value it is given) and downsamples every row of each trace (MinMaxLTTB, linear in the rows): that "
+    "is why it misses 50 ms and grows past 100,000 rows. A live tick that finds nothing new costs a few ms on the "
+    "server; charts update in place (bench/first_chart.py)."
 )
 
 
