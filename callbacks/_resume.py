@@ -22,7 +22,7 @@ from kerascope.monitor.storage import local_path
 
 AUTO = "auto"
 # Streams whose records carry the epoch they belong to: those of a superseded epoch are dropped.
-_EPOCH_STREAMS = frozenset({"batch", "epoch", "activations", "weights", "events"})
+_EPOCH_STREAMS = frozenset({"batch", "epoch", "activations", "weights", "gradients", "events"})
 
 
 def check_resume(resume: str | None) -> None:

@@ -50,7 +50,7 @@ x, y = data()
 model = mlp()
 model.build((None, x.shape[1]))
 live = LiveMonitor(root, name="long run", resume="auto", flush_interval=0.1, system_freq=0, weight_freq=0,
-                   checkpoint="all", monitor="loss")
+                   checkpoint="all", monitor="loss", gradient_data=(x[:32], y[:32]), gradient_freq=1)
 seen = Seen()
 # LiveMonitor before BackupAndRestore: its on_train_begin runs before the epoch is restored.
 callbacks = [live, keras.callbacks.BackupAndRestore(backup), KillSelf(), seen]
@@ -72,17 +72,18 @@ def resumed(tmp_path_factory):
     killed = train(root, backup, "crash")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     (run,) = RunStore(root).runs()
-    before = run.batch_metrics()  # a reader following the run live, across the restart
+    before = run.batch_metrics(), run.gradients()  # a reader following the run live, across the restart
     restarted = train(root, backup, "resume")
     assert restarted.returncode == 0, restarted.stderr[-2000:]
     return root, run, before, json.loads(restarted.stdout.strip().splitlines()[-1])
 
 
 def test_the_killed_run_had_records_past_the_restore_point(resumed):
-    _, run, before, _ = resumed
+    _, _, (batches, gradients), _ = resumed
     epoch, batch = KILLED_AT
-    assert list(before["epoch"]).count(epoch) == batch + 1  # the test is about something: these must be replaced
-    assert list(before["step"]) == list(range(1, epoch * STEPS + batch + 2))
+    assert list(batches["epoch"]).count(epoch) == batch + 1  # the test is about something: these must be replaced
+    assert list(batches["step"]) == list(range(1, epoch * STEPS + batch + 2))
+    assert list(gradients["epoch"].unique()) == list(range(epoch + 1))  # gradients too, taken before those batches
 
 
 def test_the_restart_continues_the_same_run_with_each_step_once(resumed):
@@ -98,6 +99,13 @@ def test_the_restart_continues_the_same_run_with_each_step_once(resumed):
         # The resumed epochs hold what the restarted training logged.
         resumed_epochs = epochs[epochs["epoch"] >= KILLED_AT[0]]
         assert list(resumed_epochs["loss"]) == pytest.approx([e["loss"] for e in seen], rel=1e-6)
+        # Gradients (taken before an update, at the step count so far): every weight once at each step they were
+        # taken, within its epoch's steps, for every epoch; none of the dead process's epoch 3 left beside the new.
+        gradients = reader.gradients()
+        assert not gradients.duplicated(["step", "layer", "weight"]).any()
+        assert gradients.groupby("step").size().nunique() == 1
+        assert (gradients["step"] // STEPS == gradients["epoch"]).all()
+        assert sorted(gradients["epoch"].unique()) == list(range(EPOCHS))
     assert run.status == "finished" and run.reason is None
     status = read_json(run.path, "status.json")
     assert status["step"] == EPOCHS * STEPS and status["phase"] == 1 and "ended" in status
