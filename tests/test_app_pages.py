@@ -347,6 +347,17 @@ def test_every_page_on_the_sample_runs(page):
         assert "No checkpoints in this run" in shown
 
 
+@pytest.mark.parametrize("page", ["views/run.py", "views/activations.py", "views/compare.py"])
+def test_charts_are_svg_traces_never_webgl(page):
+    """Charts hold at most a few thousand points: SVG draws them, while each WebGL context costs the first paint about
+    0.4 s in a software-rendered browser. The diverged sample has every kind of chart (gradients, snapshots)."""
+    diverged = next(run for run in sample_runs if "learning_rate_too_high" in run.id)
+    figures = chart_figures(open_page(SAMPLE_ROOT, page, run_id=diverged.id))
+    kinds = {trace.get("type", "scatter") for figure in figures for trace in figure["data"]}
+    assert len(figures) >= 2 and "scatter" in kinds
+    assert not [kind for kind in kinds if kind.endswith("gl") or kind in ("scatter3d", "surface", "mesh3d")], kinds
+
+
 def test_the_run_header_follows_status_json_at_the_next_refresh(runs_root):
     writer = RunWriter(runs_root, name="ending", flush_interval=60)
     writer.log("batch", {"step": 1, "epoch": 0, "batch": 0, "time": 1.0, "loss": 0.5, "batch_loss": 0.5})

@@ -20,7 +20,7 @@ from kerascope.monitor import format as fmt
 from kerascope.monitor.catalog import Catalog
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STREAMS = (fmt.BATCH_FILE, fmt.ACTIVATIONS_FILE, fmt.WEIGHTS_FILE, fmt.SYSTEM_FILE)
+STREAMS = (fmt.BATCH_FILE, fmt.ACTIVATIONS_FILE, fmt.WEIGHTS_FILE, fmt.GRADIENTS_FILE, fmt.SYSTEM_FILE)
 
 
 def read_summary(run_dir: str) -> dict:
@@ -39,6 +39,10 @@ def root(tmp_path_factory):
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
         fmt.write_json_atomic(meta_path, {**meta, fmt.RUN_GROUP: "sweep-1"})
+        with open(os.path.join(run_dir, fmt.GRADIENTS_FILE), "w", encoding="utf-8") as f:  # listing never reads it
+            for step in range(1, 21):
+                record = {"step": step, "epoch": 0, "layer": "dense", "weight": "kernel", "norm": 0.5, "max_abs": 0.1}
+                f.write(json.dumps(record) + "\n")
         ids[f"trial {index}"] = os.path.basename(run_dir)
     old = make_run(path, "old run", hparams={"lr": 0.05, "units": 16}, seed=9)
     os.unlink(os.path.join(old, fmt.RUN_SUMMARY_FILE))
