@@ -54,7 +54,6 @@ samples: setup
 	$(PYTHON) -m sample_runs.generate
 
 bench: setup
-	$(PIP) tensorboard  # the peer measured side by side in bench/first_chart.py
 	$(PYTHON) bench/callback_overhead.py
 	$(PYTHON) bench/dashboard_speed.py
 	$(PYTHON) bench/first_chart.py
