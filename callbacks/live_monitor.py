@@ -316,13 +316,13 @@ class LiveMonitor(keras.callbacks.Callback):
         # The epoch in progress, as the dashboard's progress and ETA read it (an existing key: safe while the writer
         # thread serializes the dict).
         self._writer.status["epoch"] = epoch
-        fit.epoch_start_step = self._step
         fit.lr_pending = True
         self._order.reset()
         if fit.initial_epoch is None:
             fit.initial_epoch = epoch
         if self._run.resumed is not None and not self._run.resumed.rewound:
-            self._reporter.call("resume", self._rewind, epoch)
+            self._reporter.call("resume", self._rewind, epoch)  # may move the step back (a restart from epoch 0)
+        fit.epoch_start_step = self._step
         self._reporter.call("on_epoch_begin", self._emit_phase_event)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

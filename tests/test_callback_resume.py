@@ -153,3 +153,35 @@ def test_resume_without_an_unfinished_run_starts_a_new_one(runs_root):
     assert third.run_dir not in (first.run_dir, second.run_dir)
     with pytest.raises(ValueError, match="resume must be"):
         LiveMonitor(str(runs_root), resume="../elsewhere")
+
+
+def test_a_failed_run_named_by_its_id_is_continued(runs_root):
+    """resume="<run id>": the run a failed fit() left is continued (another name, a newer run beside it), from the
+    epoch the restarted fit() begins at: with no backup to restore, epoch 0 and step 0."""
+    from test_callback_events import FailAtEpoch, wait_for_status
+    from train_helpers import BATCH, data, mlp
+
+    x, y = data()
+    failing = LiveMonitor(str(runs_root), name="first try", system_freq=0.2, weight_freq=0)
+    with pytest.raises(ValueError, match="data pipeline broke"):
+        mlp().fit(x, y, epochs=4, batch_size=BATCH, verbose=0,
+                  callbacks=[failing, FailAtEpoch(1, ValueError("data pipeline broke"))])
+    assert wait_for_status(failing.run_dir, "failed")["status"] == "failed"
+    failed_id = os.path.basename(failing.run_dir)
+    newer = LiveMonitor(str(runs_root), name="first try", system_freq=0, weight_freq=0)
+    mlp().fit(x, y, epochs=1, batch_size=BATCH, verbose=0, callbacks=[newer])
+
+    again = LiveMonitor(str(runs_root), name="second try", resume=failed_id, system_freq=0, weight_freq=0)
+    mlp().fit(x, y, epochs=4, batch_size=BATCH, verbose=0, callbacks=[again])
+    assert again.run_dir == failing.run_dir
+    run = open_run(failing.run_dir)
+    assert run.status == "finished"
+    assert list(run.epoch_metrics()["epoch"]) == [0, 1, 2, 3]
+    assert list(run.epoch_metrics()["step"]) == [4, 8, 12, 16]
+    assert list(run.batch_metrics()["step"]) == list(range(1, 4 * STEPS + 1))
+    (mark,) = [e for e in records(run.path, "events.jsonl") if e["kind"] == "resumed"]
+    assert (mark["epoch"], mark["step"], mark["data"]["previous_status"]) == (0, 0, "failed")
+    with pytest.warns(RuntimeWarning, match="cannot be resumed"):  # finished now: nothing left to continue
+        refused = LiveMonitor(str(runs_root), resume=failed_id, system_freq=0, weight_freq=0)
+        mlp().fit(x, y, epochs=1, batch_size=BATCH, verbose=0, callbacks=[refused])
+    assert refused.run_dir not in (failing.run_dir, newer.run_dir)
