@@ -77,6 +77,26 @@ def test_gradient_records_for_every_trainable_weight_at_the_frequency(frozen_run
     assert not events(run_dir, "divergence")  # a run that trains quietly has none
 
 
+def test_gradients_are_taken_in_inference_mode(tmp_path):
+    """A Dropout(0.5) between the layers: in inference mode it passes everything through, so every record equals the
+    oracle of the same network without it; in training mode it would drop a random half (other norms at each step)."""
+    x, y = data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(8, activation="relu", name="hidden"),
+                              keras.layers.Dropout(0.5, name="dropout"),
+                              keras.layers.Dense(2, activation="softmax", name="out")], name="with_dropout")
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    w = np.ones(32, dtype="float32")
+    live = LiveMonitor(str(tmp_path), gradient_data=(x[:32], y[:32], w), gradient_freq=1, system_freq=0,
+                       weight_freq=0)
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[live])
+    expected = numpy_gradients(model.get_weights(), x[:32], y[:32], w)
+    found = records(live.run_dir, "gradients.jsonl")
+    assert len({r["step"] for r in found}) >= 6
+    for record in found:
+        assert record["norm"] == pytest.approx(expected[(record["layer"], record["weight"])], rel=1e-4)
+
+
 class WeightsAtBatchBegin(keras.callbacks.Callback):
     """The oracle's input: the model's weights at chosen batch begins (global step = updates done so far)."""
 
