@@ -141,6 +141,7 @@ def latency(samples: int = 10) -> None:
             found.append(time.perf_counter() - start)
     finally:
         writer.close()
+        writer.wait_uploaded(60)  # close() only starts the last upload; the server stops after this
     found.sort()
     print(f"record -> visible to a RunStore polling the root (5 s uploads, 1 s listings): p50 "
           f"{statistics.median(found):.2f} s, max {found[-1]:.2f} s ({samples} records)")
