@@ -38,7 +38,7 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
          "tests/test_monitor_tail.py", "tests/test_run_typed.py", "tests/test_monitor_pinned.py",
          "tests/test_app_query.py", "tests/test_app_formatting.py", "tests/test_app_smoothing.py",
          "tests/test_app_tables.py", "tests/test_app_charts.py"],
-        11.0,
+        14.0,
     ),
     "monitor": (
         ["monitor/reader.py", "monitor/run_files.py", "monitor/store.py", "monitor/watcher.py", "monitor/writer.py"],

@@ -343,3 +343,39 @@ def test_run_row_of_a_live_run_has_its_eta(tmp_path):
     minutes, seconds = re.fullmatch(r"(\d+) min (\d\d) s", row["ETA"]).groups()
     left = int(minutes) * 60 + int(seconds)
     assert round((before - started) * 2.5 / 1.5) <= left <= round((after - started) * 2.5 / 1.5)
+
+
+def test_patched_frame_equals_the_frame_built_again_with_the_changed_rows(store, runs):
+    found, ids = store
+    metrics = ["loss", "val_loss", "auc"]
+    rows = [tables.run_row(run) for run in runs]
+    frame = tables.rows_frame(rows, metrics)
+    before = frame.copy(deep=True)
+    changed = dict(rows[1], name="beta renamed", progress=0.25, where="epoch 1 of 4")
+    changed[tables.METRICS] = {**rows[1][tables.METRICS], "loss": (0.123, 0.456, "min")}
+    patched = tables.patched_frame(frame, {1: changed}, metrics)
+    pd.testing.assert_frame_equal(patched, tables.rows_frame([rows[0], changed, rows[2]], metrics))
+    assert patched.loc[1, "name"] == "beta renamed" and patched.loc[1, "loss (last)"] == 0.123
+    pd.testing.assert_frame_equal(frame, before)  # the frame it was given is left as it was
+    # Rows at two positions at once, in any order of the dict.
+    both = tables.patched_frame(frame, {2: dict(rows[2], name="g2"), 0: dict(rows[0], name="a2")}, metrics)
+    assert list(both["name"]) == ["a2", "beta", "g2"]
+
+
+def test_patched_frame_refuses_a_row_that_changes_the_frames_shape_or_types(runs):
+    metrics = ["loss"]
+    rows = [tables.run_row(run) for run in runs]
+    frame = tables.rows_frame(rows, metrics)
+    assert tables.patched_frame(frame, {0: rows[0]}, ["loss", "auc"]) is None  # other columns
+    assert tables.patched_frame(frame, {0: dict(rows[0], progress="half")}, metrics) is None  # text in a float column
+
+
+def test_a_run_row_follows_status_json_replaced_since_the_run_was_last_listed(tmp_path):
+    run_id = write_run(tmp_path, "ending", {"created": T0}, [{"epoch": 0, "step": 5, "time": T0 + 1, "loss": 0.5}],
+                       {"status": "running", "started": T0, "heartbeat": time.time(), "epoch": 0, "epochs": 4})
+    run = RunStore(tmp_path).run(run_id)
+    assert tables.run_row(run)["status"] == tables.status_label("running")
+    fmt.write_json_atomic(os.path.join(run.path, fmt.STATUS_FILE),
+                          {"status": "failed", "reason": "boom", "started": T0, "ended": T0 + 60})
+    row = tables.run_row(run)  # the same Run object, as the Runs page keeps it between reruns
+    assert (row["status"], row["duration"]) == (tables.status_label("failed"), "1 min 00 s")

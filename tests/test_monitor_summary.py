@@ -293,3 +293,16 @@ def test_derive_summary_reads_complete_lines_of_both_streams():
     empty = derive_summary({}, {}, b"", b"")
     assert empty["epochs_logged"] == 0 and empty["sources"] == {"epoch.jsonl": 0, "events.jsonl": 0}
     assert empty["last_epoch"] is None and empty["metrics"] == {}
+
+
+def test_an_event_line_naming_several_summary_kinds_is_read_once_and_the_lines_after_it_still():
+    """Only lines that name a summary kind are parsed: a line that names two (a value that is the string
+    "divergence") is read once, and the lines after it are still looked at."""
+    quoting = nan_event("val_auc", NAN, 7, 0)
+    quoting["data"]["see"] = ["divergence", "early_stop"]
+    events_data = lines({"kind": "lr_change", "epoch": 0, "step": 3}, quoting,
+                        {"kind": "checkpoint", "epoch": 1, "step": 9}, nan_event("loss", NAN, 12, 2),
+                        {"kind": "early_stop", "epoch": 2, "data": {"epoch": 2}})
+    summary = derive_summary({}, {"status": "finished"}, b"", events_data)
+    assert summary["stop"] == {"epoch": 2, "by_nan_guard": True}
+    assert summary["divergence"] == {"metric": "loss", "value": "nan", "step": 12, "epoch": 2}

@@ -108,8 +108,10 @@ def test_progress_of_a_broken_run_is_empty(runs_root):
          RunOptions(update_freq=7, checkpoint="all", monitor="loss", mode="max")),
         ({"update_freq": "epoch", "checkpoint": None, "logdir": "s3://bucket/runs"},
          RunOptions(logdir="s3://bucket/runs", update_freq="epoch")),
+        ({"update_freq": 1}, RunOptions(update_freq=1)),
+        ({"update_freq": -3}, RunOptions()),
     ],
-    ids=["wrong-values", "wrong-types", "near-misses", "every-N-batches", "no-checkpoints"],
+    ids=["wrong-values", "wrong-types", "near-misses", "every-N-batches", "no-checkpoints", "every-batch", "negative"],
 )
 def test_recorded_options_read_typed_with_malformed_fields_as_none(runs_root, options, expected):
     run = write_run(runs_root, {"options": options}, {"status": "finished", "heartbeat": 0})
@@ -132,10 +134,13 @@ def test_summary_metrics_read_typed_with_malformed_values_as_none(runs_root):
         "loss": {"last": 0.5, "best": 0.25, "best_epoch": 1, "direction": "min"},
         "auc": {"last": "high", "best": True, "best_epoch": 1.5, "direction": "up"},
         "val_peak": {"last": float("nan"), "best_epoch": 2.0},
+        "accuracy_gap": {"last": 0.1, "best": 0.05, "best_epoch": 3, "direction": "min"},
         "junk": 7,
     })
     metrics = run.overview().metrics
-    assert set(metrics) == {"loss", "auc", "val_peak"}  # an entry that is not an object is left out
+    assert set(metrics) == {"loss", "auc", "val_peak", "accuracy_gap"}  # an entry that is not an object is left out
+    # A direction recorded in the summary wins over the name rule ("accuracy" in a name reads "max").
+    assert metrics["accuracy_gap"] == MetricSummary(last=0.1, best=0.05, best_epoch=3, direction="min")
     assert metrics["loss"] == MetricSummary(last=0.5, best=0.25, best_epoch=1, direction="min")
     # A malformed direction is the run's: the name rule for "auc", the one recorded for "peak" for its val_ twin.
     assert metrics["auc"] == MetricSummary(last=None, best=None, best_epoch=None, direction="max")
