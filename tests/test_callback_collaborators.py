@@ -72,7 +72,8 @@ def test_a_key_matching_a_mean_and_a_non_mean_metric_is_left_out():
     precision = keras.metrics.Precision(name="precision")
     head_auc = keras.metrics.Mean(name="head_auc")
     auc = keras.metrics.AUC(name="auc")
-    keys = ["loss", "val_loss", "accuracy", "out_accuracy", "precision", "auc", "head_auc", "tail_auc", "custom"]
+    keys = ["loss", "val_loss", "accuracy", "out_accuracy", "precision", "out_precision", "auc", "head_auc",
+            "tail_auc", "custom"]
     assert mean_metric_keys(keys, [accuracy, precision_mean, precision, head_auc, auc]) == [
         "loss", "val_loss", "accuracy", "out_accuracy", "head_auc"]
     assert mean_metric_keys(["loss", "accuracy_1"], [keras.metrics.Mean(name="accuracy_1")]) == ["loss", "accuracy_1"]
@@ -184,10 +185,14 @@ def test_a_logged_batch_without_the_batch_before_it_has_no_derived_value():
     records.record(1, 0, 0, logs[0])
     record = records.record(3, 0, 2, logs[2])  # batch 1 never reported (a gap)
     assert "batch_loss" not in record and record["loss"] == logs[2]["loss"]
-    # A metric missing from the batch before is not derived either.
-    partial = dict(logs[3])
-    record = records.record(4, 0, 3, {**partial, "extra": 1.0})
-    assert record["batch_loss"] == pytest.approx(PER_BATCH[3]["loss"], abs=1e-12)
+    # A metric missing from the batch before (or from this one) is not derived either.
+    records.record(4, 0, 3, {"loss": logs[3]["loss"]})
+    record = records.record(5, 0, 4, logs[4])
+    assert record["batch_loss"] == pytest.approx(PER_BATCH[4]["loss"], abs=1e-12)
+    assert "batch_accuracy" not in record
+    record = records.record(6, 0, 5, {"accuracy": 0.5})
+    assert "batch_loss" not in record
+    assert record["batch_accuracy"] == pytest.approx(6 * 0.5 - 5 * logs[4]["accuracy"], abs=1e-12)
 
 
 def test_the_first_batch_of_an_epoch_is_its_own_value():
@@ -253,6 +258,20 @@ def test_with_steps_per_execution_each_begin_is_released_by_the_end_before_the_n
     assert order.end(5, {"at": 5}) == []
     assert order.end(2, {"at": 2}) == [(2, {"at": 2}), (5, {"at": 5})]
     assert order.end(8, {"at": 8}) == [(8, {"at": 8})]
+    order.begin(9)  # batches 9-11
+    order.begin(12)  # batches 12-14
+    assert order.end(14, {"at": 14}) == []  # it belongs to the run that began at 12, which waits for 9's
+    assert order.end(11, {"at": 11}) == [(11, {"at": 11}), (14, {"at": 14})]
+
+
+def test_a_stray_end_is_held_until_the_epoch_ends():
+    order = BatchOrder()
+    order.begin(0)
+    order.begin(3)
+    assert order.end(1, {"at": 1}) == [(1, {"at": 1})]
+    assert order.end(2, {"at": 2}) == []  # a second end before the begin of 3: no begin left for it
+    assert order.end(4, {"at": 4}) == [(4, {"at": 4})]
+    assert order.leftovers() == [(2, {"at": 2})]
 
 
 def test_batch_ends_without_begins_pass_straight_through():
@@ -424,6 +443,34 @@ def test_a_failed_save_leaves_the_last_checkpoint_and_no_temporary_file(writer, 
     assert [e["epoch"] for e in index(writer)] == [0]
 
 
+class ListsItsFolder(keras.layers.Layer):
+    """A pass-through layer that, while the model is being saved, notes what the checkpoints folder holds."""
+
+    def __init__(self, folder=None, **kwargs):
+        super().__init__(**kwargs)
+        self.folder = folder
+        self.seen = None
+
+    def call(self, x):
+        return x
+
+    def get_config(self):
+        if self.folder is not None:
+            self.seen = sorted(os.listdir(self.folder))
+        return super().get_config()
+
+
+def test_a_checkpoint_is_written_under_a_hidden_temporary_name_beside_its_final_one(writer):
+    keeper = CheckpointKeeper(writer, "best", "loss", "min")
+    folder = os.path.join(writer.run_dir, "checkpoints")
+    spy = ListsItsFolder(folder, name="spy")
+    model = keras.Sequential([keras.Input((2,)), spy])
+    keeper.save(model, 0, 1, {"loss": 0.5})
+    # While saving: only the temporary file, in the same folder (so the rename is atomic), hidden from listings.
+    assert len(spy.seen) == 1 and spy.seen[0].startswith(".tmp-") and spy.seen[0].endswith(".keras")
+    assert checkpoint_files(writer) == ["best.keras", "index.json"]
+
+
 # -- reporter -------------------------------------------------------------------------------------------------------
 
 
@@ -536,6 +583,12 @@ def test_strict_mode_raises_the_error_itself(writer):
             report.failed("x", error)
         assert raised.value is error
     assert written_events(writer, "warning") == []
+
+
+def test_the_warning_points_at_the_code_that_reported_the_failure(reporter):
+    with pytest.warns(RuntimeWarning) as caught:
+        reporter.failed("on_epoch_end", ValueError("x"))  # as LiveMonitor's hooks report what they caught
+    assert caught[0].filename == __file__
 
 
 def test_the_warning_is_once_per_run_across_fits(reporter, writer):
