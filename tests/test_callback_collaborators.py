@@ -585,12 +585,6 @@ def test_strict_mode_raises_the_error_itself(writer):
     assert written_events(writer, "warning") == []
 
 
-def test_the_warning_points_at_the_code_that_reported_the_failure(reporter):
-    with pytest.warns(RuntimeWarning) as caught:
-        reporter.failed("on_epoch_end", ValueError("x"))  # as LiveMonitor's hooks report what they caught
-    assert caught[0].filename == __file__
-
-
 def test_the_warning_is_once_per_run_across_fits(reporter, writer):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
