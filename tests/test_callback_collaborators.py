@@ -378,8 +378,9 @@ def test_all_keeps_every_epoch_and_marks_only_the_latest_best(writer, small_mode
 
 def test_a_resumed_run_continues_from_its_last_best_value(writer, small_model):
     keeper = CheckpointKeeper(writer, "best", "loss", "min")
-    earlier = [{"epoch": 0, "path": "checkpoints/best.keras", "value": 0.4, "is_best": True},
-               {"epoch": 1, "path": "checkpoints/best.keras", "value": 0.3, "is_best": True},
+    earlier = [{"epoch": 0, "path": "checkpoints/best.keras", "value": 0.5, "is_best": True},
+               {"epoch": 1, "path": "checkpoints/best.keras", "value": 0.4, "is_best": True},
+               {"epoch": 2, "path": "checkpoints/best.keras", "value": 0.3, "is_best": True},
                {"epoch": 2, "path": "checkpoints/best.keras", "value": 0.1, "is_best": False}]
     keeper.continue_from(earlier)
     earlier.clear()  # the keeper holds its own list
