@@ -22,16 +22,23 @@ def flat_metrics(metrics: Iterable[Any]) -> list[Any]:
     return flat
 
 
+def is_running_mean(metric: Any) -> bool:
+    """A keras.metrics.Mean whose result is the mean itself (accuracy, MAE, ...); RootMeanSquaredError is a Mean
+    subclass whose result is the root of one, which no per-batch value averages to."""
+    return isinstance(metric, keras.metrics.Mean) and type(metric).result is keras.metrics.Mean.result
+
+
 def mean_metric_keys(log_keys: Iterable[str], metrics: Iterable[Any]) -> list[str]:
-    """The log keys whose value is a running mean: loss and every keras.metrics.Mean subclass (accuracy, MAE, ...).
+    """The log keys whose value is a running mean: loss and every keras.metrics.Mean subclass that reports its mean
+    (accuracy, MAE, ...; not RootMeanSquaredError).
 
     Keras prefixes metrics of multi-output models with the output name ("head_accuracy") and numbers duplicates,
     so a key matches a metric by its name or by an `_<name>` suffix; a key that also matches a non-mean metric is
     left out rather than derived wrongly.
     """
     objects = flat_metrics(metrics)
-    means = {m.name for m in objects if isinstance(m, keras.metrics.Mean)}
-    others = {m.name for m in objects if not isinstance(m, keras.metrics.Mean)}
+    means = {m.name for m in objects if is_running_mean(m)}
+    others = {m.name for m in objects if not is_running_mean(m)}
 
     def matches(key: str, names: set[str]) -> bool:
         return key in names or any(key.endswith("_" + name) for name in names)

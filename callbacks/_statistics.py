@@ -113,7 +113,8 @@ class ActivationProbe:
         # One slot per probe output: a layer's display name, or None for a nested model's input.
         self.slots: list[str | None] = []
         outputs: list[Any] = []
-        self.nested: list[tuple[int, ActivationProbe]] = []  # (index of the nested model's input, its probe)
+        # (index of the nested model's first input among the outputs, how many inputs it takes, its probe)
+        self.nested: list[tuple[int, int, ActivationProbe]] = []
         self.skipped: list[tuple[str, str]] = []  # (display name, why it has no activation statistics)
         reason = "its layers are called by its own Python code"
         try:
@@ -155,15 +156,17 @@ class ActivationProbe:
             self.skipped.append((name + "/*", str(exc)))
             return
         self.skipped.extend(probe.skipped)
-        self.nested.append((len(outputs), probe))
-        self.slots.append(None)
-        outputs.append(_single(node.input_tensors))
+        # One output per input tensor: the probe's outputs are flattened when it runs, a nested list would shift them.
+        inputs = keras.tree.flatten(node.input_tensors)
+        self.nested.append((len(outputs), len(inputs), probe))
+        self.slots.extend([None] * len(inputs))
+        outputs.extend(inputs)
 
     def records(self, data: Any) -> list[dict[str, Any]]:
         """Statistics of every layer's output on `data` (inputs as the model takes them)."""
         # An eager call: predict_on_batch would trace a new function for every probe (~0.1 s on a small MLP).
         values = [keras.ops.convert_to_numpy(value) for value in keras.tree.flatten(self.model(data, training=False))]
         records = [{"layer": name, **summarize(value)} for name, value in zip(self.slots, values, strict=True) if name]
-        for index, probe in self.nested:
-            records.extend(probe.records(values[index]))
+        for index, count, probe in self.nested:
+            records.extend(probe.records(_single(values[index : index + count])))
         return records
