@@ -42,9 +42,11 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
     ),
     "monitor": (
         ["monitor/reader.py", "monitor/run_files.py", "monitor/store.py", "monitor/watcher.py", "monitor/writer.py"],
-        ["tests/test_monitor_pinned.py", "tests/test_monitor_store.py", "tests/test_monitor_tail.py",
-         "tests/test_monitor_writer.py", "tests/test_watcher.py"],
-        5.0,
+        ["tests/test_monitor_reader.py", "tests/test_monitor_run_files.py", "tests/test_monitor_store_unit.py",
+         "tests/test_monitor_watcher.py", "tests/test_run_typed.py", "tests/test_monitor_pinned.py",
+         "tests/test_monitor_store.py", "tests/test_monitor_tail.py", "tests/test_monitor_writer.py",
+         "tests/test_watcher.py"],
+        15.0,
     ),
     "app": (
         ["app/alerts.py", "app/charts.py", "app/compare_charts.py", "app/run_charts.py", "app/cli.py"],

@@ -1,0 +1,302 @@
+"""RunStore (monitor/store.py) with a catalog and a watcher: what a listing looks at again, what the catalog is
+trusted for, what is written back to it, list versions, progress of a first scan, and `run()`."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import pathlib
+import shutil
+import time
+
+import pytest
+
+from kerascope.monitor import Catalog, RunStore, RunWatcher
+from kerascope.monitor import store as store_module
+
+
+def write_run(root, run_id: str, *, created: float = 1.0, name: str = "first", status: str = "finished"
+              ) -> pathlib.Path:
+    path = pathlib.Path(root) / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "run.json").write_text(json.dumps({"format_version": 1, "name": name, "created": created}))
+    (path / "status.json").write_text(json.dumps({"status": status}))
+    return path
+
+
+def settle(root) -> int:
+    """Date the root back a minute (as a root not modified lately); returns its mtime in ns."""
+    past = time.time_ns() - 60 * 10**9
+    os.utime(root, ns=(past, past))
+    return past
+
+
+def rewrite_keeping_stamp(path: pathlib.Path, text: str) -> None:
+    """Change a file's content in place, keeping its size, mtime and inode (what the catalog compares)."""
+    st = os.stat(path)
+    assert len(text.encode()) == st.st_size
+    with open(path, "r+b") as f:
+        f.write(text.encode())
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.fixture
+def idle(runs_root):
+    """A watcher that is not started: the tests say what changed with `note_changed`."""
+    return RunWatcher(runs_root, start=False)
+
+
+def ids(store: RunStore) -> list[str]:
+    return [run.id for run in store.runs()]
+
+
+# -- the root's entries, with a watcher ----------------------------------------------------------------------------
+
+
+def test_with_a_watcher_a_settled_root_is_read_again_only_when_it_changes(runs_root, idle):
+    write_run(runs_root, "a", created=1.0)
+    store = RunStore(runs_root, watcher=idle)
+    settled = settle(runs_root)
+    assert ids(store) == ["a"]
+    write_run(runs_root, "b", created=2.0)
+    os.utime(runs_root, ns=(settled, settled))  # the same mtime as when it was read: entries trusted
+    assert ids(store) == ["a"]
+    os.utime(runs_root)  # its mtime moved: read again
+    assert ids(store) == ["b", "a"]
+
+
+def test_a_recently_modified_root_is_read_again_at_every_listing(runs_root, idle):
+    write_run(runs_root, "a", created=1.0)
+    now = time.time_ns()
+    os.utime(runs_root, ns=(now, now))
+    store = RunStore(runs_root, watcher=idle)
+    assert ids(store) == ["a"]
+    write_run(runs_root, "b", created=2.0)
+    os.utime(runs_root, ns=(now, now))  # same mtime tick: only its age says it may have changed
+    assert ids(store) == ["b", "a"]
+
+
+def test_runs_that_lose_or_gain_their_files_leave_or_join_the_list(runs_root, idle):
+    a = write_run(runs_root, "a", created=1.0)
+    (runs_root / "c").mkdir()  # a run being created: no run.json nor status.json yet
+    store = RunStore(runs_root, watcher=idle)
+    settle(runs_root)
+    assert ids(store) == ["a"]
+    (a / "run.json").unlink()
+    assert ids(store) == ["a"]  # status.json is left: still a run
+    (a / "status.json").unlink()
+    assert ids(store) == ["a"]  # the watcher did not say a changed
+    idle.note_changed(["a"])
+    assert ids(store) == []
+    write_run(runs_root, "c", created=3.0)  # files inside: the root's mtime does not move
+    assert ids(store) == ["c"]
+    write_run(runs_root, "a", created=1.0)  # a directory without run files is looked at again at each call
+    assert ids(store) == ["c", "a"]
+
+
+def test_a_watcher_that_lost_track_makes_every_run_looked_at_again(runs_root, idle, monkeypatch):
+    a = write_run(runs_root, "a")
+    store = RunStore(runs_root, watcher=idle)
+    settle(runs_root)
+    assert ids(store) == ["a"]
+    (a / "run.json").unlink()
+    (a / "status.json").unlink()
+    monkeypatch.setattr(idle, "changed_since", lambda since_total: None)  # past its change log
+    assert ids(store) == []
+
+
+def test_a_root_that_disappears_lists_nothing(runs_root, idle):
+    write_run(runs_root, "a")
+    store = RunStore(runs_root, watcher=idle)
+    assert ids(store) == ["a"]
+    shutil.rmtree(runs_root)
+    assert ids(store) == []
+    write_run(runs_root, "b")
+    assert ids(store) == ["b"]
+
+
+def test_a_started_watcher_makes_the_store_see_runs_come_and_go(runs_root):
+    watcher = RunWatcher(runs_root)
+    try:
+        store = RunStore(runs_root, watcher=watcher)
+        assert ids(store) == []
+        total = watcher.total
+        path = write_run(runs_root, "live", status="running")
+        watcher.wait(total, timeout=30)
+        deadline = time.monotonic() + 30
+        while ids(store) != ["live"] and time.monotonic() < deadline:
+            watcher.wait(watcher.total, timeout=0.2)
+        assert ids(store) == ["live"]
+        shutil.rmtree(path)
+        while ids(store) and time.monotonic() < deadline:
+            watcher.wait(watcher.total, timeout=0.2)
+        assert ids(store) == []
+    finally:
+        watcher.stop()
+
+
+# -- listing versions and run() ------------------------------------------------------------------------------------
+
+
+def test_the_listing_version_changes_only_with_the_runs_or_their_order(runs_root):
+    write_run(runs_root, "a", created=1.0)
+    store = RunStore(runs_root)
+    version, runs = store.listing()
+    assert [r.id for r in runs] == ["a"] and store.scanned
+    assert store.listing()[0] == version
+    write_run(runs_root, "b", created=2.0)
+    later, runs = store.listing()
+    assert later > version and [r.id for r in runs] == ["b", "a"]
+    shutil.rmtree(runs_root / "b")
+    last, runs = store.listing()
+    assert last > later and [r.id for r in runs] == ["a"]
+
+
+def test_runs_of_equal_creation_time_are_ordered_by_id_newest_first(runs_root):
+    for run_id in ("b", "c", "a"):
+        write_run(runs_root, run_id, created=5.0)
+    assert ids(RunStore(runs_root)) == ["c", "b", "a"]
+
+
+def test_run_returns_the_cached_run_while_its_directory_exists(runs_root):
+    path = write_run(runs_root, "a")
+    store = RunStore(runs_root)
+    run = store.run("a")
+    assert store.run("a") is run
+    shutil.rmtree(path)
+    with pytest.raises(KeyError, match="no run 'a' under"):
+        store.run("a")
+    write_run(runs_root, "late")
+    assert store.run("late").id == "late"  # not listed yet: found by listing again
+
+
+def test_a_first_scan_reports_progress_and_pauses_the_garbage_collector_from_500_runs(runs_root):
+    for i in range(500):
+        run = runs_root / f"r{i:03d}"
+        run.mkdir()
+        (run / "status.json").write_text('{"status": "finished"}')
+    seen = []
+    runs = RunStore(runs_root).runs(progress=lambda done, total: seen.append((done, total, gc.isenabled())))
+    assert len(runs) == 500 and gc.isenabled()
+    assert seen == [(0, 500, False), (200, 500, False), (400, 500, False)]
+
+
+def test_a_small_scan_keeps_the_garbage_collector_running(runs_root):
+    write_run(runs_root, "a")
+    seen = []
+    RunStore(runs_root).runs(progress=lambda done, total: seen.append((done, total, gc.isenabled())))
+    assert seen == [(0, 1, True)]
+    with store_module.collection_paused(10_000):
+        assert gc.isenabled() is False
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with store_module.collection_paused(10_000):
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+
+
+# -- the catalog ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def catalog_dir(tmp_path):
+    return str(tmp_path / "catalogs")
+
+
+def test_runs_whose_files_did_not_change_are_listed_from_the_catalog(runs_root, catalog_dir):
+    path = write_run(runs_root, "a", name="first")
+    assert ids(RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir))) == ["a"]
+    rewrite_keeping_stamp(path / "run.json", (path / "run.json").read_text().replace("first", "other"))
+    (run,) = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+    assert run.name == "first"  # from the catalog: no file was opened
+    (path / "status.json").write_text(json.dumps({"status": "failed"}))  # a stamp moved: read from the files
+    (run,) = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+    assert (run.name, run.status) == ("other", "failed")
+
+
+def test_catalog_rows_of_another_version_are_not_used(runs_root, catalog_dir):
+    path = write_run(runs_root, "a", name="first")
+    catalog = Catalog(runs_root, catalog_dir)
+    stamps = store_module._stamps(str(path))
+    for snapshot in ({"meta": {}}, [1], {"meta": [], "error": None, "status": {}, "status_stamp": None,
+                                         "summary": None, "summary_key": None}):
+        catalog.put([("a", stamps, snapshot)])
+        (run,) = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+        assert run.name == "first" and run.meta["name"] == "first"
+
+
+def test_a_catalog_snapshot_keeps_the_stamps_it_was_read_at(runs_root, catalog_dir):
+    write_run(runs_root, "a")
+    RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+    (run,) = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+    snapshot, fresh = run.snapshot(), store_module.Run(run.path).snapshot()
+    for field in ("meta", "error", "status", "status_stamp", "summary_key", "meta_stamp"):
+        assert getattr(snapshot, field) == getattr(fresh, field)  # tuples again, as a fresh read has them
+    assert run.refresh() is False  # run.json is known unchanged: not read again
+
+
+def test_catalog_rows_of_runs_no_longer_under_the_root_are_deleted(runs_root, catalog_dir):
+    write_run(runs_root, "a")
+    b = write_run(runs_root, "b")
+    store = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir))
+    assert ids(store) == ["b", "a"] or ids(store) == ["a", "b"]
+    shutil.rmtree(b)
+    store.runs()
+    assert set(Catalog(runs_root, catalog_dir).load()) == {"a"}
+    write_run(runs_root, "c")
+    catalog = Catalog(runs_root, catalog_dir)
+    shutil.rmtree(runs_root / "a")
+    RunStore(runs_root, catalog=catalog).runs()  # a first scan drops the rows of runs it did not find
+    assert set(Catalog(runs_root, catalog_dir).load()) == {"c"}
+
+
+def test_before_its_watcher_starts_the_catalog_is_trusted_then_recheck_reads_what_changed(runs_root, catalog_dir):
+    a = write_run(runs_root, "a", name="first")
+    write_run(runs_root, "b", name="other")
+    RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+    (a / "run.json").write_text(json.dumps({"format_version": 1, "name": "renamed", "created": 1.0}))
+    watcher = RunWatcher(runs_root, start=False)
+    store = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir), watcher=watcher)
+    version, runs = store.listing()
+    assert {run.id: run.name for run in runs} == {"a": "first", "b": "other"}
+    assert store.recheck() == ["a"]
+    later, runs = store.listing()
+    assert later > version and {run.id: run.name for run in runs} == {"a": "renamed", "b": "other"}
+    assert store.recheck() == []
+    assert Catalog(runs_root, catalog_dir).load()["a"][1]["meta"]["name"] == "renamed"
+    assert RunStore(runs_root).recheck() == []  # without a catalog there is nothing to compare
+
+
+def test_runs_that_changed_are_written_back_to_the_catalog_at_most_every_sync_interval(runs_root, catalog_dir, idle,
+                                                                                          monkeypatch):
+    path = write_run(runs_root, "a", status="running")
+    store = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir), watcher=idle)
+    assert ids(store) == ["a"]
+
+    def cataloged_status() -> str:
+        return Catalog(runs_root, catalog_dir).load()["a"][1]["status"]["status"]
+
+    assert cataloged_status() == "running"
+    (path / "status.json").write_text(json.dumps({"status": "finished"}))
+    idle.note_changed(["a"])
+    store.runs()
+    assert cataloged_status() == "running"  # cataloged less than CATALOG_SYNC_S ago: later
+    monkeypatch.setattr(store_module, "CATALOG_SYNC_S", 0.0)
+    store.runs()  # no new event: remembered as not written back
+    assert cataloged_status() == "finished"
+    (path / "status.json").write_text(json.dumps({"status": "failed"}))
+    store.runs()
+    assert cataloged_status() == "finished"  # the watcher did not see it change
+    idle.note_changed(["a"])
+    store.runs()
+    assert cataloged_status() == "failed"
+
+
+def test_a_store_over_an_object_store_url_ignores_catalog_and_watcher(tmp_path, idle, catalog_dir):
+    pytest.importorskip("fsspec")
+    store = RunStore("memory://kerascope-store-test/runs", catalog=Catalog(tmp_path, catalog_dir), watcher=idle)
+    assert store.catalog is None and store.watcher is None and store.remote is not None

@@ -1,0 +1,131 @@
+"""RunWatcher (monitor/watcher.py): which run each file event counts for, versions, totals, waiting, starting and
+stopping, and the filesystem check that picks polling. Events are real watchdog events, fed as the observer does, or
+made by writing files under a started watcher."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+)
+from watchdog.observers.polling import PollingObserver
+
+from kerascope.monitor import watcher as watcher_module
+from kerascope.monitor.watcher import ROOT_KEY, RunWatcher, filesystem_type, needs_polling
+
+
+@pytest.fixture
+def idle(runs_root):
+    """A watcher whose observer is not started: only the events handed to it count."""
+    return RunWatcher(runs_root, start=False)
+
+
+def test_a_file_event_counts_for_its_run_only(idle, runs_root):
+    assert (idle.total, idle.version("a"), idle.version()) == (0, 0, 0)
+    idle.on_any_event(FileModifiedEvent(str(runs_root / "a" / "epoch.jsonl")))
+    idle.on_any_event(FileClosedEvent(str(runs_root / "a" / "model" / "summary.txt")))
+    assert (idle.total, idle.version("a"), idle.version("b"), idle.version(ROOT_KEY)) == (2, 2, 0, 0)
+    assert idle.changed_since(0) == {"a"} and idle.changed_since(2) == set()
+
+
+def test_directories_created_or_removed_under_the_root_change_the_list_of_runs(idle, runs_root):
+    idle.on_any_event(DirCreatedEvent(str(runs_root / "new-run")))
+    idle.on_any_event(DirDeletedEvent(str(runs_root / "old-run")))
+    idle.on_any_event(DirModifiedEvent(str(runs_root)))
+    assert idle.version(ROOT_KEY) == 3 and idle.version("new-run") == 0
+    assert idle.changed_since(0) == {ROOT_KEY}
+    (runs_root / "notes.txt").write_text("a file beside the runs")
+    idle.on_any_event(FileModifiedEvent(str(runs_root / "notes.txt")))
+    assert idle.version("notes.txt") == 1 and idle.version(ROOT_KEY) == 3
+
+
+def test_a_move_counts_for_both_runs_and_events_outside_the_root_for_none(idle, runs_root, tmp_path):
+    idle.on_any_event(FileMovedEvent(str(runs_root / "a" / "x.tmp"), str(runs_root / "b" / "status.json")))
+    assert (idle.total, idle.version("a"), idle.version("b")) == (1, 1, 1)
+    idle.on_any_event(FileModifiedEvent(str(tmp_path / "elsewhere.txt")))
+    assert idle.total == 2 and idle.changed_since(1) == set()
+    idle.on_any_event(FileModifiedEvent(os.fsencode(str(runs_root / "c" / "batch.jsonl"))))
+    assert idle.version("c") == 1
+
+
+def test_reads_are_not_changes(idle, runs_root):
+    idle.on_any_event(FileOpenedEvent(str(runs_root / "a" / "run.json")))
+    idle.on_any_event(FileClosedNoWriteEvent(str(runs_root / "a" / "run.json")))
+    assert (idle.total, idle.version("a")) == (0, 0)
+
+
+def test_note_changed_counts_runs_as_if_their_files_had_changed(idle):
+    idle.note_changed(["a", "b"])
+    assert (idle.total, idle.version("a"), idle.version("b")) == (1, 1, 1)
+    idle.note_changed([])
+    assert idle.total == 1 and idle.changed_since(0) == {"a", "b"}
+
+
+def test_wait_returns_the_total_once_it_passed_the_one_given(idle, runs_root):
+    assert idle.wait(0, timeout=0.01) == 0
+    idle.note_changed(["a"])
+    assert idle.wait(0, timeout=30) == 1  # already past: no waiting
+    assert idle.wait(1, timeout=0.01) == 1
+
+
+def test_a_started_watcher_sees_files_written_under_the_root(runs_root):
+    watcher = RunWatcher(runs_root)
+    try:
+        assert watcher.started and watcher.polling is False
+        (runs_root / "run-a").mkdir()
+        total = watcher.wait(0, timeout=30)
+        assert total >= 1 and watcher.version(ROOT_KEY) >= 1
+        (runs_root / "run-a" / "epoch.jsonl").write_text("{}\n")
+        watcher.wait(total, timeout=30)
+        assert watcher.version("run-a") >= 1 and watcher.changed_since(total) >= {"run-a"}
+    finally:
+        watcher.stop()
+
+
+def test_start_is_done_once_and_polling_when_asked(tmp_path):
+    logdir = tmp_path / "created" / "runs"
+    watcher = RunWatcher(logdir, poll=True, poll_interval=0.05, start=False)
+    assert os.path.isdir(logdir) and watcher.logdir == str(logdir) and not watcher.started
+    watcher.start()
+    observer = watcher._observer
+    watcher.start()
+    try:
+        assert watcher._observer is observer and isinstance(observer, PollingObserver) and watcher.polling
+        (logdir / "r").mkdir()
+        assert watcher.wait(0, timeout=30) >= 1
+    finally:
+        watcher.stop()
+    assert not observer.is_alive()
+
+
+def test_polling_is_picked_on_network_filesystems(tmp_path, monkeypatch):
+    assert RunWatcher(tmp_path, start=False).polling is needs_polling(str(tmp_path)) is False
+    monkeypatch.setattr(watcher_module, "filesystem_type", lambda path: "nfs4")
+    assert needs_polling(str(tmp_path)) is True
+    assert RunWatcher(tmp_path, start=False).polling is True
+    assert RunWatcher(tmp_path, poll=False, start=False).polling is False
+
+
+def mount_types() -> dict[str, str]:
+    with open("/proc/mounts", encoding="utf-8") as f:
+        return {fields[1]: fields[2] for fields in (line.split() for line in f)}
+
+
+def test_filesystem_type_is_the_longest_mount_point_holding_the_path():
+    mounts = mount_types()
+    if mounts.get("/dev/shm") != "tmpfs" or mounts.get("/proc") != "proc" or "/dev" not in mounts:
+        pytest.skip("needs /dev, /dev/shm (tmpfs) and /proc mounted")
+    assert filesystem_type("/proc/self/status") == "proc"
+    assert filesystem_type("/dev/shm") == "tmpfs" and filesystem_type("/dev/shm/x/y") == "tmpfs"
+    assert filesystem_type("/dev") == mounts["/dev"]
+    assert filesystem_type("/devices-not-a-mount") == filesystem_type("/") == mounts["/"]
+    assert needs_polling("/dev/shm") is False
