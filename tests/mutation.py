@@ -45,7 +45,7 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
         ["tests/test_monitor_reader.py", "tests/test_monitor_run_files.py", "tests/test_monitor_store_unit.py",
          "tests/test_monitor_watcher.py", "tests/test_run_typed.py", "tests/test_monitor_pinned.py",
          "tests/test_monitor_store.py", "tests/test_monitor_tail.py", "tests/test_monitor_writer.py",
-         "tests/test_watcher.py"],
+         "tests/test_monitor_writer_records.py", "tests/test_watcher.py"],
         15.0,
     ),
     "app": (
