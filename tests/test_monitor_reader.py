@@ -553,3 +553,69 @@ def test_arrays_are_views_of_one_growing_table(runs_root):
         f.write(json.dumps({"step": 3, "loss": 0.125}) + "\n")
     arrays = run.arrays("batch")
     np.testing.assert_array_equal(arrays["loss"], [0.5, 0.25, 0.125])
+
+
+# -- a run on an object store --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def remote_run(tmp_path):
+    """A finished run uploaded to an in-memory object store (fsspec's memory://), and its root's URL."""
+    fsspec = pytest.importorskip("fsspec")
+    from kerascope.monitor.remote_writer import RemoteRunWriter
+
+    url = f"memory://kerascope-reader-{tmp_path.name}/runs"
+    writer = RemoteRunWriter(url, name="remote", flush_interval=3600, spool_dir=str(tmp_path / "spool"))
+    writer.log("epoch", {"epoch": 0, "step": 10, "loss": 0.5, "val_loss": 0.75})
+    writer.log("epoch", {"epoch": 1, "step": 20, "loss": 0.25, "val_loss": 0.5})
+    writer.event("early_stop", "stopped", step=20, epoch=1)
+    writer.close()
+    assert writer.wait_uploaded(60)
+    yield url, writer.run_id
+    fsspec.filesystem("memory").rm(url.removeprefix("memory://").split("/")[0], recursive=True)
+
+
+def test_a_run_on_an_object_store_reads_like_a_local_one(remote_run):
+    from kerascope.monitor import RunStore
+
+    url, run_id = remote_run
+    store = RunStore(url)
+    (run,) = store.runs()
+    assert store.run(run_id) is run
+    with pytest.raises(KeyError):
+        store.run("missing")
+    assert (run.id, run.name, run.status, run.error, run.logdir) == (run_id, "remote", "finished", None, url)
+    assert run.path == f"{url}/{run_id}"
+    assert run.epoch_metrics()[["epoch", "step", "loss"]].values.tolist() == [[0, 10, 0.5], [1, 20, 0.25]]
+    assert run.events()["kind"].tolist() == ["early_stop"]
+    assert (run.best_epoch, run.stop) == (1, Stop(1, by_nan_guard=False))
+    stamp, version = run.summary_key()
+    assert version == run.version and stamp == run._files.stamp("summary.json")
+
+
+def test_an_object_store_run_without_summary_json_derives_it_from_its_segments(remote_run):
+    from kerascope.monitor import RunStore
+
+    url, run_id = remote_run
+    fsspec = pytest.importorskip("fsspec")
+    fsspec.filesystem("memory").rm(f"{url.removeprefix('memory://')}/{run_id}/summary.json")
+    (run,) = RunStore(url).runs()
+    assert run.summary_key()[0] is None
+    view = run.overview()
+    assert (view.best_epoch, view.last_epoch, view.last_step, view.stop) == (1, 1, 20, Stop(1, by_nan_guard=False))
+    assert view.metrics["val_loss"] == MetricSummary(0.5, 0.5, 1, "min")
+
+
+def test_run_json_replaced_on_an_object_store_is_read_again_once_listed(remote_run):
+    from kerascope.monitor import RunStore
+
+    url, run_id = remote_run
+    (run,) = RunStore(url).runs()
+    run.refresh()  # its streams, read once
+    assert run.refresh() is False
+    fsspec = pytest.importorskip("fsspec")
+    fsspec.filesystem("memory").pipe(f"{url.removeprefix('memory://')}/{run_id}/run.json",
+                                     json.dumps({"format_version": 2, "name": "renamed on the store"}).encode())
+    assert run.refresh() is False  # the root's listing is reused for a second: not seen yet
+    run._root.snapshot(max_age=0)  # the next listing
+    assert run.refresh() is True and run.name == "renamed on the store"
