@@ -619,3 +619,20 @@ def test_run_json_replaced_on_an_object_store_is_read_again_once_listed(remote_r
     assert run.refresh() is False  # the root's listing is reused for a second: not seen yet
     run._root.snapshot(max_age=0)  # the next listing
     assert run.refresh() is True and run.name == "renamed on the store"
+
+
+def test_a_record_with_more_names_than_are_counted_says_so(runs_root):
+    record = {"step": 1, **{f"m{i}": 1.0 for i in range(100_600)}}
+    run = Run(str(make(runs_root, **{"batch.jsonl": [record]})))
+    assert len(run.arrays("batch")) == 500  # step and the first 499 metric names
+    assert run.problems == ["batch.jsonl: truncated: 100,000+ more columns not kept (the first 500 are)"]
+
+
+def test_overview_without_recheck_keeps_the_summary_it_read(runs_root):
+    path = make(runs_root, **{"epoch.jsonl": [{"epoch": 0, "step": 5}]})
+    run = Run(str(path))
+    assert run.overview(recheck=False).last_step == 5
+    with open(path / "epoch.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": 1, "step": 9}) + "\n")
+    assert run.overview(recheck=False).last_step == 5
+    assert run.overview().last_step == 9

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import pytest
 
@@ -256,3 +257,13 @@ def test_write_file_accepts_text_and_bytes(runs_root):
     writer.close()
     assert raw(writer.run_dir, "model/summary.txt") == "é\n".encode()
     assert raw(writer.run_dir, "model/graph.png") == b"\x89PNG"
+
+
+def test_a_run_directory_that_cannot_be_made_unique_is_an_error_not_an_overwrite(runs_root, monkeypatch):
+    monkeypatch.setattr(RunWriter, "ID_HEX_BYTES", 0)  # ids differ only by their time: taken for the next seconds
+    now = time.time()
+    for ahead in range(4):
+        (runs_root / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now + ahead))}-twin-").mkdir()
+    with pytest.raises(FileExistsError, match="^could not create a unique run directory under "):
+        RunWriter(runs_root, name="twin")
+    assert len(os.listdir(runs_root)) == 4  # nothing created, nothing taken over
