@@ -5,6 +5,7 @@ made by writing files under a started watcher."""
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 from watchdog.events import (
@@ -70,11 +71,36 @@ def test_note_changed_counts_runs_as_if_their_files_had_changed(idle):
     assert idle.total == 1 and idle.changed_since(0) == {"a", "b"}
 
 
-def test_wait_returns_the_total_once_it_passed_the_one_given(idle, runs_root):
-    assert idle.wait(0, timeout=0.01) == 0
+def waited(watcher: RunWatcher, since_total: int, timeout: float) -> list[int]:
+    """`watcher.wait(since_total, timeout)` in a thread; what it returned once it did (or [] if it still blocks
+    after LIVENESS_S: a wait that never returns hangs a dashboard's refresh loop)."""
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(watcher.wait(since_total, timeout)), daemon=True)
+    thread.start()
+    thread.join(LIVENESS_S)
+    return result
+
+
+LIVENESS_S = 10.0
+
+
+def test_wait_returns_after_its_timeout_when_nothing_changed(idle):
+    assert waited(idle, 0, timeout=0.01) == [0]
+
+
+def test_wait_returns_at_once_when_the_total_is_already_past(idle):
     idle.note_changed(["a"])
-    assert idle.wait(0, timeout=30) == 1  # already past: no waiting
-    assert idle.wait(1, timeout=0.01) == 1
+    assert waited(idle, 0, timeout=3600) == [1]
+    assert waited(idle, 1, timeout=0.01) == [1]
+
+
+def test_wait_wakes_up_on_a_change(idle):
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(idle.wait(0, timeout=3600)), daemon=True)
+    thread.start()
+    idle.note_changed(["a"])
+    thread.join(LIVENESS_S)
+    assert result == [1]
 
 
 def test_a_started_watcher_sees_files_written_under_the_root(runs_root):
