@@ -155,3 +155,30 @@ def test_filesystem_type_is_the_longest_mount_point_holding_the_path():
     assert filesystem_type("/dev") == mounts["/dev"]
     assert filesystem_type("/devices-not-a-mount") == filesystem_type("/") == mounts["/"]
     assert needs_polling("/dev/shm") is False
+
+
+MOUNTS = """\
+/dev/sda1 / ext4 rw,relatime 0 0
+not-a-mount-line
+server:/export /data ext4 rw 0 0
+server:/export /data nfs4 rw,vers=4.2 0 0
+server:/share /srv/my\\040runs cifs rw 0 0
+/dev/sdb1 /database xfs rw 0 0
+"""
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/data/runs", "nfs4"),  # mounted over the ext4 mount on /data: the later line holds the files
+    ("/data", "nfs4"),
+    ("/srv/my runs/run-1", "cifs"),  # the table writes a space as \040
+    ("/database/runs", "xfs"),
+    ("/datax", "ext4"),  # shares /data's prefix, not its folder
+    ("/srv/my", "ext4"),
+])
+def test_filesystem_type_reads_the_mount_table(tmp_path, path, expected):
+    (tmp_path / "mounts").write_text(MOUNTS)
+    assert filesystem_type(path, str(tmp_path / "mounts")) == expected
+
+
+def test_filesystem_type_is_unknown_without_a_mount_table(tmp_path):
+    assert filesystem_type("/data", str(tmp_path / "missing")) is None
