@@ -211,6 +211,7 @@ def test_a_divergence_read_with_every_field(runs_root):
     assert run.divergence == Divergence("loss", "nan", 1234, 2, "non-finite", 0.01, "dense_1", 0.25,
                                         {"source": "gradients"})
     assert run.stop == Stop(2, by_nan_guard=True)
+    assert (run.overview().divergence, run.overview().stop) == (run.divergence, run.stop)
     assert run.status == "diverged"
     assert run.reason == ("loss became NaN at step 1,234 (epoch 3); a NaN guard (TerminateOnNaN) stopped training; "
                           "first layer to break: dense_1")
@@ -240,11 +241,13 @@ def test_the_reason_of_a_diverged_run_says_what_broke_and_where(runs_root, diver
     assert Run(str(path)).reason == reason
 
 
-@pytest.mark.parametrize(("status", "expected"), [("running", "running"), ("failed", "failed")])
-def test_only_finished_or_interrupted_runs_read_as_diverged(runs_root, status, expected):
-    path = make(runs_root, status={"status": status, "heartbeat": time.time() + 60})
+@pytest.mark.parametrize(("status", "reason"), [("running", None), ("failed", "OOM")])
+def test_only_finished_or_interrupted_runs_read_as_diverged(runs_root, status, reason):
+    path = make(runs_root, status={"status": status, "heartbeat": time.time() + 60, "reason": reason})
     summary_json(path, divergence={"metric": "loss", "value": "nan"})
-    assert Run(str(path)).status == expected
+    run = Run(str(path))
+    assert (run.status, run.reason) == (status, reason)
+    assert run.overview().divergence == Divergence("loss", "nan", None, None)
 
 
 def test_a_stale_run_says_its_training_process_probably_died(runs_root):
@@ -301,6 +304,7 @@ def test_a_summary_stream_that_links_outside_the_root_is_not_read(tmp_path, runs
     (path / "events.jsonl").mkdir()
     run = Run(str(path))
     assert run.overview().metrics == {}
+    assert run.summary["sources"] == {"epoch.jsonl": 0, "events.jsonl": 0}  # what was summarized: nothing
     assert run.problems == ["epoch.jsonl: a link that leads outside the runs root: not read",
                             "events.jsonl: Is a directory"]
 
@@ -333,7 +337,7 @@ def test_record_streams_read_as_frames_with_their_documented_columns_first(runs_
               {"time": 2.0, "step": 5, "epoch": 1, "kind": "lr_change", "message": "lr", "data": {"lr": 0.1}},
               {"time": 3.0, "step": 9, "epoch": 2, "kind": "phase", "message": "fit 2", "data": "not a dict"}]
     layers = [{"phase": 1, "layers": [{"name": "dense", "class": "Dense", "params": 10}, "junk"]},
-              {"phase": 2, "layers": "junk"},
+              {"phase": 2, "layers": "junk"}, {"phase": 2, "layers": 5},
               {"phase": 3, "layers": [{"name": "out", "class": "Dense", "params": 3, "trainable": False}]}]
     path = make(runs_root, **{"events.jsonl": events, "model__layers.jsonl": layers,
                               "activations.jsonl": [{"layer": "dense", "mean": 0.5, "step": 1}],
@@ -393,12 +397,13 @@ def test_a_replaced_stream_is_read_from_its_start_and_forgets_the_old_files_note
     assert run.problems == ["events.jsonl: truncated: 2 more records not kept (the newest 3 are)",
                             "events.jsonl: 1 malformed line(s) skipped",
                             "epoch.jsonl: truncated: 1 more rows not kept (the first 3 are)"]
-    replace(path / "events.jsonl", '{"kind": "new"}\n')
+    replace(path / "events.jsonl", "".join(f'{{"kind": "new{i}"}}\n' for i in range(4)))
     replace(path / "epoch.jsonl", '{"epoch": 7, "step": 70}\nbad\n')
     assert run.refresh() is True
-    assert run.events()["kind"].tolist() == ["new"]
+    assert run.events()["kind"].tolist() == ["new1", "new2", "new3"]
     assert run.epoch_metrics()[["epoch", "step"]].values.tolist() == [[7, 70]]
-    assert run.problems == ["epoch.jsonl: 1 malformed line(s) skipped"]
+    assert run.problems == ["epoch.jsonl: 1 malformed line(s) skipped",
+                            "events.jsonl: truncated: 1 more records not kept (the newest 3 are)"]
 
 
 def test_a_truncated_stream_is_read_again(runs_root):
@@ -461,9 +466,12 @@ def test_record_streams_keep_their_newest_records_within_their_byte_budget(runs_
     assert [m[:2] for m in run.events()["message"]] == ["07", "08", "09"]
     assert run.problems == ["events.jsonl: truncated: 7 more records not kept (the newest 3 are)"]
     with open(path / "events.jsonl", "a") as f:
-        f.write(json.dumps({"kind": "k", "message": "10" + "x" * 38}) + "\n")
-    assert [m[:2] for m in run.events()["message"]] == ["08", "09", "10"]
-    assert run.problems == ["events.jsonl: truncated: 8 more records not kept (the newest 3 are)"]
+        f.write("not a record\n")
+        for i in (10, 11):
+            f.write(json.dumps({"kind": "k", "message": f"{i}" + "x" * 38}) + "\n")
+    assert [m[:2] for m in run.events()["message"]] == ["09", "10", "11"]
+    assert run.problems == ["events.jsonl: truncated: 9 more records not kept (the newest 3 are)",
+                            "events.jsonl: 1 malformed line(s) skipped"]
 
 
 def test_a_backlog_read_in_slices_keeps_the_newest_records(runs_root, monkeypatch):
@@ -517,6 +525,8 @@ def test_model_files_and_checkpoints_read_as_written(runs_root):
     (path / "model" / "config.json").write_text("[1]")
     (path / "checkpoints" / "index.json").write_text('{"not": "a list"}')
     assert run.model_config() is None and run.checkpoints().empty
+    (path / "checkpoints" / "index.json").write_text("5")
+    assert run.checkpoints().empty
     (path / "model" / "config.json").write_text("{")
     (path / "checkpoints" / "index.json").write_text("{")
     assert run.model_config() is None and run.checkpoints().empty
@@ -591,16 +601,24 @@ def test_a_run_on_an_object_store_reads_like_a_local_one(remote_run):
     assert (run.best_epoch, run.stop) == (1, Stop(1, by_nan_guard=False))
     stamp, version = run.summary_key()
     assert version == run.version and stamp == run._files.stamp("summary.json")
+    fsspec = pytest.importorskip("fsspec")
+    uploaded = json.loads(fsspec.filesystem("memory").cat(f"{url.removeprefix('memory://')}/{run_id}/summary.json"))
+    assert run.summary == uploaded  # as uploaded (its own time), not derived again
 
 
-def test_an_object_store_run_without_summary_json_derives_it_from_its_segments(remote_run):
+@pytest.mark.parametrize("uploaded", [None, b"{", b'{"summary_version": 99}'])
+def test_an_object_store_run_without_a_readable_summary_derives_it_from_its_segments(remote_run, uploaded):
     from kerascope.monitor import RunStore
 
     url, run_id = remote_run
     fsspec = pytest.importorskip("fsspec")
-    fsspec.filesystem("memory").rm(f"{url.removeprefix('memory://')}/{run_id}/summary.json")
+    summary = f"{url.removeprefix('memory://')}/{run_id}/summary.json"
+    if uploaded is None:
+        fsspec.filesystem("memory").rm(summary)
+    else:
+        fsspec.filesystem("memory").pipe(summary, uploaded)
     (run,) = RunStore(url).runs()
-    assert run.summary_key()[0] is None
+    assert (run.summary_key()[0] is None) is (uploaded is None)
     view = run.overview()
     assert (view.best_epoch, view.last_epoch, view.last_step, view.stop) == (1, 1, 20, Stop(1, by_nan_guard=False))
     assert view.metrics["val_loss"] == MetricSummary(0.5, 0.5, 1, "min")
@@ -636,3 +654,41 @@ def test_overview_without_recheck_keeps_the_summary_it_read(runs_root):
         f.write(json.dumps({"epoch": 1, "step": 9}) + "\n")
     assert run.overview(recheck=False).last_step == 5
     assert run.overview().last_step == 9
+
+
+def test_a_line_too_long_to_be_a_record_is_dropped_and_said_so(runs_root, monkeypatch):
+    from kerascope.monitor import tail
+
+    monkeypatch.setattr(tail, "MAX_LINE_BYTES", 100)
+    path = make(runs_root, **{"batch.jsonl": '{"step": 1}\n{"step": 2, "pad": "' + "x" * 200})  # still written
+    run = Run(str(path))
+    assert run.batch_metrics()["step"].tolist() == [1]
+    with open(path / "batch.jsonl", "a") as f:
+        f.write('"}\n{"step": 3}\n')
+    assert run.batch_metrics()["step"].tolist() == [1, 3]
+    assert run.problems == ["batch.jsonl: a line longer than 100 bytes was dropped"]
+    replace(path / "batch.jsonl", '{"step": 9, "pad": "' + "y" * 200)  # said again of the new file
+    assert run.batch_metrics().empty
+    assert run.problems == ["batch.jsonl: a line longer than 100 bytes was dropped"]
+
+
+def test_a_numeric_backlog_read_in_slices_keeps_every_row(runs_root, monkeypatch):
+    monkeypatch.setattr(reader, "REFRESH_SLICE_BYTES", 64)
+    run = Run(str(make(runs_root, **{"batch.jsonl": [{"step": i, "loss": 1 / (i + 1)} for i in range(50)]})))
+    assert run.batch_metrics()["step"].tolist() == list(range(50)) and run.problems == []
+
+
+def test_a_stream_over_both_its_column_and_row_caps_keeps_both_notes(runs_root, monkeypatch):
+    monkeypatch.setattr(reader, "MAX_METRIC_COLUMNS", 5)
+    monkeypatch.setitem(reader.MAX_CELLS, "batch", 5 * 1024)  # 5 columns of 1,024 rows
+    rows = [{"step": i, "epoch": 0, "batch": i, "time": 1.0, "m1": 1.0, "m2": 2.0, "m3": 3.0} for i in range(1030)]
+    path = make(runs_root, **{"batch.jsonl": rows})
+    run = Run(str(path))
+    assert len(run.batch_metrics()) == 1024
+    notes = ["batch.jsonl: truncated: 2 more columns not kept (the first 5 are)",
+             "batch.jsonl: truncated: 6 more rows not kept (the first 1,024 are)"]
+    assert run.problems == notes
+    with open(path / "batch.jsonl", "a") as f:
+        f.write(json.dumps(rows[0]) + "\n")
+    run.refresh()
+    assert run.problems == [notes[0], "batch.jsonl: truncated: 7 more rows not kept (the first 1,024 are)"]
