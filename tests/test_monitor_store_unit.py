@@ -3,6 +3,7 @@ trusted for, what is written back to it, list versions, progress of a first scan
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -143,8 +144,9 @@ def test_a_started_watcher_makes_the_store_see_runs_come_and_go(runs_root):
 def test_the_listing_version_changes_only_with_the_runs_or_their_order(runs_root):
     write_run(runs_root, "a", created=1.0)
     store = RunStore(runs_root)
+    assert (store.scanned, store.listing_version, store.opened) == (False, 0, (0, 0))
     version, runs = store.listing()
-    assert [r.id for r in runs] == ["a"] and store.scanned
+    assert [r.id for r in runs] == ["a"] and store.scanned is True and version == 1
     assert store.listing()[0] == version
     write_run(runs_root, "b", created=2.0)
     later, runs = store.listing()
@@ -301,3 +303,64 @@ def test_a_store_over_an_object_store_url_ignores_catalog_and_watcher(tmp_path, 
     pytest.importorskip("fsspec")
     store = RunStore("memory://kerascope-store-test/runs", catalog=Catalog(tmp_path, catalog_dir), watcher=idle)
     assert store.catalog is None and store.watcher is None and store.remote is not None
+
+
+def test_a_run_listed_from_the_catalog_reads_none_of_its_files_while_their_stamps_match(runs_root, catalog_dir):
+    path = write_run(runs_root, "a", name="first")
+    (path / "epoch.jsonl").write_text('{"epoch":0,"val_loss":0.5}\n{"epoch":1,"val_loss":0.7}\n')
+    RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+    rewrite_keeping_stamp(path / "run.json", (path / "run.json").read_text().replace("first", "other"))
+    rewrite_keeping_stamp(path / "status.json", '{"status": "failed"}  ')
+    rewrite_keeping_stamp(path / "epoch.jsonl", '{"epoch":0,"val_loss":0.5}\n{"epoch":1,"val_loss":0.1}\n')
+    seen = []
+    store = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir))
+    (run,) = store.runs(progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 1)] and store.opened == (0, 0)
+    assert (run.name, run.status, run.best_epoch) == ("first", "finished", 0)
+    run.refresh()
+    assert (run.name, run.status, run.best_epoch) == ("first", "finished", 0)
+    assert run.epoch_metrics()["val_loss"].tolist() == [0.5, 0.1]  # streams are read as they are
+
+
+def test_runs_cataloged_broken_are_listed_broken_for_the_same_reason(runs_root, catalog_dir):
+    no_run_json = runs_root / "no-run-json"
+    no_run_json.mkdir()
+    (no_run_json / "status.json").write_text('{"status": "finished"}')
+    no_status = write_run(runs_root, "no-status", created=2.0)
+    (no_status / "status.json").unlink()
+    first = {run.id: (run.status, run.reason) for run in RunStore(runs_root, catalog=Catalog(runs_root,
+                                                                                                catalog_dir)).runs()}
+    assert first == {"no-run-json": ("broken", "run.json is missing: not a run directory, or its creation was "
+                                               "interrupted"),
+                     "no-status": ("broken", "status.json is missing")}
+    again = {run.id: (run.status, run.reason) for run in RunStore(runs_root, catalog=Catalog(runs_root,
+                                                                                                catalog_dir)).runs()}
+    assert again == first
+
+
+def test_a_catalog_row_written_before_run_json_stamps_were_kept_reads_run_json_once(runs_root, catalog_dir):
+    path = write_run(runs_root, "a", name="first")
+    snapshot = dataclasses.asdict(store_module.Run(str(path)).snapshot())
+    del snapshot["meta_stamp"]
+    snapshot["meta"] = {**snapshot["meta"], "name": "cataloged"}
+    Catalog(runs_root, catalog_dir).put([("a", store_module._stamps(str(path)), snapshot)])
+    (run,) = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+    assert run.name == "cataloged"
+    assert run.refresh() is True and run.name == "first"
+    assert run.refresh() is False
+
+
+def test_several_changed_runs_are_all_written_back(runs_root, catalog_dir, idle, monkeypatch):
+    paths = [write_run(runs_root, run_id, status="running") for run_id in ("a", "b", "c")]
+    store = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir), watcher=idle)
+    store.runs()
+    for path in paths[:2]:
+        (path / "status.json").write_text(json.dumps({"status": "finished"}))
+    idle.note_changed(["a", "b"])
+    store.runs()  # too soon after they were cataloged: remembered
+    monkeypatch.setattr(store_module, "CATALOG_SYNC_S", 0.0)
+    idle.note_changed(["c"])  # changed too, but not its files: c is written back as it is
+    store.runs()
+    rows = Catalog(runs_root, catalog_dir).load()
+    assert {run_id: row[1]["status"]["status"] for run_id, row in rows.items()} == {
+        "a": "finished", "b": "finished", "c": "running"}

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
+import signal
 import time
 
 import pytest
@@ -267,3 +269,55 @@ def test_a_run_directory_that_cannot_be_made_unique_is_an_error_not_an_overwrite
     with pytest.raises(FileExistsError, match="^could not create a unique run directory under "):
         RunWriter(runs_root, name="twin")
     assert len(os.listdir(runs_root)) == 4  # nothing created, nothing taken over
+
+
+def test_the_layer_table_goes_to_the_model_folder(runs_root):
+    writer = RunWriter(runs_root, flush_interval=3600)
+    writer.log("layers", {"phase": 1, "layers": []})
+    writer.close()
+    assert raw(writer.run_dir, "model/layers.jsonl") == b'{"phase":1,"layers":[]}\n'
+    assert not os.path.exists(os.path.join(writer.run_dir, "layers.jsonl"))
+
+
+def test_resume_flushes_as_often_as_a_new_writer_by_default(finished, runs_root):
+    writer = RunWriter.resume(finished)
+    fresh = RunWriter(runs_root)
+    assert writer.flush_interval == fresh.flush_interval == 0.5
+    writer.close()
+    fresh.close()
+
+
+def test_resume_of_a_run_json_without_creation_time_starts_now(finished):
+    meta = read_json(finished, "run.json")
+    del meta["created"]
+    fmt.write_json_atomic(os.path.join(finished, "run.json"), meta)
+    os.unlink(os.path.join(finished, "status.json"))
+    before = time.time()
+    writer = RunWriter.resume(finished, flush_interval=3600)
+    started = read_json(finished, "status.json")["started"]
+    assert isinstance(started, float) and before <= started <= time.time()
+    writer.close()
+
+
+def test_a_write_cut_short_by_the_file_size_limit_stays_one_malformed_line(runs_root):
+    """A real short write (RLIMIT_FSIZE): the fragment is ended by the next write's line break."""
+    writer = RunWriter(runs_root, flush_interval=3600)
+    writer.log("batch", {"step": 1, "pad": "a" * 40})
+    writer.flush(heartbeat=False)
+    path = os.path.join(writer.run_dir, "batch.jsonl")
+    size = os.path.getsize(path)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of killing the process
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20, hard))
+        writer.log("batch", {"step": 2, "pad": "b" * 40})
+        writer.flush(heartbeat=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert len(writer.errors) == 1 and writer.errors[0].startswith("could not append to batch.jsonl: [Errno 27] ")
+    writer.log("batch", {"step": 3})
+    writer.close()
+    first, fragment, last, end = raw(writer.run_dir, "batch.jsonl").split(b"\n")
+    assert (len(fragment), last, end) == (20, b'{"step":3}', b"")
+    assert fragment == b'{"step":2,"pad":"bbb'
