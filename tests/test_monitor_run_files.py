@@ -32,6 +32,7 @@ def test_open_regular_reads_a_regular_file_and_refuses_everything_else(tmp_path)
     (tmp_path / "file").write_bytes(b"data")
     with open_regular(str(tmp_path / "file")) as f:
         assert f.read() == b"data" and f.mode == "rb"
+        assert not os.get_inheritable(f.fileno())  # a training process started by the dashboard never gets it
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(NotRegularFileError) as fifo:
         open_regular(str(tmp_path / "fifo"))  # returns at once: no writer is waited for
