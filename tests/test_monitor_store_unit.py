@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import shutil
+import threading
 import time
 
 import pytest
@@ -96,15 +97,20 @@ def test_runs_that_lose_or_gain_their_files_leave_or_join_the_list(runs_root, id
     assert ids(store) == ["c", "a"]
 
 
-def test_a_watcher_that_lost_track_makes_every_run_looked_at_again(runs_root, idle, monkeypatch):
+def test_a_watcher_that_lost_track_makes_every_run_looked_at_again(runs_root, idle, monkeypatch, catalog_dir):
     a = write_run(runs_root, "a")
-    store = RunStore(runs_root, watcher=idle)
+    b = write_run(runs_root, "b", status="running")
+    store = RunStore(runs_root, watcher=idle, catalog=Catalog(runs_root, catalog_dir))
     settle(runs_root)
-    assert ids(store) == ["a"]
+    assert ids(store) == ["b", "a"]
     (a / "run.json").unlink()
     (a / "status.json").unlink()
+    (b / "status.json").write_text(json.dumps({"status": "finished"}))
+    idle.note_changed(["b"])
+    monkeypatch.setattr(store_module, "CATALOG_SYNC_S", 0.0)
     monkeypatch.setattr(idle, "changed_since", lambda since_total: None)  # past its change log
-    assert ids(store) == []
+    assert ids(store) == ["b"]
+    assert Catalog(runs_root, catalog_dir).load()["b"][1]["status"]["status"] == "finished"
 
 
 def test_a_root_that_disappears_lists_nothing(runs_root, idle):
@@ -180,9 +186,10 @@ def test_a_first_scan_reports_progress_and_pauses_the_garbage_collector_from_500
         run.mkdir()
         (run / "status.json").write_text('{"status": "finished"}')
     seen = []
-    runs = RunStore(runs_root).runs(progress=lambda done, total: seen.append((done, total, gc.isenabled())))
+    store = RunStore(runs_root)
+    runs = store.runs(progress=lambda done, total: seen.append((done, total, gc.isenabled(), store.opened)))
     assert len(runs) == 500 and gc.isenabled()
-    assert seen == [(0, 500, False), (200, 500, False), (400, 500, False)]
+    assert seen == [(0, 500, False, (0, 500)), (200, 500, False, (200, 500)), (400, 500, False, (400, 500))]
 
 
 def test_a_small_scan_keeps_the_garbage_collector_running(runs_root):
@@ -230,6 +237,11 @@ def test_catalog_rows_of_another_version_are_not_used(runs_root, catalog_dir):
         catalog.put([("a", stamps, snapshot)])
         (run,) = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
         assert run.name == "first" and run.meta["name"] == "first"
+    row = {"meta": {"format_version": 1, "name": "cataloged"}, "error": None, "status": {"status": "finished"},
+           "status_stamp": None, "summary": None, "summary_key": None}  # stamps not known: read when asked
+    catalog.put([("a", stamps, row)])
+    (run,) = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+    assert (run.name, run.status, run.overview().last_epoch) == ("cataloged", "finished", None)
 
 
 def test_a_catalog_snapshot_keeps_the_stamps_it_was_read_at(runs_root, catalog_dir):
@@ -246,7 +258,7 @@ def test_catalog_rows_of_runs_no_longer_under_the_root_are_deleted(runs_root, ca
     write_run(runs_root, "a")
     b = write_run(runs_root, "b")
     store = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir))
-    assert ids(store) == ["b", "a"] or ids(store) == ["a", "b"]
+    assert ids(store) == ["b", "a"]
     shutil.rmtree(b)
     store.runs()
     assert set(Catalog(runs_root, catalog_dir).load()) == {"a"}
@@ -364,3 +376,40 @@ def test_several_changed_runs_are_all_written_back(runs_root, catalog_dir, idle,
     rows = Catalog(runs_root, catalog_dir).load()
     assert {run_id: row[1]["status"]["status"] for run_id, row in rows.items()} == {
         "a": "finished", "b": "finished", "c": "running"}
+
+
+def test_a_store_over_an_object_store_names_its_root_as_the_store_does(idle):
+    pytest.importorskip("fsspec")
+    store = RunStore("memory://kerascope-store-test/runs/")
+    assert store.logdir == store.remote.url == "memory://kerascope-store-test/runs"
+
+
+def test_a_listing_asked_for_progress_reports_while_another_thread_opens_runs(runs_root):
+    write_run(runs_root, "a")
+    store = RunStore(runs_root)
+    store._opening.acquire()  # as a first scan in another thread holds it
+    seen, listed = [], []
+    thread = threading.Thread(target=lambda: listed.append(store.runs(progress=lambda *p: seen.append(p))),
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    store._opening.release()
+    thread.join(10)
+    assert seen[0] == (0, 0) and [run.id for run in listed[0]] == ["a"]
+
+
+def test_a_run_changed_before_it_was_opened_is_not_written_back_for_that_change(runs_root, catalog_dir, idle,
+                                                                                monkeypatch):
+    path = write_run(runs_root, "a", status="running")
+    idle.note_changed(["a"])  # reported before the store read the run: what it read is current
+    store = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir), watcher=idle)
+    store.runs()
+    (path / "status.json").write_text(json.dumps({"status": "finished"}))  # not reported (yet)
+    monkeypatch.setattr(store_module, "CATALOG_SYNC_S", 0.0)
+    store.runs()
+    assert Catalog(runs_root, catalog_dir).load()["a"][1]["status"]["status"] == "running"
+    idle.note_changed(["a"])
+    store.runs()
+    assert Catalog(runs_root, catalog_dir).load()["a"][1]["status"]["status"] == "finished"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 from watchdog.events import (
@@ -106,7 +107,7 @@ def test_wait_wakes_up_on_a_change(idle):
 def test_a_started_watcher_sees_files_written_under_the_root(runs_root):
     watcher = RunWatcher(runs_root)
     try:
-        assert watcher.started and watcher.polling is False
+        assert watcher.started and watcher.polling is False and not isinstance(watcher._observer, PollingObserver)
         (runs_root / "run-a").mkdir()
         total = watcher.wait(0, timeout=30)
         assert total >= 1 and watcher.version(ROOT_KEY) >= 1
@@ -126,6 +127,7 @@ def test_start_is_done_once_and_polling_when_asked(tmp_path):
     watcher.start()
     try:
         assert watcher._observer is observer and isinstance(observer, PollingObserver) and watcher.polling
+        assert observer.timeout == 0.05
         (logdir / "r").mkdir()
         assert watcher.wait(0, timeout=30) >= 1
     finally:
@@ -164,6 +166,8 @@ server:/export /data ext4 rw 0 0
 server:/export /data nfs4 rw,vers=4.2 0 0
 server:/share /srv/my\\040runs cifs rw 0 0
 /dev/sdb1 /database xfs rw 0 0
+tmpfs /three tmpfs
+/dev/sdc1 /mntX ext3 rw 0 0
 """
 
 
@@ -174,6 +178,8 @@ server:/share /srv/my\\040runs cifs rw 0 0
     ("/database/runs", "xfs"),
     ("/datax", "ext4"),  # shares /data's prefix, not its folder
     ("/srv/my", "ext4"),
+    ("/three/runs", "tmpfs"),  # a line of just the three fields read
+    ("/mntX/runs", "ext3"),
 ])
 def test_filesystem_type_reads_the_mount_table(tmp_path, path, expected):
     (tmp_path / "mounts").write_text(MOUNTS)
@@ -182,3 +188,45 @@ def test_filesystem_type_reads_the_mount_table(tmp_path, path, expected):
 
 def test_filesystem_type_is_unknown_without_a_mount_table(tmp_path):
     assert filesystem_type("/data", str(tmp_path / "missing")) is None
+
+
+def test_polling_is_tried_when_inotify_cannot_watch_and_kept_once_it_started(tmp_path):
+    logdir = tmp_path / "runs"
+    watcher = RunWatcher(logdir, start=False)
+    assert watcher.polling is False
+    logdir.rmdir()  # inotify cannot watch a folder that is gone, nor can polling: the error is raised
+    with pytest.raises(FileNotFoundError):
+        watcher.start()
+    assert watcher.polling is True and not watcher.started
+    logdir.mkdir()
+    watcher.start()
+    try:
+        assert isinstance(watcher._observer, PollingObserver) and watcher._observer.timeout == 0.5
+    finally:
+        watcher.stop()
+
+
+def test_a_watcher_told_not_to_poll_raises_instead_of_polling(tmp_path):
+    logdir = tmp_path / "runs"
+    watcher = RunWatcher(logdir, poll=False, start=False)
+    logdir.rmdir()
+    with pytest.raises(FileNotFoundError):
+        watcher.start()
+    assert watcher.polling is False
+
+
+def test_attribute_changes_are_not_changes(runs_root):
+    (runs_root / "a").mkdir()
+    (runs_root / "a" / "run.json").write_text("{}")
+    watcher = RunWatcher(runs_root)
+    try:
+        os.chmod(runs_root / "a" / "run.json", 0o600)
+        os.utime(runs_root / "a" / "run.json", (1, 1))
+        (runs_root / "b").mkdir()
+        (runs_root / "b" / "run.json").write_text("{}")  # events arrive in order: a's would come first
+        deadline = time.monotonic() + 30
+        while watcher.version("b") == 0 and time.monotonic() < deadline:
+            watcher.wait(watcher.total, timeout=0.1)
+        assert watcher.version("b") >= 1 and watcher.version("a") == 0
+    finally:
+        watcher.stop()
