@@ -8,6 +8,8 @@ import os
 import resource
 import shutil
 import signal
+import socket
+import threading
 import time
 
 import pytest
@@ -321,3 +323,79 @@ def test_a_write_cut_short_by_the_file_size_limit_stays_one_malformed_line(runs_
     first, fragment, last, end = raw(writer.run_dir, "batch.jsonl").split(b"\n")
     assert (len(fragment), last, end) == (20, b'{"step":3}', b"")
     assert fragment == b'{"step":2,"pad":"bbb'
+
+
+def test_a_new_run_has_its_identity_status_and_summary_at_once(runs_root):
+    writer = RunWriter(runs_root, flush_interval=3600)
+    assert writer.name == "run" and "-run-" in writer.run_id
+    meta = read_json(writer.run_dir, "run.json")
+    assert sorted(meta) == ["created", "format_version", "host", "id", "name", "pid"]
+    assert (meta["name"], meta["host"], meta["pid"]) == ("run", socket.gethostname(), os.getpid())
+    status = read_json(writer.run_dir, "status.json")
+    assert sorted(status) == ["heartbeat", "heartbeat_interval", "started", "status"]
+    assert status["started"] == meta["created"] <= status["heartbeat"]
+    summary = read_json(writer.run_dir, "summary.json")  # before any flush
+    assert (summary["name"], summary["status"], summary["epochs_logged"]) == ("run", "running", 0)
+    named = RunWriter(runs_root, name="named", flush_interval=3600)
+    assert named.name == "named" and read_json(named.run_dir, "run.json")["name"] == "named"
+    for w in (writer, named):
+        w.close()
+
+
+def test_the_flusher_is_a_daemon_thread_named_after_the_run(runs_root):
+    writer = RunWriter(runs_root, flush_interval=3600)
+    threads = [t for t in threading.enumerate() if t.name == f"kerascope-writer-{writer.run_id}"]
+    assert len(threads) == 1 and threads[0].daemon  # never keeps a script alive that forgot close()
+    writer.close()
+    assert not threads[0].is_alive()
+
+
+def test_the_background_flusher_beats_the_heartbeat(runs_root, monkeypatch):
+    monkeypatch.setattr(fmt, "HEARTBEAT_INTERVAL_S", 0.05)
+    writer = RunWriter(runs_root, flush_interval=0.01)
+    first = read_json(writer.run_dir, "status.json")["heartbeat"]
+    deadline = time.monotonic() + 10
+    while read_json(writer.run_dir, "status.json")["heartbeat"] == first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert read_json(writer.run_dir, "status.json")["heartbeat"] > first and writer.errors == []
+    writer.close()
+
+
+def test_events_alone_update_the_summary_at_the_next_flush(runs_root):
+    writer = RunWriter(runs_root, flush_interval=3600)
+    writer.event("early_stop", "stopped", step=5, epoch=2)
+    writer.flush(heartbeat=False)
+    assert read_json(writer.run_dir, "summary.json")["stop"] == {"epoch": 2, "by_nan_guard": False}
+    writer.close()
+
+
+def test_closing_a_run_with_nothing_pending_still_says_so_in_the_summary(runs_root):
+    writer = RunWriter(runs_root, flush_interval=3600)
+    writer.flush()
+    writer.close(fmt.INTERRUPTED, reason="Ctrl-C")
+    assert read_json(writer.run_dir, "summary.json")["status"] == "interrupted"
+    status = read_json(writer.run_dir, "status.json")
+    assert (status["status"], status["reason"]) == ("interrupted", "Ctrl-C") and status["ended"] >= status["started"]
+
+
+def test_status_and_summary_write_failures_name_their_file(runs_root):
+    writer = RunWriter(runs_root, flush_interval=3600)
+    shutil.rmtree(writer.run_dir)
+    writer.update_status(epoch=1)
+    writer.flush()
+    assert [error.split(":")[0] for error in writer.errors] == ["could not write status.json",
+                                                                "could not write summary.json"]
+    writer.close()
+
+
+def test_a_run_id_taken_meanwhile_is_drawn_again(runs_root, monkeypatch):
+    from kerascope.monitor import writer as writer_module
+
+    now = time.time()
+    for ahead in range(4):  # taken, whatever second the writer starts in
+        (runs_root / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now + ahead))}-twin-aaaa").mkdir()
+    tokens = iter(["aaaa", "bbbb"])
+    monkeypatch.setattr(writer_module.secrets, "token_hex", lambda nbytes: next(tokens))
+    writer = RunWriter(runs_root, name="twin", flush_interval=3600)
+    assert writer.run_id.endswith("-twin-bbbb") and len(os.listdir(runs_root)) == 5
+    writer.close()
