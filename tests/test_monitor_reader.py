@@ -290,6 +290,11 @@ def test_an_unreadable_summary_json_is_derived_from_the_streams(runs_root):
     assert Run(str(path)).overview().metrics == {"loss": MetricSummary(2.0, 2.0, 0, "min")}
 
 
+def test_a_summary_derived_without_streams_summarized_nothing(runs_root):
+    summary = Run(str(make(runs_root))).summary
+    assert summary["sources"] == {"epoch.jsonl": 0, "events.jsonl": 0} and summary["epochs_logged"] == 0
+
+
 def test_summary_key_names_the_three_files_a_summary_depends_on(runs_root):
     path = make(runs_root, **{"epoch.jsonl": "\n"})
     run = Run(str(path))
@@ -546,6 +551,7 @@ def test_a_run_made_from_its_snapshot_reads_no_file_until_one_changes(runs_root)
     snapshot = Run(str(path)).snapshot()
     (path / "run.json").unlink()
     (path / "epoch.jsonl").unlink()
+    replace(path / "status.json", json.dumps({"status": "finished"}))
     copy = Run(str(path), snapshot=snapshot)
     assert (copy.name, copy.error) == ("by hand", None)
     view = copy.overview(recheck=False)
@@ -692,3 +698,17 @@ def test_a_stream_over_both_its_column_and_row_caps_keeps_both_notes(runs_root, 
         f.write(json.dumps(rows[0]) + "\n")
     run.refresh()
     assert run.problems == [notes[0], "batch.jsonl: truncated: 7 more rows not kept (the first 1,024 are)"]
+
+
+def test_record_streams_keep_at_most_their_count_and_their_bytes_together(runs_root, monkeypatch):
+    line = json.dumps({"kind": "k", "message": "x" * 40})
+    monkeypatch.setitem(reader.MAX_RECORDS, "events", 3)
+    monkeypatch.setitem(reader.MAX_RECORD_BYTES, "events", 3 * (len(line) + 1))  # both caps: 3 records
+    path = make(runs_root, **{"events.jsonl": [{"kind": "k", "message": f"{i:02d}" + "x" * 38} for i in range(3)]})
+    run = Run(str(path))
+    assert len(run.events()) == 3 and run.problems == []
+    with open(path / "events.jsonl", "a") as f:
+        for i in (3, 4):
+            f.write(json.dumps({"kind": "k", "message": f"{i:02d}" + "x" * 38}) + "\n")
+    assert [m[:2] for m in run.events()["message"]] == ["02", "03", "04"]
+    assert run.problems == ["events.jsonl: truncated: 2 more records not kept (the newest 3 are)"]

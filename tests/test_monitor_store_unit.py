@@ -242,6 +242,11 @@ def test_catalog_rows_of_another_version_are_not_used(runs_root, catalog_dir):
     catalog.put([("a", stamps, row)])
     (run,) = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
     assert (run.name, run.status, run.overview().last_epoch) == ("cataloged", "finished", None)
+    row = dataclasses.asdict(store_module.Run(str(path)).snapshot())
+    row["summary"] = {**row["summary"], "metrics": ["not", "an", "object"], "last_epoch": 7}  # a foreign row
+    catalog.put([("a", stamps, row)])
+    (run,) = RunStore(runs_root, catalog=Catalog(runs_root, catalog_dir)).runs()
+    assert run.overview(recheck=False).metrics == {} and run.overview(recheck=False).last_epoch is None
 
 
 def test_a_catalog_snapshot_keeps_the_stamps_it_was_read_at(runs_root, catalog_dir):
