@@ -418,3 +418,12 @@ def test_a_run_changed_before_it_was_opened_is_not_written_back_for_that_change(
     idle.note_changed(["a"])
     store.runs()
     assert Catalog(runs_root, catalog_dir).load()["a"][1]["status"]["status"] == "finished"
+
+
+def test_run_of_a_listed_run_does_not_list_the_root_again(runs_root):
+    write_run(runs_root, "a")
+    store = RunStore(runs_root)
+    version, _ = store.listing()
+    write_run(runs_root, "b", created=2.0)
+    assert store.run("a").id == "a" and store.listing_version == version  # the root of 10,000 runs is not read
+    assert store.run("b").id == "b" and store.listing_version > version  # not listed yet: the root is read
