@@ -38,6 +38,7 @@ from kerascope.monitor.tail import JsonlTail, parse_numeric_columns, parse_recor
 
 REFRESH_SLICE_BYTES = 32 * 1024 * 1024
 MAX_PROBLEMS = 50
+MALFORMED_NOTE = " malformed line(s) skipped"
 _VERSIONS = itertools.count(1)  # Run.version: one sequence for every reader of the process
 # The files a summary depends on, in the order of `Run.summary_key()`.
 SUMMARY_SOURCES = (fmt.RUN_SUMMARY_FILE, fmt.EPOCH_FILE, fmt.EVENTS_FILE)
@@ -88,6 +89,7 @@ class Run:
         self._status_info: dict[str, Any] = {}
         self._status_stamp: tuple[Any, int] | None = None
         self._status_read = False  # status_info looked at status.json (or came from a snapshot)
+        self._meta_stamp: tuple[Any, ...] | None = None  # run.json's stamp when it was read (None: not known)
         self._lock = threading.RLock()
         self._root = root
         if root is not None:  # on an object store (`path` is the run id): segments instead of appended files
@@ -105,11 +107,12 @@ class Run:
         self._records: dict[str, list[dict[str, Any]]] = {s: [] for s in fmt.STREAM_FILES if s not in NUMERIC_COLUMNS}
         self._record_sizes: dict[str, list[int]] = {stream: [] for stream in self._records}
         self._records_dropped = dict.fromkeys(self._records, 0)
+        self._malformed = dict.fromkeys(fmt.STREAM_FILES, 0)  # malformed lines skipped per stream
         self._frames: dict[str, pd.DataFrame] = {}
         self._summary: dict[str, Any] | None = None
         self._summary_key: tuple[Any, ...] | None = None
         if snapshot is not None:
-            self.meta, self.error = snapshot.meta, snapshot.error
+            self.meta, self.error, self._meta_stamp = snapshot.meta, snapshot.error, snapshot.meta_stamp
             self._status_info, self._status_stamp = snapshot.status, snapshot.status_stamp
             self._status_read = True
             self._summary, self._summary_key = snapshot.summary, snapshot.summary_key
@@ -121,7 +124,16 @@ class Run:
 
     # -- identity and status -----------------------------------------------------------------------------------
 
+    def _run_json_stamp(self) -> tuple[Any, ...] | None:
+        """run.json's stamp now (a stat; on an object store, from the root's listing); None when it cannot be had."""
+        try:
+            return self._files.stamp(fmt.RUN_FILE)
+        except (FileNotFoundError, RunFormatError):
+            return None
+
     def _load_meta(self) -> None:
+        # Stamped before reading: a run.json replaced while it is read is read again at the next refresh.
+        self._meta_stamp = self._run_json_stamp()
         try:
             meta = self._files.read_json(fmt.RUN_FILE)
             if not isinstance(meta, dict):
@@ -333,7 +345,8 @@ class Run:
         until one of them changes."""
         with self._lock:
             info, summary = self.status_info, self.summary
-            return Snapshot(self.meta, self.error, info, self._status_stamp, summary, self._summary_key)
+            return Snapshot(self.meta, self.error, info, self._status_stamp, summary, self._summary_key,
+                            self._meta_stamp)
 
     # -- run.json, typed (a missing or malformed value is None) -----------------------------------------------------
 
@@ -395,9 +408,14 @@ class Run:
         """Read whatever was appended since the last call to `streams` (keys of format.STREAM_FILES; default: all of
         them). Returns True when anything new was read."""
         with self._lock:
-            if self.error:
-                self._load_meta()
             changed = False
+            if self.error or self._run_json_stamp() != self._meta_stamp:
+                # run.json replaced (update_meta, a resumed run's new phase): names, hparams and directions change.
+                before = (self.meta, self.error)
+                self._load_meta()
+                if (self.meta, self.error) != before:
+                    changed = True
+                    self._summary = None  # derived from run.json too (the monitored metric)
             for stream in fmt.STREAM_FILES if streams is None else streams:
                 changed = self._read_stream(stream, self._tail(stream)) or changed
             if changed:
@@ -434,12 +452,12 @@ class Run:
             except OSError as exc:
                 self._problem(f"{fmt.STREAM_FILES[stream]}: {exc.strerror or exc}")
                 break
-            for problem in chunk.problems:
-                self._problem(problem)
             if chunk.reset:
                 self._drop(stream)
                 waiting.clear()
                 changed = True
+            for problem in chunk.problems:
+                self._problem(problem)
             if chunk.data:
                 changed = True
                 if stream in NUMERIC_COLUMNS:
@@ -454,6 +472,12 @@ class Run:
         return changed
 
     def _drop(self, stream: str) -> None:
+        """Forget what was read of a stream whose file was replaced or truncated, and what was said about it (lines
+        skipped, records not kept): those were the old file's."""
+        relpath = fmt.STREAM_FILES[stream]
+        heads = (f"{relpath}: ", f"{os.path.basename(relpath)}: ")
+        self.problems = [p for p in self.problems if not p.startswith(heads)]
+        self._malformed[stream] = 0
         if stream in NUMERIC_COLUMNS:
             self._table(stream).clear()
         else:
@@ -465,8 +489,11 @@ class Run:
             bad = self._ingest_numeric(stream, data)
         else:
             bad = self._ingest_records(stream, data)
-        if bad:
-            self._problem(f"{fmt.STREAM_FILES[stream]}: {bad} malformed line(s) skipped")
+        if bad:  # one note per stream, counting every malformed line read so far
+            self._malformed[stream] += bad
+            head = f"{fmt.STREAM_FILES[stream]}: "
+            self.problems = [p for p in self.problems if not (p.startswith(head) and p.endswith(MALFORMED_NOTE))]
+            self._problem(f"{head}{self._malformed[stream]:,}{MALFORMED_NOTE}")
 
     def _ingest_numeric(self, stream: str, data: bytes) -> int:
         table = self._table(stream)
@@ -664,6 +691,7 @@ class Snapshot:
     status_stamp: tuple[int, int] | None
     summary: dict[str, Any] | None
     summary_key: tuple[Any, ...] | None
+    meta_stamp: tuple[Any, ...] | None = None  # run.json's stamp when `meta` was read (None: read it again)
 
 
 def file_stamp(path: str) -> tuple[int, int, int] | None:

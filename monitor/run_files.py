@@ -43,7 +43,7 @@ def open_regular(path: str) -> BinaryIO:
         data = f.read(1024)
     ```
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)  # non-inheritable, as every descriptor of Python
     try:
         require_regular(os.fstat(fd).st_mode)
         return os.fdopen(fd, "rb")

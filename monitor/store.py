@@ -375,7 +375,9 @@ def _snapshot(value: Any) -> Snapshot | None:
     if not isinstance(snapshot.meta, dict) or not isinstance(snapshot.status, dict):
         return None
     status_stamp = tuple(snapshot.status_stamp) if isinstance(snapshot.status_stamp, list) else None
+    meta_stamp = tuple(snapshot.meta_stamp) if isinstance(snapshot.meta_stamp, list) else None
     summary_key = snapshot.summary_key
     summary_key = tuple(tuple(k) if isinstance(k, list) else k for k in summary_key) if isinstance(
         summary_key, list) else None
-    return dataclasses.replace(snapshot, status_stamp=status_stamp, summary_key=summary_key)
+    return dataclasses.replace(snapshot, status_stamp=status_stamp, summary_key=summary_key,
+                               meta_stamp=meta_stamp)

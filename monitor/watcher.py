@@ -40,10 +40,11 @@ WATCHED_EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, DirModif
 ROOT_KEY = ""  # the version key for "the list of runs changed"
 
 
-def filesystem_type(path: str) -> str | None:
-    """The type of the filesystem holding `path`, from /proc/mounts (Linux); None when unknown."""
+def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the filesystem holding `path`, from the mount table `mounts` (Linux); None when unknown. Of two
+    mounts on one mount point, the later one is mounted over the earlier and is the one that holds the files."""
     try:
-        with open("/proc/mounts", encoding="utf-8") as f:
+        with open(mounts, encoding="utf-8") as f:
             mounts = [line.split() for line in f]
     except OSError:
         return None
@@ -53,7 +54,7 @@ def filesystem_type(path: str) -> str | None:
         if len(fields) < 3:
             continue
         mount_point = fields[1].replace("\\040", " ")
-        if (real == mount_point or real.startswith(mount_point.rstrip("/") + "/")) and len(mount_point) > len(best):
+        if (real == mount_point or real.startswith(mount_point.rstrip("/") + "/")) and len(mount_point) >= len(best):
             best, best_type = mount_point, fields[2]
     return best_type
 
