@@ -84,7 +84,7 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
          "callbacks/_learning_rate.py", "callbacks/_reporter.py"],
         ["tests/test_callback_statistics.py", "tests/test_callback_collaborators.py",
          "tests/test_callback_lr_units.py"],
-        15.0,
+        40.0,
     ),
 }
 # Groups whose tests run TensorFlow: a process forked after TensorFlow ran an op hangs in its next op, so mutmut's
