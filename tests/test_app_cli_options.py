@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import os
 import re
 import socket
@@ -100,7 +101,8 @@ def test_a_network_bind_accepts_its_address_and_this_machines_names(clean_enviro
     assert cli.allowed_hosts(args("--host", "192.168.1.5")) == once(*loopback, "192.168.1.5", *machine)
     assert cli.allowed_hosts(args("--host", "[2001:DB8::1]", "--allowed-hosts", "x.example")) == once(
         *loopback, "2001:db8::1", *machine, "x.example")
-    for wildcard in ("0.0.0.0", "::"):  # every address: no one address to name
+    assert cli.allowed_hosts(args("--host", "XENIA.lan")) == once(*loopback, "xenia.lan", *machine)
+    for wildcard in ("0.0.0.0", "::", ""):  # every address: no one address to name
         assert cli.allowed_hosts(args("--host", wildcard)) == once(*loopback, *machine)
 
 
@@ -163,10 +165,12 @@ def test_the_plotly_js_version_is_read_from_the_bundle_header(tmp_path):
         f.write(b"/**\n* plotly.js (cartesian - minified) v4.1.1\n*/")
     unknown = tmp_path / "other.js"
     unknown.write_bytes(b"/* some other bundle v1.2.3 */")
+    damaged = tmp_path / "damaged.js"
+    damaged.write_bytes(b"/**\xff\xfe\n* plotly.js v2.0.1\n*/")  # bytes that are not UTF-8 before the version
     late = tmp_path / "late.js"
     late.write_bytes(b" " * 200 + b"plotly.js v9.9.9")  # past the header: not read
-    assert [cli.plotly_js_version(os.fspath(p)) for p in (plain, packed, unknown, late)] == ["3.10.2", "4.1.1", None,
-                                                                                            None]
+    assert [cli.plotly_js_version(os.fspath(p)) for p in (plain, packed, damaged, unknown, late)] == [
+        "3.10.2", "4.1.1", "2.0.1", None, None]
 
 
 def test_a_static_file_is_written_complete_readable_by_all_and_dated_as_its_source(tmp_path):
@@ -179,6 +183,24 @@ def test_a_static_file_is_written_complete_readable_by_all_and_dated_as_its_sour
     assert (static / "bundle.js").read_bytes() == b"new"  # current: not written again
     cli._install(os.fspath(static), "bundle.js", 1_700_000_000.0, lambda out: out.write(b"changed"))
     assert (static / "bundle.js").read_bytes() == b"changed"
+
+
+def test_a_static_file_is_written_beside_its_target_as_a_hidden_temporary_first(tmp_path):
+    seen = []
+
+    def write(out):
+        seen.extend(os.listdir(tmp_path))  # the rename into place stays on one filesystem: atomic
+        out.write(b"js")
+
+    cli._install(os.fspath(tmp_path), "bundle.js", 1.0, write)
+    assert len(seen) == 1 and seen[0].startswith(".tmp-")
+
+
+def test_the_gzipped_bundle_is_the_same_bytes_on_every_install(tmp_path):
+    first = cli.install_plotly_js(os.fspath(tmp_path / "a"))[0]
+    with open(first, "rb") as f:
+        header = f.read(10)
+    assert header[:3] == b"\x1f\x8b\x08" and header[4:8] == b"\x00\x00\x00\x00"  # no timestamp inside
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary_one(tmp_path):
@@ -222,11 +244,13 @@ class Exec(Exception):
     """Raised instead of replacing the test process: what `main` would have run."""
 
 
-def run_main(monkeypatch, argv):
+def run_main(monkeypatch, argv, static_dir=None):
     def exec_instead(path, command):
         raise Exec(path, command)
 
     monkeypatch.setattr(os, "execv", exec_instead)
+    if static_dir is not None:
+        monkeypatch.setattr(cli, "STATIC_DIR", static_dir)
     with pytest.raises(Exec) as ran:
         cli.main(argv)
     return ran.value.args
@@ -234,21 +258,24 @@ def run_main(monkeypatch, argv):
 
 def test_main_sets_the_dashboards_environment_and_hands_over_to_streamlit(clean_environment, tmp_path, capsys):
     clean_environment.chdir(tmp_path)
-    path, command = run_main(clean_environment, ["--logdir", "runs", "--port", "8765", "--poll"])
-    assert path == command[0] == cli.sys.executable
+    static = os.fspath(tmp_path / "static")
+    path, command = run_main(clean_environment, ["--logdir", "runs", "--port", "8765", "--poll"], static)
+    assert path == command[0] == cli.sys.executable and command[4] == cli.APP_SCRIPT
+    assert sorted(os.listdir(static)) == ["plotly-cartesian.min.js.gz", "plotly.min.js.gz"]
     assert command[command.index("--server.port") + 1] == "8765"
     assert os.environ[cli.LOGDIR_ENV] == os.fspath(tmp_path / "runs") and (tmp_path / "runs").is_dir()
     assert os.environ[cli.POLL_ENV] == "1"
     out = capsys.readouterr().out
-    assert f"Kerascope: serving {tmp_path / 'runs'} on http://127.0.0.1:8765\n" in out
-    run_main(clean_environment, ["--logdir", "runs"])
+    assert out == f"Kerascope: serving {tmp_path / 'runs'} on http://127.0.0.1:8765\n"
+    assert capsys.readouterr().err == ""  # plotly.js is where it belongs: nothing to warn about
+    run_main(clean_environment, ["--logdir", "runs"], static)
     assert os.environ[cli.POLL_ENV] == ""
 
 
-def test_main_never_prints_the_password_or_the_urls_credentials(clean_environment, capsys):
+def test_main_never_prints_the_password_or_the_urls_credentials(clean_environment, tmp_path, capsys):
     clean_environment.setenv(cli.PASSWORD_ENV, SECRET)
     _, command = run_main(clean_environment, ["--logdir", f"memory://user:{SECRET}@bucket/runs?key={SECRET}",
-                                              "--host", "0.0.0.0"])
+                                              "--host", "0.0.0.0"], os.fspath(tmp_path / "static"))
     captured = capsys.readouterr()
     assert "Kerascope: serving memory://bucket/runs on http://0.0.0.0:8501" in captured.out
     assert SECRET not in captured.out + captured.err + " ".join(command)
@@ -265,6 +292,42 @@ def test_main_refuses_a_network_bind_without_a_password_before_serving(clean_env
 
 def test_main_warns_on_stderr_when_serving_without_a_password(clean_environment, tmp_path, capsys):
     clean_environment.chdir(tmp_path)
-    run_main(clean_environment, ["--logdir", "runs", "--host", "0.0.0.0", "--no-auth"])
+    run_main(clean_environment, ["--logdir", "runs", "--host", "0.0.0.0", "--no-auth"], os.fspath(tmp_path / "static"))
     err = capsys.readouterr().err
     assert re.search(r"^Kerascope: WARNING: serving on 0\.0\.0\.0 without a password \(--no-auth\)", err, re.M)
+
+
+def test_main_serves_plotly_js_from_the_cache_when_the_package_folder_is_read_only(clean_environment, tmp_path,
+                                                                                     capsys):
+    clean_environment.chdir(tmp_path)
+    blocked = tmp_path / "static"
+    blocked.write_text("a file, not a folder")  # a folder that cannot be created, even by root
+    clean_environment.setenv("KERASCOPE_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    _, command = run_main(clean_environment, ["--logdir", "runs"], os.fspath(blocked))
+    script = command[4]
+    assert script != cli.APP_SCRIPT and os.path.dirname(os.path.dirname(script)) == os.fspath(tmp_path / "cache")
+    captured = capsys.readouterr()
+    assert captured.err == (f"Kerascope: cannot write plotly.js into {blocked} (File exists); serving it from "
+                            f"{os.path.dirname(script)}\n")
+    assert captured.out.startswith("Kerascope: serving ")
+
+
+def test_the_fallback_folder_is_private_and_named_for_this_installed_dashboard(tmp_path):
+    blocked = tmp_path / "static"
+    blocked.write_text("a file, not a folder")
+    script, _ = cli.serve_plotly_js(os.fspath(blocked), fallback_root=os.fspath(tmp_path / "cache"))
+    folder = os.path.dirname(script)
+    digest = hashlib.sha256(cli.APP_SCRIPT.encode("utf-8")).hexdigest()[:12]
+    assert os.path.basename(folder) == f"dashboard-{digest}"
+    assert os.stat(folder).st_mode & 0o777 == 0o700  # it holds a script the dashboard runs: no one else writes there
+
+
+def test_without_any_writable_folder_the_warning_says_why_each_was_refused(tmp_path):
+    blocked, cache = tmp_path / "static", tmp_path / "cache"
+    blocked.write_text("a file, not a folder")
+    cache.write_text("a file, not a folder")
+    script, warning = cli.serve_plotly_js(os.fspath(blocked), fallback_root=os.fspath(cache))
+    folder = os.path.join(cache, f"dashboard-{hashlib.sha256(cli.APP_SCRIPT.encode('utf-8')).hexdigest()[:12]}")
+    assert (script, warning) == (cli.APP_SCRIPT, f"Kerascope: WARNING: cannot write plotly.js into {blocked} (File "
+                                                 f"exists), nor into {folder} (Not a directory): the dashboard's "
+                                                 "charts will not draw")
