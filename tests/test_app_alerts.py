@@ -67,6 +67,15 @@ def test_nan_events_and_an_infinite_last_epoch_name_the_broken_metrics(runs_root
         "(lower the learning rate, clip gradients, check the inputs)")
 
 
+def test_only_the_last_epoch_record_counts_for_infinite_values(runs_root):
+    epochs = losses(1.0, 0.9, 0.8)
+    epochs[1]["accuracy"] = math.inf  # a middle epoch's Inf, since recovered
+    epochs[2]["accuracy"] = 0.5
+    assert titles(write_run(runs_root, epochs=epochs)) == []
+    epochs[1]["accuracy"], epochs[2]["accuracy"] = 0.5, -math.inf
+    assert titles(write_run(runs_root, epochs=epochs)) == ["NaN/Inf in metrics"]
+
+
 def test_a_nan_in_the_last_epoch_record_alone_is_left_to_the_nan_event(runs_root):
     # np.isinf: a NaN in the epoch record is what the callback's `nan` event reports (with its metric).
     run = write_run(runs_root, epochs=losses(1.0, math.nan))
@@ -102,6 +111,13 @@ def test_val_loss_diverging_alone_has_its_own_banner(runs_root):
     run = write_run(runs_root, epochs=losses(0.2, 0.1, 0.1, 0.35, column="val_loss"))
     assert alerts.run_alerts(run) == [alerts.Alert("warning", "val_loss is diverging",
                                                    "val_loss is 0.35, 3.5x its best value 0.1")]
+
+
+def test_a_loss_too_short_to_judge_does_not_hide_a_diverging_val_loss(runs_root):
+    epochs = losses(1.0, math.nan, math.nan, math.nan)
+    for record, val in zip(epochs, (0.2, 0.1, 0.1, 0.35), strict=True):
+        record["val_loss"] = val
+    assert titles(write_run(runs_root, epochs=epochs)) == ["val_loss is diverging"]
 
 
 def test_dead_layers_at_the_latest_step_are_named_with_their_share_of_zeros(runs_root):
@@ -179,8 +195,11 @@ def test_overflowed_rows_are_those_non_finite_or_at_the_float_limit_at_the_lates
                   {"step": 2, "row": "nan", "std": math.nan},  # a missing statistic is not an overflow
                   {"step": 2, "row": "inf", "mean": -math.inf},
                   {"step": 2, "row": "inf", "mean": -math.inf},  # a snapshot repeats the step's records
-                  {"step": 2, "row": "text", "std": "n/a"})
-    assert alerts.overflowed_rows(frame) == ["huge", "limit", "inf"]
+                  {"step": 2, "row": "text", "std": "n/a"},
+                  {"step": 2, "row": "low", "min": -math.inf},
+                  {"step": 2, "row": "high", "max": 2e38},
+                  {"step": 2, "row": "spread", "std": math.inf})
+    assert alerts.overflowed_rows(frame) == ["huge", "limit", "inf", "low", "high", "spread"]
     assert alerts.overflowed_rows(frame.iloc[:0]) == []
     assert alerts.overflowed_rows(frame.drop(columns="row")) == []
 

@@ -497,3 +497,105 @@ def test_cell_texts_split_values_into_rows():
     assert charts.cell_texts(np.array([[1.0, 2.0], [3.0, np.nan]])) == [["1", "2"], ["3", "NaN"]]
     assert charts.cell_texts(np.array([0.5, 0.25])) == [["0.5", "0.25"]]
     assert charts.cell_texts(np.zeros((2, 0))) == []
+
+
+def test_a_metric_chart_is_340_px_high_unless_told():
+    assert charts.metric_figure([charts.Series("l", np.arange(2.0), np.ones(2))], title="l").layout.height == 340
+
+
+def test_event_lines_span_the_plot_height_one_segment_per_event():
+    events = pd.DataFrame([event(fmt.EVENT_LR_CHANGE, step=5, epoch=0, new=0.5),
+                           event(fmt.EVENT_LR_CHANGE, step=50, epoch=1, new=0.25)])
+    lines, _ = overlay(charts.metric_figure([charts.Series("l", np.arange(100.0), np.ones(100))], title="l",
+                                            events=events))
+    trace = lines["LR changes"]
+    assert trace.mode == "lines" and list(trace.y) == [0.0, 1.0, None, 0.0, 1.0, None]
+    assert list(trace.x) == [5.0, 5.0, None, 50.0, 50.0, None]
+
+
+def test_one_batch_per_epoch_reads_whole_epochs():
+    arrays = {"epoch": np.array([0.0, 1.0]), "batch": np.array([0.0, 0.0])}
+    assert list(charts.batch_x(arrays, "epoch")) == [1.0, 2.0]
+
+
+def test_an_epoch_that_is_not_a_number_places_and_names_the_event_as_unknown():
+    stop = pd.Series(event(fmt.EVENT_EARLY_STOP, step=4, epoch="x"))
+    assert charts.event_x(stop, "epoch") is None
+    assert charts.event_label(stop, {4.0}) == "early stop"
+
+
+def test_the_gradient_heatmap_layout_and_its_non_finite_norms():
+    norms = pd.DataFrame({"step": [1, 1, 1, 2, 2, 2], "row": ["a", "b", "<c>"] * 2,
+                          "norm": [1e-8, np.inf, np.nan, 1e8, np.nan, np.nan]})
+    figure = charts.gradient_heatmap(norms, title="norms <log>")
+    cells = figure.data[0]
+    assert list(cells.y) == ["a", "b", "&lt;c&gt;"]  # a layer that never had a finite norm keeps its row
+    assert cells.z.tolist()[0] == [-8.0, 8.0] and np.isnan(cells.z[1:]).all()
+    assert [list(row) for row in cells.text] == [["1e-08", "1e+08"], ["Inf", "NaN"], ["NaN", "NaN"]]
+    assert list(cells.colorbar.tickvals) == [-8, -6, -4, -2, 0, 2, 4, 6, 8]  # 16 decades: every second one
+    assert figure.layout.title.text == "norms &lt;log&gt;"
+    assert figure.data[1].marker.size == 9
+
+
+def test_a_heatmap_hovering_another_column_reads_its_last_record_per_cell():
+    frame = pd.DataFrame({"row": ["a", "a", "a", "b"], "step": [1, 1, 2, 1], "colour": [0.0, 1.0, 2.0, 3.0],
+                          "shown": [10.0, 20.0, 30.0, np.nan]})
+    cells = charts.heatmap_figure(frame, row="row", value="colour", title="t", shown=("shown", "norm")).data[0]
+    assert cells.z.tolist()[0] == [1.0, 2.0]
+    assert [list(row) for row in cells.text] == [["20", "30"], ["NaN", "NaN"]]
+    assert cells.hovertemplate == "%{y}<br>step %{x}<br>norm %{text}<extra></extra>"
+
+
+def test_layers_recorded_one_after_another_are_sorted_by_step_in_layer_order():
+    layers = [f"layer{i:02d}" for i in range(20)]
+    gradients = pd.DataFrame([gradient(step, layer, "kernel", 1.0) for layer in layers for step in (1, 2)])
+    norms = charts.layer_gradient_norms(gradients)
+    assert norms["step"].tolist() == [1] * 20 + [2] * 20 and norms["row"].tolist() == layers * 2
+
+
+def test_gradient_lines_skip_unreadable_norms_and_mark_only_recorded_breakage():
+    gradients = pd.DataFrame([gradient(1, "d", "kernel", 1.0, None), gradient(2, "d", "kernel", "n/a", 0.0),
+                              gradient(3, "d", "kernel", 4.0, 0.0)])
+    figure = charts.gradient_lines(gradients, "d", (np.array([1.0, 3.0]), np.array([0.1, 0.2])), title="d")
+    assert [t.name for t in figure.data] == ["d/kernel", "learning rate"]
+    assert xy_lists(figure.data[0]) == ([1.0, 3.0], [1.0, 4.0])
+    assert (figure.data[1].mode, figure.data[1].line.color) == ("lines", "#7f7f7f")
+    broken = charts.gradient_lines(pd.DataFrame([gradient(1, "d", "kernel", 2.0, 0.5)]), "d", None, title="d")
+    assert broken.data[1].marker.size == 10 and list(broken.data[1].y) == [2.0]
+    found = broken.layout.to_plotly_json()
+    found.pop("template")
+    assert found == {"title": {"font": {"size": 15}, "text": "d"},
+                     "yaxis": {"type": "log", "title": {"text": "gradient norm"}, "automargin": True},
+                     "yaxis2": {"type": "log", "title": {"text": "learning rate"}, "overlaying": "y", "side": "right",
+                                "showgrid": False, "automargin": True, "tickformat": ".1~e"},
+                     "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h"},
+                     "xaxis": {"title": {"text": "step"}}, "height": 340}
+
+
+def xy_lists(trace) -> tuple[list, list]:
+    return [float(x) for x in trace.x], [float(y) for y in trace.y]
+
+
+def test_histogram_counts_land_in_the_bin_of_their_own_bin_centre():
+    frame = pd.DataFrame({"step": [1], "histogram": [{"edges": [0.0, 2.0, 4.0], "counts": [1, 3]}]})
+    cells = charts.histogram_over_time(frame, title="t", bins=4).data[0]
+    assert cells.z.tolist() == [[0.0], [0.25], [0.0], [0.75]]
+
+
+def test_a_histogram_over_time_has_forty_value_bins_and_its_layout():
+    frame = pd.DataFrame({"step": [1], "histogram": [{"edges": [0.0, 1.0], "counts": [1]}]})
+    figure = charts.histogram_over_time(frame, title="t")
+    assert len(figure.data[0].y) == 40
+    found = figure.layout.to_plotly_json()
+    found.pop("template")
+    assert found == {"title": {"font": {"size": 15}, "text": "t"}, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+                     "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": "value"}}, "height": 340}
+
+
+def test_the_parallel_coordinates_layout():
+    figure = charts.parallel_figure(pd.DataFrame({"a": [1, 2], "m": [0.1, 0.2]}), "m")
+    trace = figure.data[0]
+    assert (trace.labelangle, trace.labelside, trace.labelfont.size, trace.tickfont.size) == (-12, "top", 12, 10)
+    found = figure.layout.to_plotly_json()
+    found.pop("template")
+    assert found == {"margin": {"l": 70, "r": 70, "t": 70, "b": 20}, "height": 380}

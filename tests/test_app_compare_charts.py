@@ -243,3 +243,40 @@ def test_the_scatter_draws_one_labelled_point_per_run():
     assert layout.title.text == "val_loss against units" and layout.showlegend is False and layout.height == 340
     assert (layout.xaxis.title.text, layout.xaxis.type, layout.yaxis.title.text) == ("units", "log", "val_loss")
     assert compare_charts.scatter_figure(frame, "units", "val_loss", PALETTE).layout.xaxis.type == "-"
+
+
+def test_batch_series_are_named_by_run_and_sit_at_their_share_of_the_recorded_epoch_length(runs_root):
+    run = write_run(runs_root, "live", steps_per_epoch=4, batches=batches(batch_loss=[2.0, 1.0]))
+    series = compare_charts.run_series(run, "loss", Grid("batch", "epoch", 0.0))
+    assert series.name == f"live ({run.id[-4:]})" and list(series.x) == [0.25, 0.5]
+
+
+def test_more_than_twenty_runs_share_the_charts_point_budget(runs_root):
+    runs = [write_run(runs_root, f"r{i}", batches=batches(batch_loss=list(np.linspace(1.0, 0.0, 2000))))
+            for i in range(21)]
+    figure = compare_charts.grid_figures(runs, Grid("batch", "step", 0.0))["loss"]
+    assert [len(trace.x) for trace in figure.data] == [40_000 // 21] * 21
+
+
+def test_the_group_band_is_drawn_as_lines_without_width_or_markers(runs_root):
+    runs = [write_run(runs_root, f"seed {i}", epochs=epochs(loss=[2.0 + i, 1.0 + i, 0.5 + i])) for i in range(2)]
+    high, low, mean = compare_charts.group_figures(runs, EPOCHS, compare_charts.NAME_PREFIX)["loss"].data
+    assert [(t.mode, list(t.x)) for t in (high, low, mean)] == [("lines", [1.0, 2.0, 3.0])] * 3
+    assert (high.line.width, low.line.width) == (0, 0)
+    layout = compare_charts.group_figures(runs, EPOCHS, compare_charts.NAME_PREFIX)["loss"].layout.to_plotly_json()
+    layout.pop("template")
+    assert layout == {"title": {"text": "loss · mean and min-max per group", "font": {"size": 15}, "x": 0.0,
+                                "xanchor": "left"},
+                      "height": 300, "margin": {"l": 10, "r": 10, "t": 44, "b": 10}, "hovermode": "x unified",
+                      "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0.0},
+                      "yaxis": {"type": "linear", "automargin": True}}
+
+
+def test_the_scatter_layout():
+    frame = pd.DataFrame({"units": [32, 64], "val_loss": [0.5, 0.25]}, index=["a", "b"])
+    layout = compare_charts.scatter_figure(frame, "units", "val_loss", PALETTE).layout.to_plotly_json()
+    layout.pop("template")
+    assert layout == {"title": {"text": "val_loss against units", "font": {"size": 15}, "x": 0.0}, "height": 340,
+                      "margin": {"l": 10, "r": 10, "t": 44, "b": 10}, "showlegend": False,
+                      "xaxis": {"title": {"text": "units"}, "type": "-", "automargin": True},
+                      "yaxis": {"title": {"text": "val_loss"}, "automargin": True}}

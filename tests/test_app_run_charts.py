@@ -264,3 +264,44 @@ def test_a_run_logging_more_metrics_than_the_page_charts_says_how_many_are_left_
         "truncated: 16 more metrics")
     assert run_charts.chart_overflow(many_metrics_run(runs_root, 25, 3, name="epoch only")).startswith(
         "truncated: 1 more metrics")
+
+
+def test_the_page_charts_the_batch_loss_whatever_the_number_of_batch_metrics(runs_root):
+    columns = {f"a{i:02d}": [1.0] for i in range(30)}
+    run = write_run(runs_root, batches=batch_records(1, loss=[1.0], **columns))
+    assert list(run_charts.batch_figures(run, STEP)) == ["loss", *(f"a{i:02d}" for i in range(23))]
+
+
+def test_batches_of_an_unfinished_first_epoch_sit_at_their_share_of_the_recorded_epoch_length(runs_root):
+    # 2 of 4 batches done: the epoch axis reads 0.25 and 0.5, not 0.5 and 1 (the end of the epoch).
+    run = write_run(runs_root, steps_per_epoch=4, batches=batch_records(2, per_epoch=4, loss=[2.0, 1.0],
+                                                                        lr=[0.1, 0.1]))
+    figures = run_charts.batch_figures(run, EPOCH)
+    assert xy(figures["loss"].data[0])[0] == [0.25, 0.5] and xy(figures["learning rate"].data[0])[0] == [0.25, 0.5]
+
+
+def lr_change_names(figure) -> list[str]:
+    return [t.name for t in figure.data if t.name == "LR changes" and t.mode == "lines"]
+
+
+def test_every_chart_draws_the_runs_events(runs_root):
+    event = [(fmt.EVENT_LR_CHANGE, {"step": 2, "epoch": 1, "old": 0.1, "new": 0.01})]
+    run = lr_run(runs_root, events=event, epochs=epoch_records(2, loss=[2.0, 1.0]))
+    for figure in (*run_charts.epoch_figures(run, STEP).values(), *run_charts.batch_figures(run, STEP).values()):
+        assert lr_change_names(figure) == ["LR changes"], figure.layout.title.text
+    epoch_lr = write_run(runs_root, name="epoch lr", events=event, epochs=epoch_records(2, loss=[2.0, 1.0],
+                                                                                         lr=[0.1, 0.01]))
+    assert lr_change_names(run_charts.epoch_lr_figure(epoch_lr, STEP)) == ["LR changes"]
+
+
+def test_batch_and_learning_rate_charts_on_the_time_axis_draw_datetimes(runs_root):
+    run = lr_run(runs_root)
+    when = list(pd.to_datetime([1000.0, 1001.0, 1002.0, 1003.0], unit="s"))
+    for name in ("loss", "learning rate"):
+        assert list(pd.to_datetime(run_charts.batch_figures(run, TIME)[name].data[0].x)) == when
+    epoch_lr = write_run(runs_root, name="epoch lr", epochs=epoch_records(2, loss=[2.0, 1.0], lr=[0.1, 0.01]))
+    assert list(pd.to_datetime(run_charts.epoch_lr_figure(epoch_lr, TIME).data[0].x)) == list(
+        pd.to_datetime([1000.0, 1010.0], unit="s"))
+    memory = write_run(runs_root, name="memory", system=[{"time": 1000.0, "rss_bytes": 2.0**20}])
+    assert list(pd.to_datetime(run_charts.system_figures(memory)["memory"].data[0].x)) == [
+        pd.Timestamp("1970-01-01 00:16:40")]
