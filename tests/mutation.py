@@ -57,7 +57,7 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
              "plotly_js_that_is_current_is_not_written_again",
              "a_read_only_package_folder_serves_plotly_js_from_the_cache_directory",
              "without_any_writable_folder_the_dashboard_starts_without_charts"))],
-        15.0,
+        24.0,
     ),
     "callbacks": (
         ["callbacks/_statistics.py", "callbacks/_metrics.py", "callbacks/_checkpoints.py", "callbacks/_batches.py",
