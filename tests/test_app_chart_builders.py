@@ -599,3 +599,26 @@ def test_the_parallel_coordinates_layout():
     found = figure.layout.to_plotly_json()
     found.pop("template")
     assert found == {"margin": {"l": 70, "r": 70, "t": 70, "b": 20}, "height": 380}
+
+
+def test_quotes_in_user_text_stay_as_typed():
+    figure = charts.metric_figure([charts.Series("it's \"best\" & <b>", np.arange(2.0), np.ones(2))], title="a'b")
+    assert figure.data[0].name == "it's \"best\" &amp; &lt;b&gt;" and figure.layout.title.text == "a'b"
+
+
+def test_an_event_without_a_place_on_the_axis_draws_no_line_and_takes_no_label_row():
+    events = pd.DataFrame([event(fmt.EVENT_PHASE, step=None, epoch=0, phase=1),
+                           event(fmt.EVENT_EARLY_STOP, step=None, epoch=0),
+                           event(fmt.EVENT_LR_CHANGE, step=10, epoch=0, new=0.5)])
+    lines, labels = overlay(charts.metric_figure([charts.Series("l", np.arange(100.0), np.ones(100))], title="l",
+                                                 events=events))
+    assert set(lines) == set(labels) == {"LR changes"} and labels["LR changes"].y == (1.0,)
+
+
+def test_checkpoints_are_green_ticks_on_the_x_axis():
+    events = pd.DataFrame([event(fmt.EVENT_CHECKPOINT, step=5, epoch=0, message="saved <best>")])
+    lines, labels = overlay(charts.metric_figure([charts.Series("l", np.arange(10.0), np.ones(10))], title="l",
+                                                 events=events))
+    ticks = lines["checkpoints"]
+    assert (ticks.marker.symbol, ticks.marker.size, ticks.marker.color) == ("triangle-up", 9, GREEN)
+    assert ticks.hovertext == ("saved &lt;best&gt;",) and labels == {}
