@@ -261,7 +261,7 @@ def event_traces(events: pd.DataFrame, x_axis: str, span: tuple[float, float] | 
         for _, event in events[events["kind"] == kind].tail(MAX_EVENT_MARKERS).iterrows():
             x = event_x(event, x_axis)
             if x is not None:
-                lines.append((x, event_label(event, nan_epochs), plain(event.get("message", ""))))
+                lines.append((x, event_label(event, nan_epochs), _message(event)))
         if lines:
             kinds.append((name, color, dash, lines))
     if best is not None:
@@ -274,13 +274,19 @@ def event_traces(events: pd.DataFrame, x_axis: str, span: tuple[float, float] | 
     for k, (name, color, dash, lines) in enumerate(kinds):
         traces += _labelled_lines(name, color, dash, lines, places[k])
     checkpoints = events[events["kind"] == fmt.EVENT_CHECKPOINT].tail(MAX_EVENT_MARKERS)
-    ticks = [(event_x(event, x_axis), plain(event.get("message", ""))) for _, event in checkpoints.iterrows()]
+    ticks = [(event_x(event, x_axis), _message(event) or "checkpoint") for _, event in checkpoints.iterrows()]
     ticks = [(x, text) for x, text in ticks if x is not None]
     if ticks:
         traces.append(go.Scatter(x=[x for x, _ in ticks], y=[0.02] * len(ticks), yaxis="y2", mode="markers",
                                  name="checkpoints", marker={"symbol": "triangle-up", "size": 9, "color": "#2ca02c"},
                                  hovertext=[text for _, text in ticks], hoverinfo="text"))
     return traces
+
+
+def _message(event: pd.Series) -> str:
+    """An event's message as hover text (escaped); "" when the record has none (a hand-written line)."""
+    message = event.get("message")
+    return plain(message) if isinstance(message, str) else ""
 
 
 @dataclass(frozen=True)

@@ -622,3 +622,60 @@ def test_checkpoints_are_green_ticks_on_the_x_axis():
     ticks = lines["checkpoints"]
     assert (ticks.marker.symbol, ticks.marker.size, ticks.marker.color) == ("triangle-up", 9, GREEN)
     assert ticks.hovertext == ("saved &lt;best&gt;",) and labels == {}
+
+
+def test_an_event_recorded_without_a_message_hovers_its_label_not_none():
+    events = pd.DataFrame([{"kind": fmt.EVENT_LR_CHANGE, "step": 5, "epoch": 0, "time": None, "message": None,
+                            "data": {"new": 0.5}},
+                           {"kind": fmt.EVENT_CHECKPOINT, "step": 6, "epoch": 0, "time": None, "message": np.nan,
+                            "data": {}}])
+    lines, _ = overlay(charts.metric_figure([charts.Series("l", np.arange(10.0), np.ones(10))], title="l",
+                                            events=events))
+    assert list(lines["LR changes"].hovertext) == ["LR 0.5", "LR 0.5", ""]
+    assert lines["checkpoints"].hovertext == ("checkpoint",)
+
+
+def test_a_nan_event_whose_epoch_is_not_a_number_names_no_nan_guard_stop():
+    events = pd.DataFrame([event(fmt.EVENT_NAN, step=9, epoch="late"), event(fmt.EVENT_EARLY_STOP, step=9, epoch=4)])
+    _, labels = overlay(charts.metric_figure([charts.Series("l", np.arange(10.0), np.ones(10))], title="l",
+                                             events=events))
+    assert list(labels["early stop"].text) == ["early stop"]
+
+
+def test_the_raw_curve_under_a_smoothed_one_is_a_plain_line_on_the_same_axis():
+    x = np.array([0.0, 60.0])
+    figure = charts.metric_figure([charts.Series("loss", x, np.array([1.0, 0.0]))], title="loss", smoothing=0.5,
+                                  x_axis="time")
+    raw, smoothed = figure.data[:2]  # two points are enough to smooth
+    assert raw.name == "loss (raw)" and raw.mode == "lines"
+    assert list(pd.to_datetime(raw.x)) == list(pd.to_datetime(smoothed.x)) == list(pd.to_datetime(x, unit="s"))
+
+
+def test_label_widths_follow_the_span_wherever_it_starts():
+    # 1,000 to 1,340 on 340 px: one unit per pixel, "a" is 14 units wide.
+    span = (1000.0, 1340.0)
+    assert charts.place_labels([(1000.0, "a"), (1014.0, "b")], span)[1].top == 1.0
+    assert charts.place_labels([(1000.0, "a"), (1013.0, "b")], span)[1].top == pytest.approx(0.91)
+
+
+def test_a_label_reading_leftwards_keeps_the_space_on_its_left():
+    # "early stop" at the right edge reads leftwards over 262 to 330: "a" at 270 must take the next row.
+    places = charts.place_labels([(330.0, "early stop"), (270.0, "a"), (240.0, "b")], (0.0, 340.0))
+    assert places == [charts.LabelPlace(1.0, True), charts.LabelPlace(pytest.approx(0.91), False),
+                      charts.LabelPlace(1.0, False)]
+
+
+def test_unsorted_long_series_are_downsampled_in_x_order_keeping_their_ends_and_extremes():
+    x = np.concatenate([np.arange(3000.0), np.arange(1000.0, 4000.0)])  # a resumed run logs steps 1000-2999 twice
+    y = np.ones_like(x)
+    y[100], y[5000] = 50.0, -50.0
+    xs, ys = charts.downsample(x, y)
+    assert len(xs) == charts.MAX_POINTS and np.all(np.diff(xs) >= 0)
+    assert (xs[0], xs[-1], ys.max(), ys.min()) == (0.0, 3999.0, 50.0, -50.0)
+
+
+def test_a_layers_unreadable_nonfinite_share_counts_as_none():
+    gradients = pd.DataFrame([gradient(1, "a", "kernel", 3.0, "n/a"), gradient(1, "a", "bias", 4.0, 0.0)])
+    assert charts.layer_gradient_norms(gradients)["norm"].tolist() == [5.0]
+    figure = charts.gradient_lines(gradients, "a", None, title="a")
+    assert [t.name for t in figure.data] == ["a/kernel", "a/bias"]
