@@ -10,11 +10,14 @@ import hashlib
 import os
 import re
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from kerascope.app import cli
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "hunter2-do-not-print"
 
 
@@ -331,3 +334,15 @@ def test_without_any_writable_folder_the_warning_says_why_each_was_refused(tmp_p
     assert (script, warning) == (cli.APP_SCRIPT, f"Kerascope: WARNING: cannot write plotly.js into {blocked} (File "
                                                  f"exists), nor into {folder} (Not a directory): the dashboard's "
                                                  "charts will not draw")
+
+
+def test_the_serving_line_reaches_a_pipe_before_streamlit_replaces_the_process(tmp_path):
+    """Under a service manager or `| tee`, stdout is a pipe (block-buffered): os.execv drops an unflushed buffer,
+    as the os._exit standing in for it here does."""
+    script = ("import os, sys\nos.execv = lambda path, args: os._exit(0)\n"
+              "from kerascope.app.cli import main\nmain(sys.argv[1:])\n")
+    result = subprocess.run([sys.executable, "-c", script, "--logdir", os.fspath(tmp_path / "runs"), "--port", "8777"],
+                            capture_output=True, text=True, timeout=120, cwd=REPO,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == f"Kerascope: serving {tmp_path / 'runs'} on http://127.0.0.1:8777\n"
