@@ -101,19 +101,22 @@ def _activation_alerts(activations: pd.DataFrame) -> list[Alert]:
     frame = activations.dropna(subset=["step", "layer"])
     if not len(frame):
         return []
-    latest = frame[frame["step"] == frame["step"].max()]
+    # A value that is not a number (a hand-made or damaged record) is skipped, as if it were not recorded.
+    zero_frac, stds = (pd.to_numeric(frame[column], errors="coerce") for column in ("zero_frac", "std"))
+    is_latest = frame["step"] == frame["step"].max()
+    latest = frame[is_latest]
     alerts = []
-    dead = latest[pd.to_numeric(latest["zero_frac"], errors="coerce") >= DEAD_ZERO_FRAC]
-    if len(dead):
-        names = ", ".join(f"{layer} ({frac:.0%} zeros)" for layer, frac in zip(dead["layer"], dead["zero_frac"],
-                                                                                 strict=True))
+    latest_zero = zero_frac[is_latest]
+    dead = latest_zero >= DEAD_ZERO_FRAC
+    if dead.any():
+        names = ", ".join(f"{layer} ({frac:.0%} zeros)"
+                          for layer, frac in zip(latest["layer"][dead], latest_zero[dead], strict=True))
         alerts.append(Alert("warning", "Dead units", f"layers whose outputs are almost all zero: {names}. "
                             "Dead ReLUs: try a lower learning rate, LeakyReLU or better initialization"))
-    first = frame.groupby("layer", sort=False)["std"].first()
+    first = stds.groupby(frame["layer"], sort=False).first()  # each layer's first numeric spread
     exploding = []
-    for layer, std in zip(latest["layer"], pd.to_numeric(latest["std"], errors="coerce"), strict=True):
-        start = first.get(layer)
-        grown = start is not None and start > 0 and std / start > EXPLODING_GROWTH
+    for layer, std in zip(latest["layer"], stds[is_latest], strict=True):
+        grown = first[layer] > 0 and std / first[layer] > EXPLODING_GROWTH
         if np.isfinite(std) and (std > EXPLODING_STD or grown):
             exploding.append(f"{layer} (std {number_text(std)})")
     if exploding:

@@ -261,7 +261,7 @@ def event_traces(events: pd.DataFrame, x_axis: str, span: tuple[float, float] | 
         for _, event in events[events["kind"] == kind].tail(MAX_EVENT_MARKERS).iterrows():
             x = event_x(event, x_axis)
             if x is not None:
-                lines.append((x, event_label(event, nan_epochs), plain(event.get("message", ""))))
+                lines.append((x, event_label(event, nan_epochs), _message(event)))
         if lines:
             kinds.append((name, color, dash, lines))
     if best is not None:
@@ -274,13 +274,19 @@ def event_traces(events: pd.DataFrame, x_axis: str, span: tuple[float, float] | 
     for k, (name, color, dash, lines) in enumerate(kinds):
         traces += _labelled_lines(name, color, dash, lines, places[k])
     checkpoints = events[events["kind"] == fmt.EVENT_CHECKPOINT].tail(MAX_EVENT_MARKERS)
-    ticks = [(event_x(event, x_axis), plain(event.get("message", ""))) for _, event in checkpoints.iterrows()]
+    ticks = [(event_x(event, x_axis), _message(event) or "checkpoint") for _, event in checkpoints.iterrows()]
     ticks = [(x, text) for x, text in ticks if x is not None]
     if ticks:
         traces.append(go.Scatter(x=[x for x, _ in ticks], y=[0.02] * len(ticks), yaxis="y2", mode="markers",
                                  name="checkpoints", marker={"symbol": "triangle-up", "size": 9, "color": "#2ca02c"},
                                  hovertext=[text for _, text in ticks], hoverinfo="text"))
     return traces
+
+
+def _message(event: pd.Series) -> str:
+    """An event's message as hover text (escaped); "" when the record has none (a hand-written line)."""
+    message = event.get("message")
+    return plain(message) if isinstance(message, str) else ""
 
 
 @dataclass(frozen=True)
@@ -307,8 +313,8 @@ def place_labels(labels: list[tuple[object, str]], span: tuple[float, float] | N
     """
     xs = [_x_number(x) for x, _ in labels]
     known = [x for x in xs if x is not None] + (list(span) if span else [])
-    if not known:
-        return [LabelPlace(1.0, False) if x is not None else None for x in xs]
+    if not known:  # no line has an x to draw at
+        return [None] * len(labels)
     low, high = min(known), max(known)
     units_per_px = (high - low) / plot_px if high > low else 1.0 / plot_px
     rows: list[list[tuple[float, float]]] = [[] for _ in range(LABEL_ROWS)]
@@ -362,12 +368,17 @@ def heatmap_figure(frame: pd.DataFrame, *, row: str, value: str, title: str, col
                    zmax: float | None = None, shown: tuple[str, str] | None = None) -> go.Figure:
     """Rows (layers) x step heatmap of one statistic; `frame` has columns `row`, step and `value`. The hover reads
     `value`, or with `shown` = (column, label) another column of `frame` (the colour may be a transform of it)."""
-    table = frame.pivot_table(index=row, columns="step", values=value, aggfunc="last", sort=False)
     hovered_column, hover_label = shown or (value, value)
+    # Every recorded row and step keeps its place, also where all its values are NaN (a broken layer is drawn,
+    # marked); a value that is not a number (a damaged record) reads as missing.
+    cells = frame[frame[row].notna() & frame["step"].notna()]
+    cells = cells.assign(**{column: pd.to_numeric(cells[column], errors="coerce")
+                            for column in dict.fromkeys((value, hovered_column))})
+    table = cells.pivot_table(index=row, columns="step", values=value, aggfunc="last", sort=False, dropna=False)
     hovered = table
     if hovered_column != value:
-        hovered = frame.pivot_table(index=row, columns="step", values=hovered_column, aggfunc="last", sort=False,
-                                    dropna=False).reindex(index=table.index, columns=table.columns)
+        hovered = cells.pivot_table(index=row, columns="step", values=hovered_column, aggfunc="last", sort=False,
+                                    dropna=False)
     labels = [plain(label) for label in table.index]
     figure = go.Figure(go.Heatmap(z=table.to_numpy(dtype=float), x=table.columns.to_numpy(), y=labels,
                                   colorscale=colorscale, zmin=0 if zmax is not None else None, zmax=zmax,

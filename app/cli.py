@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[LOGDIR_ENV] = logdir
     os.environ[POLL_ENV] = "1" if args.poll else ""
     print(f"Kerascope: serving {redact_url(logdir)} on http://{args.host}:{args.port}", flush=True)
-    script, warning = serve_plotly_js()
+    script, warning = serve_plotly_js(STATIC_DIR)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     command = streamlit_command(args, script)

@@ -73,8 +73,16 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
     ),
     "app": (
         ["app/alerts.py", "app/charts.py", "app/compare_charts.py", "app/run_charts.py", "app/cli.py"],
-        ["tests/test_app_charts.py", "tests/test_app_pinned.py", "tests/test_app_cli.py"],
-        4.0,
+        ["tests/test_app_alerts.py", "tests/test_app_chart_builders.py", "tests/test_app_run_charts.py",
+         "tests/test_app_compare_charts.py", "tests/test_app_cli_options.py", "tests/test_app_charts.py",
+         *(f"tests/test_app_cli.py::test_{name}" for name in (
+             "defaults_bind_localhost_and_keep_streamlit_away_from_the_runs",
+             "host_port_and_logdir_from_arguments_and_environment", "a_local_logdir_is_made_absolute_and_created",
+             "plotly_js_is_served_gzipped_and_the_cartesian_bundle_only_for_the_same_version",
+             "plotly_js_that_is_current_is_not_written_again",
+             "a_read_only_package_folder_serves_plotly_js_from_the_cache_directory",
+             "without_any_writable_folder_the_dashboard_starts_without_charts"))],
+        24.0,
     ),
     # LiveMonitor's collaborators, driven directly by their unit tests (real metric objects, optimizers, schedules,
     # a RunWriter, tiny models; no fit()). The fit() tests (test_callback_pinned, _sequential, _events, ...) reach
