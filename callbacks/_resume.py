@@ -21,8 +21,9 @@ from kerascope.monitor import format as fmt
 from kerascope.monitor.storage import local_path
 
 AUTO = "auto"
-# Streams whose records carry the epoch they belong to: those of a superseded epoch are dropped.
-_EPOCH_STREAMS = frozenset({"batch", "epoch", "activations", "weights", "gradients", "events"})
+# Streams whose records carry the epoch they belong to: those of a superseded epoch are dropped. Every stream but
+# system.jsonl (kept whole: what the process did) and the layer tables (dropped by phase), so a new stream is rewound.
+_EPOCH_STREAMS = frozenset(fmt.STREAM_FILES) - {"system", "layers"}
 
 
 def check_resume(resume: str | None) -> None:
