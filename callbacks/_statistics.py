@@ -126,6 +126,13 @@ class ActivationProbe:
             inputs = model.inputs[0] if isinstance(model, keras.Sequential) else model.input
         except (ValueError, AttributeError, TypeError) as exc:
             inputs, reason = None, str(exc)[:160]
+        if isinstance(model, keras.Sequential) and inputs is None:
+            # pop(rebuild=False) and add(rebuild=False) leave a Sequential model without inputs until it is built.
+            raise ValueError(
+                f"per-layer activations need a built model: Sequential {model.name!r} has no inputs yet ({reason}). "
+                "Build it first (model.build(input_shape), or start it with keras.Input) to record them; weight "
+                "statistics are recorded anyway"
+            )
         if inputs is None or not has_graph:
             raise ValueError(
                 f"per-layer activations need a Sequential or functional model: {type(model).__name__} "

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(REPO, ".mutation")
@@ -95,10 +96,36 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
         40.0,
     ),
 }
-# Groups whose tests run TensorFlow: a process forked after TensorFlow ran an op hangs in its next op, so mutmut's
-# default (fork each mutant from the process that ran the tests) would count every mutant as a timeout, i.e. killed.
-# A fork server forks them from a process that only imported the tests.
-FORK_SERVER_GROUPS = {"callbacks"}
+
+@dataclass(frozen=True)
+class Recheck:
+    """A second pass over what an earlier group left alive, under another Keras backend: code that only that backend
+    runs (JAX's detached training state) is tested where it runs. A mutant killed in either pass counts as killed."""
+
+    of: str  # the group whose surviving mutants are checked again (same files, same mutant names)
+    backend: str  # KERAS_BACKEND of this pass
+    functions: tuple[str, ...]  # only mutants of these functions/classes ("IterationCounter", "_jax_copy")
+
+
+# The loss-scaled fits under JAX, where IterationCounter follows the optimizer's counter through the trainer's
+# detached state and batch ends that run in a worker thread, captured at the tracker's batch begin; a fit costs
+# seconds, so only that class and the tracker methods that drive it are rechecked.
+GROUPS["callbacks-jax"] = (
+    ["callbacks/_learning_rate.py"],
+    [f"tests/test_callback_training_loops.py::test_{name}" for name in (
+        "schedule_read_at_the_iteration_a_loss_scaled_update_used",
+        "loss_scaled_schedule_with_batch_ends_in_a_worker_thread",
+        "loss_scaled_schedule_with_a_batch_end_handled_during_validation")],
+    15.0,
+)
+RECHECKS = {
+    "callbacks-jax": Recheck(of="callbacks", backend="jax",
+                             functions=("IterationCounter", "_jax_copy", "batch_begin", "steps_done")),
+}
+# Groups whose tests run TensorFlow (or JAX): a process forked after TensorFlow ran an op hangs in its next op, so
+# mutmut's default (fork each mutant from the process that ran the tests) would count every mutant as a timeout, i.e.
+# killed. A fork server forks them from a process that only imported the tests.
+FORK_SERVER_GROUPS = {"callbacks", "callbacks-jax"}
 # The copy holds the installed layout (kerascope/app, kerascope/callbacks, kerascope/monitor: what the tests import and
 # what is mutated) and the checkout's folders beside it (paths some tests open, e.g. app/streamlit_app.py).
 PACKAGE = "kerascope"
@@ -154,15 +181,39 @@ def prepare(group: str) -> str:
     return work
 
 
+def recheck_names(group: str) -> list[str] | None:
+    """The mutants a recheck pass tests: those its earlier group left alive, of the functions it names. None when
+    the earlier group has no results in this checkout."""
+    recheck = RECHECKS[group]
+    found = statuses(recheck.of)
+    if not found:
+        return None
+    files = set(GROUPS[group][0])
+    return sorted(name for path, by_name in found.items() if path in files for name, status in by_name.items()
+                  if status not in ("killed", "timeout", "segfault")
+                  and any(f"{function}__mutmut_" in name or f"ǁ{function}ǁ" in name
+                          for function in recheck.functions))
+
+
 def run_group(group: str, children: int) -> None:
+    names: list[str] = []
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if group in RECHECKS:
+        found = recheck_names(group)
+        if found is None:
+            print(f"{group}: skipped, {RECHECKS[group].of} has no results to recheck", flush=True)
+            return
+        if not found:
+            print(f"{group}: nothing to recheck", flush=True)
+        names, env["KERAS_BACKEND"] = found, RECHECKS[group].backend
     work = prepare(group)
     limit_s = GROUPS[group][2] * 60
     started = time.monotonic()
     with open(os.path.join(work, "mutmut.log"), "w", encoding="utf-8") as log:
         try:
-            subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work,
-                           stdout=log, stderr=subprocess.STDOUT, timeout=limit_s, check=False,
-                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            if group not in RECHECKS or names:
+                subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names],
+                               cwd=work, stdout=log, stderr=subprocess.STDOUT, timeout=limit_s, check=False, env=env)
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
@@ -243,9 +294,19 @@ def report() -> None:
     rows, survivors, kept_sections = [], [], []
     totals = {"killed": 0, "all": 0}
     for group in GROUPS:
+        if group in RECHECKS:
+            continue  # merged into the group it rechecks, below
         info_path = os.path.join(WORK, group, "run-info.json")
         info = json.load(open(info_path, encoding="utf-8")) if os.path.exists(info_path) else {}
         found_by_path = statuses(group)
+        rechecked = {name: recheck for name, recheck in RECHECKS.items() if recheck.of == group}
+        for recheck_group in rechecked:
+            if not found_by_path:
+                break
+            for path, by_name in statuses(recheck_group).items():
+                for name, status in by_name.items():
+                    if status in ("killed", "timeout", "segfault") and name in found_by_path.get(path, {}):
+                        found_by_path[path][name] = status
         if not found_by_path:
             kept_rows, sections = earlier_results(group, earlier_table, earlier_survivors)
             for line in kept_rows:
@@ -274,6 +335,14 @@ def report() -> None:
         if info:
             rows.append(f"| *{group}: {info['seconds']} s on {info['time']}"
                         f"{', stopped at its time limit' if info['timed_out'] else ''}* | | | | | | |")
+        for recheck_group, recheck in rechecked.items():
+            recheck_path = os.path.join(WORK, recheck_group, "run-info.json")
+            if found_by_path and os.path.exists(recheck_path):
+                with open(recheck_path, encoding="utf-8") as f:
+                    recheck_info = json.load(f)
+                rows.append(f"| *{recheck_group} (its survivors in {', '.join(recheck.functions)} under "
+                            f"KERAS_BACKEND={recheck.backend}): {recheck_info['seconds']} s on {recheck_info['time']}"
+                            f"{', stopped at its time limit' if recheck_info['timed_out'] else ''}* | | | | | | |")
     overall = f"{100 * totals['killed'] / totals['all']:.1f} %" if totals["all"] else "—"
     table = "\n".join([
         BEGIN,

@@ -347,10 +347,13 @@ def test_best_keeps_the_lowest_value_and_ignores_ties_nan_and_missing_values(wri
     assert keras.saving.load_model(path).get_layer("out").get_weights()[0].shape == (2, 1)
 
 
-def test_best_keeps_the_highest_value_in_max_mode(writer, small_model):
+def test_best_keeps_the_highest_value_in_max_mode_and_the_earlier_epoch_of_a_tie(writer, small_model):
     keeper = CheckpointKeeper(writer, "best", "val_accuracy", "max")
-    for epoch, value in enumerate([0.5, 0.7, 0.6, 0.7, np.float32(0.75)]):
-        keeper.save(small_model, epoch, epoch + 1, {"val_accuracy": value})
+    saved = [keeper.save(small_model, epoch, epoch + 1, {"val_accuracy": value})
+             for epoch, value in enumerate([0.5, 0.7, 0.6, 0.7])]
+    assert [entry is not None for entry in saved] == [True, True, False, False]
+    assert [(e["epoch"], e["value"]) for e in index(writer)] == [(1, 0.7)]
+    keeper.save(small_model, 4, 5, {"val_accuracy": np.float32(0.75)})
     assert [(e["epoch"], e["value"]) for e in index(writer)] == [(4, 0.75)]
 
 

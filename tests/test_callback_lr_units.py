@@ -66,6 +66,73 @@ def test_the_optimizer_holding_the_lr_is_found_inside_wrappers():
     assert base_optimizer(empty) is empty
 
 
+class LossScaled:
+    """A user's wrapper that exposes the optimizer it wraps as `inner_optimizer`, as LossScaleOptimizer does."""
+
+    def __init__(self, inner_optimizer):
+        self.inner_optimizer = inner_optimizer
+
+
+def test_wrappers_are_unwrapped_whichever_order_they_nest_in():
+    first, second = keras.optimizers.Adam(0.01), keras.optimizers.SGD(0.5)
+    assert base_optimizer(LossScaled(MultiOptimizer([first, second]))) is first
+    assert base_optimizer(LossScaled(LossScaled(second))) is second
+    assert base_optimizer(MultiOptimizer([LossScaled(MultiOptimizer([second]))])) is second
+
+
+class CountedDecay(S.ExponentialDecay):
+    """ExponentialDecay that remembers the steps it was called with: one entry per call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[np.ndarray] = []
+
+    def __call__(self, step):
+        self.calls.append(np.array(step))
+        return super().__call__(step)
+
+
+def test_a_schedule_is_evaluated_once_per_look_ahead_table_not_per_batch():
+    """Per-batch work stays tiny: one vectorized call covers the next 4,096 iterations."""
+    schedule = CountedDecay(0.1, decay_steps=3, decay_rate=0.5)
+    reader = LearningRateReader(keras.optimizers.SGD(schedule))
+    schedule.calls.clear()  # whatever the optimizer evaluated when it was made
+    got = [reader.at_iteration(i) for i in range(0, 300)]
+    assert got == pytest.approx([exponential_at(i) for i in range(300)], rel=1e-5)
+    assert len(schedule.calls) == 1
+    assert schedule.calls[0].dtype == np.int64
+    assert schedule.calls[0].tolist() == list(range(_CHUNK))
+    assert reader.at_iteration(_CHUNK - 1) == pytest.approx(exponential_at(_CHUNK - 1), rel=1e-5)
+    assert reader.at_iteration(0) == pytest.approx(0.1) and len(schedule.calls) == 1
+    assert reader.at_iteration(_CHUNK + 5) == pytest.approx(exponential_at(_CHUNK + 5), rel=1e-5)
+    assert len(schedule.calls) == 2 and schedule.calls[1].tolist() == list(range(_CHUNK + 5, 2 * _CHUNK + 5))
+    assert reader.at_iteration(_CHUNK + 5) == pytest.approx(exponential_at(_CHUNK + 5), rel=1e-5)
+    assert len(schedule.calls) == 2
+
+
+class CountedStepFunction(StepFunction):
+    """StepFunction (a Python `if`) that counts its calls and returns numpy's float32, as numpy-based schedules do."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, step):
+        self.calls += 1
+        return np.float32(super().__call__(step))
+
+
+def test_a_schedule_that_cannot_take_a_vector_is_tried_once_then_called_per_iteration():
+    schedule = CountedStepFunction()
+    reader = LearningRateReader(keras.optimizers.SGD(schedule))
+    schedule.calls = 0
+    got = [reader.at_iteration(i) for i in (0, 4, 5, 6)]
+    assert got == pytest.approx([0.1, 0.1, 0.01, 0.01])
+    assert all(isinstance(value, float) for value in got)
+    assert schedule.calls == 1 + 4  # the vector attempt (refused), then one call per iteration
+    reader.at_iteration(7)
+    assert schedule.calls == 6
+
+
 def test_a_float_lr_is_read_from_its_variable_and_has_no_schedule():
     optimizer = keras.optimizers.SGD(0.05)
     reader = LearningRateReader(optimizer)

@@ -288,6 +288,28 @@ def test_a_subclassed_model_is_refused_with_how_to_fix_it():
     assert message.endswith("weight statistics are recorded anyway")
 
 
+@pytest.mark.parametrize("unbuild", ["pop", "add"])
+def test_a_sequential_model_left_without_inputs_is_refused_with_keras_reason_and_how_to_build_it(unbuild):
+    # A name long enough that Keras's reason is cut at 160 characters (a message stays one readable line).
+    name = "classifier_" + "x" * 170
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="a"), keras.layers.Dense(2, name="b")],
+                             name=name)
+    if unbuild == "pop":
+        model.pop(rebuild=False)
+    else:
+        model.add(keras.layers.Dense(3, name="late"), rebuild=False)
+    with pytest.raises(ValueError) as raised:
+        ActivationProbe(model)
+    reason = f"Sequential model '{name}' has no defined inputs yet."[:160]
+    assert str(raised.value) == (
+        f"per-layer activations need a built model: Sequential {name!r} has no inputs yet ({reason}). Build it first "
+        "(model.build(input_shape), or start it with keras.Input) to record them; weight statistics are recorded "
+        "anyway")
+    model.build((None, 2))
+    assert [r["layer"] for r in ActivationProbe(model).records(np.ones((1, 2), dtype="float32"))] == (
+        ["a"] if unbuild == "pop" else ["a", "b", "late"])
+
+
 def test_a_nested_subclassed_model_is_skipped_with_why_and_its_output_still_probed():
     x = keras.Input((2,), name="x")
     h = keras.layers.Dense(2, name="before")(x)
