@@ -8,6 +8,8 @@ each update. A LossScaleOptimizer skips the updates whose gradients overflow: th
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -141,6 +143,15 @@ def test_a_float_lr_is_read_from_its_variable_and_has_no_schedule():
     assert reader.at_iteration(3) is None
     optimizer.learning_rate = 0.02
     assert reader.current() == as32(0.02)
+
+
+def test_reading_a_float_lr_variable_warns_nothing():
+    """The variable is read with Variable.numpy(): numpy's __array__ protocol on a TensorFlow variable raises a
+    DeprecationWarning (numpy 2's copy keyword) into the user's training output at every epoch."""
+    reader = LearningRateReader(keras.optimizers.SGD(0.05))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert reader.current() == as32(0.05)
 
 
 def test_the_iteration_counter_counts_updates():
