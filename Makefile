@@ -46,8 +46,9 @@ test-backends: setup
 	KERAS_BACKEND=torch $(PYTHON) -m pytest -q tests/test_callback_*.py
 
 # Mutation testing of callbacks/, monitor/ and the Streamlit-free app modules (tests/mutation.py says which files and
-# tests): about 30 minutes; writes the scores into docs/testing.md. Not part of `make test`.
+# tests; JAX rechecks the code only JAX runs); writes the scores into docs/testing.md. Not part of `make test`.
 mutation: setup
+	$(PIP) $(JAX_CPU)
 	$(PYTHON) tests/mutation.py
 
 samples: setup
