@@ -90,8 +90,10 @@ class Catalog:
                          "snapshot TEXT NOT NULL)")
             conn.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            # "root": the key existing caches hold the logdir under.
-            conn.execute("INSERT OR REPLACE INTO info VALUES ('root', ?)", (self.logdir,))
+            # "root": the key existing caches hold the logdir under. A name that is not UTF-8 (surrogate escapes,
+            # which SQLite refuses to encode) is stored with its odd bytes written as \xNN.
+            root = os.fsencode(self.logdir).decode("utf-8", "backslashreplace")
+            conn.execute("INSERT OR REPLACE INTO info VALUES ('root', ?)", (root,))
             conn.execute("SELECT count(*) FROM runs").fetchone()  # a damaged table raises here, not later
         except BaseException:
             conn.close()
@@ -150,9 +152,9 @@ class Catalog:
         return self._run("load", read) or {}
 
     def put(self, rows: Iterable[tuple[str, Any, dict[str, Any]]]) -> None:
-        """Store (run id, stamps, snapshot) rows in one transaction."""
+        """Store (run id, stamps, snapshot) rows in one transaction (a run whose id is not UTF-8 stays uncached)."""
         encoded = [(run_id, json.dumps(stamps), json.dumps(snapshot, allow_nan=True)) for run_id, stamps, snapshot
-                   in rows]
+                   in rows if _storable(run_id)]
         if not encoded:
             return
 
@@ -165,7 +167,7 @@ class Catalog:
 
     def delete(self, run_ids: Iterable[str]) -> None:
         """Forget runs whose directories are gone."""
-        ids = [(run_id,) for run_id in run_ids]
+        ids = [(run_id,) for run_id in run_ids if _storable(run_id)]
         if not ids:
             return
 
@@ -175,6 +177,16 @@ class Catalog:
                 conn.executemany("DELETE FROM runs WHERE id = ?", ids)
 
         self._run("delete", write)
+
+
+def _storable(run_id: str) -> bool:
+    """Whether SQLite can hold `run_id` as text: a directory name with bytes that are not UTF-8 comes as surrogate
+    escapes, which it refuses to encode (the run is then read from its files each time)."""
+    try:
+        run_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _decoded(rows: list[tuple[str, str, str]]) -> dict[str, tuple[Any, dict[str, Any]]]:

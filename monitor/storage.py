@@ -50,9 +50,9 @@ def redact_url(url: str) -> str:
     if url_protocol(url) is None:
         return url
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
+    # The host as written: `hostname` would drop an IPv6 address's brackets and lowercase it, and `port` raises on a
+    # port that is not a number.
+    host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 

@@ -72,6 +72,14 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
          "tests/test_watcher.py::test_changed_since_names_the_runs_changed_after_a_total_and_gives_up_past_its_log"],
         15.0,
     ),
+    # The monitor modules that the "monitor" group's tests only pass through (the watchers' change log, the storage
+    # URLs and ObjectStore, the SQLite catalog), killed by their own unit tests: on their own, so that the watcher
+    # and store tests, which reach them on every event and listing, do not run for each of their mutants.
+    "monitor-extra": (
+        ["monitor/changes.py", "monitor/storage.py", "monitor/catalog.py"],
+        ["tests/test_monitor_changes.py", "tests/test_monitor_storage.py", "tests/test_monitor_catalog.py"],
+        5.0,
+    ),
     "app": (
         ["app/alerts.py", "app/charts.py", "app/compare_charts.py", "app/run_charts.py", "app/cli.py"],
         ["tests/test_app_alerts.py", "tests/test_app_chart_builders.py", "tests/test_app_run_charts.py",
