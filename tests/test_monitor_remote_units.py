@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import fsspec
@@ -48,6 +49,10 @@ class RecordingStore(ObjectStore):
     def delete(self, relpaths: list[str]) -> None:
         self.calls.append(("delete", ",".join(relpaths)))
         super().delete(relpaths)
+
+    def check(self) -> None:
+        self.calls.append(("check", ""))
+        super().check()
 
 
 class OutageStore(ObjectStore):
@@ -138,9 +143,11 @@ def test_a_pass_uploads_new_lines_as_numbered_segments_and_whole_files_once(url,
     store = RecordingStore(url)
     uploader = Uploader(store, RUN_ID, spool_dir, 5.0, print)
     uploader.sync()
-    # run.json before the other whole files, status.json last; the torn tail waits for its line break.
-    assert store.calls == [("put", f"{RUN_ID}/segments/batch/00000001.jsonl"), ("put", f"{RUN_ID}/run.json"),
-                           ("put", f"{RUN_ID}/model/summary.txt"), ("put", f"{RUN_ID}/status.json")]
+    # One request that fails clearly on a missing bucket first (the first pass only); run.json before the other
+    # whole files, status.json last; the torn tail waits for its line break.
+    assert store.calls == [("check", ""), ("put", f"{RUN_ID}/segments/batch/00000001.jsonl"),
+                           ("put", f"{RUN_ID}/run.json"), ("put", f"{RUN_ID}/model/summary.txt"),
+                           ("put", f"{RUN_ID}/status.json")]
     assert uploader.requests == 4
     assert objects(url)["segments/batch/00000001.jsonl"] == LINES_1
     assert objects(url)["model/summary.txt"] == b"dense"
@@ -175,7 +182,7 @@ def test_hidden_files_and_folders_and_the_upload_state_stay_in_the_spool(url, tm
     os.close(lock_fd)
     Uploader(store, RUN_ID, spool_dir, 5.0, print).sync()  # a second uploader: the state file and the lock exist
     assert sorted(objects(url)) == ["a.txt", "checkpoints/best.keras", "run.json", "status.json"]
-    assert [relpath for _, relpath in store.calls] == [
+    assert [relpath for method, relpath in store.calls if method == "put"] == [
         f"{RUN_ID}/{name}" for name in ("run.json", "a.txt", "checkpoints/best.keras", "status.json")]
 
 
@@ -201,7 +208,7 @@ def test_a_new_uploader_goes_on_from_the_state_the_last_one_saved(url, tmp_path)
     store = RecordingStore(url)
     resumed = Uploader(store, RUN_ID, spool_dir, 5.0, print)
     resumed.sync()
-    assert store.calls == [("put", f"{RUN_ID}/segments/batch/00000002.jsonl")]
+    assert store.calls == [("check", ""), ("put", f"{RUN_ID}/segments/batch/00000002.jsonl")]
     assert objects(url)["segments/batch/00000002.jsonl"] == LINES_2
 
 
@@ -217,7 +224,7 @@ def test_an_unreadable_upload_state_means_starting_over(url, tmp_path, saved):
         return
     Uploader(store, RUN_ID, spool_dir, 5.0, print).sync()
     assert [relpath for _, relpath in store.calls] == [
-        f"{RUN_ID}/{name}" for name in ("segments/batch/00000001.jsonl", "run.json", "status.json")]
+        "", *(f"{RUN_ID}/{name}" for name in ("segments/batch/00000001.jsonl", "run.json", "status.json"))]
 
 
 def test_a_spool_whose_state_cannot_be_saved_still_uploads(url, tmp_path):
@@ -269,7 +276,7 @@ def test_a_resumed_run_compacts_again_without_resending_streams_that_did_not_gro
     resumed = Uploader(store, RUN_ID, spool_dir, 5.0, print)
     resumed.sync(final=True)
     assert store.calls == [
-        ("put", f"{RUN_ID}/segments/batch/00000002.jsonl"), ("put", f"{RUN_ID}/batch.jsonl"),
+        ("check", ""), ("put", f"{RUN_ID}/segments/batch/00000002.jsonl"), ("put", f"{RUN_ID}/batch.jsonl"),
         ("put", f"{RUN_ID}/compacted.json"), ("delete", f"{RUN_ID}/segments/batch/00000002.jsonl")]
     assert json.loads(objects(url)["compacted.json"]) == {"streams": {
         "batch": {"file": "batch.jsonl", "segments": 2, "bytes": len(LINES_1 + LINES_2)},
@@ -292,7 +299,7 @@ def test_a_run_without_records_is_not_compacted(url, tmp_path):
     spool_dir = spool_run(tmp_path)
     store = RecordingStore(url)
     Uploader(store, RUN_ID, spool_dir, 5.0, print).sync(final=True)
-    assert store.calls == [("put", f"{RUN_ID}/run.json"), ("put", f"{RUN_ID}/status.json")]
+    assert store.calls == [("check", ""), ("put", f"{RUN_ID}/run.json"), ("put", f"{RUN_ID}/status.json")]
 
 
 # -- the uploader's thread: failures, backoff, recovery ------------------------------------------------------------
@@ -346,6 +353,27 @@ def test_a_failure_that_is_not_a_storage_error_is_reported_by_its_repr_and_retri
     assert reports == [f"uploads to {url}/{RUN_ID} failed ({error}); records are kept in {spool_dir} and retried "
                        "with backoff", f"uploads to {url}/{RUN_ID} resumed after 1 failure(s)"]
     assert objects(url)["batch.jsonl"] == LINES_1
+
+
+def test_a_started_uploader_sends_what_the_spool_gains_every_interval_until_finished(url, tmp_path):
+    spool_dir = spool_run(tmp_path, **{"batch.jsonl": LINES_1})
+    uploader = Uploader(ObjectStore(url), RUN_ID, spool_dir, 0.01, print)
+    assert uploader.start() is True
+    wait_until(lambda: "segments/batch/00000001.jsonl" in objects(url), "the first segment")
+    append(spool_dir, "batch.jsonl", LINES_2)
+    wait_until(lambda: "segments/batch/00000002.jsonl" in objects(url), "the second segment, unasked")
+    assert uploader.done is False and "compacted.json" not in objects(url)
+    uploader.finish()
+    assert uploader.wait(PATIENCE_S) is True and objects(url)["batch.jsonl"] == LINES_1 + LINES_2
+
+
+def wait_until(condition, what: str, patience_s: float = 10.0) -> None:
+    """Poll `condition()` until true; fail naming `what` after `patience_s` (a hang, not a timing assertion)."""
+    deadline = time.monotonic() + patience_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.01)
 
 
 def test_a_second_uploader_of_a_spool_held_by_another_sends_nothing(url, tmp_path):
