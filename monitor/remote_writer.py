@@ -260,6 +260,8 @@ class Uploader:
                 state = json.load(f)
         except (OSError, ValueError):
             return
+        if not isinstance(state, dict):  # not ours: start over (a re-upload), rather than fail the writer's start
+            return
         self._offsets = dict(state.get("offsets", {}))
         self._seq = dict(state.get("seq", {}))
         self._files = dict(state.get("files", {}))

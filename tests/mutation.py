@@ -80,6 +80,17 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
         ["tests/test_monitor_changes.py", "tests/test_monitor_storage.py", "tests/test_monitor_catalog.py"],
         5.0,
     ),
+    # Runs on object storage: the uploader and the readers on fsspec's in-memory filesystem (memory://), spools in
+    # tmp_path; the SeaweedFS tests (test_object_storage.py) take minutes and are left to `make test`.
+    "remote": (
+        ["monitor/remote_reader.py", "monitor/remote_writer.py"],
+        ["tests/test_monitor_remote_units.py",
+         *(f"tests/test_monitor_reader.py::test_{name}" for name in (
+             "a_run_on_an_object_store_reads_like_a_local_one",
+             "an_object_store_run_without_a_readable_summary_derives_it_from_its_segments",
+             "run_json_replaced_on_an_object_store_is_read_again_once_listed"))],
+        15.0,
+    ),
     "app": (
         ["app/alerts.py", "app/charts.py", "app/compare_charts.py", "app/run_charts.py", "app/cli.py"],
         ["tests/test_app_alerts.py", "tests/test_app_chart_builders.py", "tests/test_app_run_charts.py",
