@@ -7,6 +7,7 @@ that execute the mutated function. Not part of `make test`: about 95 minutes wit
 
     python tests/mutation.py                 # every group, then rewrite the scores in docs/testing.md
     python tests/mutation.py monitor app     # some groups (the scores of the others are kept)
+    python tests/mutation.py --since main    # the groups whose modules or tests differ from main (a branch's change)
     python tests/mutation.py --report        # only rewrite docs/testing.md from the last runs
 """
 
@@ -384,17 +385,47 @@ def report() -> None:
     print(table)
 
 
+# Test helpers every group's tests import: a change to one of them can change any group's verdicts.
+SHARED_TEST_FILES = {"tests/conftest.py", "tests/train_helpers.py", "tests/run_factory.py"}
+
+
+def changed_groups(ref: str) -> list[str]:
+    """The groups whose mutated files or selected test files differ from git `ref` (committed, staged, unstaged or
+    untracked), in run order; a recheck group goes with the group it rechecks."""
+    def git(*args: str) -> set[str]:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        return set(out.split())
+
+    changed = git("diff", "--name-only", ref, "--") | git("ls-files", "--others", "--exclude-standard")
+    everything = bool(changed & SHARED_TEST_FILES)
+    chosen = []
+    for group, (files, tests, _) in GROUPS.items():
+        if group in RECHECKS:
+            touched = RECHECKS[group].of in chosen
+        else:
+            touched = everything or bool(changed & ({*files} | {test.split("::")[0] for test in tests}))
+        if touched:
+            chosen.append(group)
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help=f"groups to run: {', '.join(GROUPS)} (default: all)")
     parser.add_argument("--report", action="store_true", help="only rewrite docs/testing.md from the last runs")
+    parser.add_argument("--since", metavar="REF", help="run the groups whose modules or tests changed since git REF")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants tested in parallel")
     args = parser.parse_args()
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
         parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
+    if args.since and args.groups:
+        parser.error("name groups or --since, not both")
+    groups = changed_groups(args.since) if args.since else args.groups or list(GROUPS)
+    if args.since:
+        print(f"changed since {args.since}: {', '.join(groups) or 'no group'}", flush=True)
     if not args.report:
-        for group in args.groups or GROUPS:
+        for group in groups:
             run_group(group, args.children)
     report()
 
