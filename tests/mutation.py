@@ -90,7 +90,7 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
              "a_run_on_an_object_store_reads_like_a_local_one",
              "an_object_store_run_without_a_readable_summary_derives_it_from_its_segments",
              "run_json_replaced_on_an_object_store_is_read_again_once_listed"))],
-        15.0,
+        20.0,
     ),
     "app": (
         ["app/alerts.py", "app/charts.py", "app/compare_charts.py", "app/run_charts.py", "app/cli.py"],
@@ -142,6 +142,9 @@ RECHECKS = {
     "callbacks-jax": Recheck(of="callbacks", backend="jax",
                              functions=("IterationCounter", "_jax_copy", "batch_begin", "steps_done")),
 }
+# Groups whose mutants mostly wait (an uploader thread a mutant stopped runs into mutmut's wall-clock timeout): this
+# many children per child asked for, since waiting children leave the cores free.
+WAITING_GROUPS = {"remote": 2}
 # Groups whose tests run TensorFlow (or JAX): a process forked after TensorFlow ran an op hangs in its next op, so
 # mutmut's default (fork each mutant from the process that ran the tests) would count every mutant as a timeout, i.e.
 # killed. A fork server forks them from a process that only imported the tests.
@@ -227,6 +230,7 @@ def run_group(group: str, children: int) -> None:
             print(f"{group}: nothing to recheck", flush=True)
         names, env["KERAS_BACKEND"] = found, RECHECKS[group].backend
     work = prepare(group)
+    children *= WAITING_GROUPS.get(group, 1)
     limit_s = GROUPS[group][2] * 60
     started = time.monotonic()
     with open(os.path.join(work, "mutmut.log"), "w", encoding="utf-8") as log:
@@ -239,7 +243,7 @@ def run_group(group: str, children: int) -> None:
             timed_out = True
     with open(os.path.join(work, "run-info.json"), "w", encoding="utf-8") as f:
         json.dump({"seconds": round(time.monotonic() - started), "timed_out": timed_out,
-                   "time": time.strftime("%Y-%m-%d %H:%M")}, f)
+                   "time": time.strftime("%Y-%m-%d %H:%M"), "children": children}, f)
     print(f"{group}: {time.monotonic() - started:.0f} s{' (time limit reached)' if timed_out else ''}", flush=True)
 
 
@@ -301,6 +305,12 @@ def earlier_results(group: str, table: str, survivors_doc: str) -> tuple[list[st
     return rows, sections
 
 
+def children_note(info: dict) -> str:
+    """", 2 children" for a run that recorded how many it had (runs before that recorded nothing)."""
+    children = info.get("children")
+    return f", {children} child{'ren' if children != 1 else ''}" if children else ""
+
+
 def report() -> None:
     """Rewrite the scores table in docs/testing.md and the survivors list. Groups run in this checkout get fresh rows;
     the others keep the rows (and listed survivors) of their last run, with its date."""
@@ -353,7 +363,7 @@ def report() -> None:
             changes = diffs(group, [(name, path) for name, _ in alive])
             survivors.extend((path, name, status, changes[name]) for name, status in alive)
         if info:
-            rows.append(f"| *{group}: {info['seconds']} s on {info['time']}"
+            rows.append(f"| *{group}: {info['seconds']} s on {info['time']}{children_note(info)}"
                         f"{', stopped at its time limit' if info['timed_out'] else ''}* | | | | | | |")
         for recheck_group, recheck in rechecked.items():
             recheck_path = os.path.join(WORK, recheck_group, "run-info.json")
@@ -362,6 +372,7 @@ def report() -> None:
                     recheck_info = json.load(f)
                 rows.append(f"| *{recheck_group} (its survivors in {', '.join(recheck.functions)} under "
                             f"KERAS_BACKEND={recheck.backend}): {recheck_info['seconds']} s on {recheck_info['time']}"
+                            f"{children_note(recheck_info)}"
                             f"{', stopped at its time limit' if recheck_info['timed_out'] else ''}* | | | | | | |")
     overall = f"{100 * totals['killed'] / totals['all']:.1f} %" if totals["all"] else "—"
     table = "\n".join([
