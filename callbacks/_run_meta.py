@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from typing import Any
 
 import keras
@@ -28,9 +29,9 @@ def _count(variables: list[Any]) -> int:
 def _itemsize(dtype: Any) -> int:
     try:
         return np.dtype(str(dtype)).itemsize
-    except TypeError:  # bfloat16 and friends are not numpy dtypes
-        digits = "".join(ch for ch in str(dtype) if ch.isdigit())
-        return max(1, int(digits) // 8) if digits else 4
+    except TypeError:  # a dtype numpy does not know: its bit width is the first number in its name
+        bits = re.search(r"\d+", str(dtype))  # "posit24_es2": 24 bits
+        return max(1, -(-int(bits[0]) // 8)) if bits else 4
 
 
 def parameter_counts(model: keras.Model) -> tuple[int, int]:
