@@ -85,6 +85,7 @@ def recorded_options(callback: Any) -> dict[str, Any]:
     """The options of a LiveMonitor (`callback`) in effect, and how many activation samples it was given."""
     options = {name: to_jsonable(getattr(callback, name)) for name in OPTION_NAMES}
     options["logdir"] = redact_url(str(callback.logdir))  # a URL may carry keys in its user part or query
-    data = callback.activation_data
-    options["activation_samples"] = int(data.shape[0]) if hasattr(data, "shape") else None
+    # The inputs of a multi-input model come as a dict, list or tuple of arrays: their first array says how many.
+    arrays = [leaf for leaf in keras.tree.flatten(callback.activation_data) if hasattr(leaf, "shape")]
+    options["activation_samples"] = int(arrays[0].shape[0]) if arrays else None
     return options

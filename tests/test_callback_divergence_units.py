@@ -280,7 +280,8 @@ def test_without_a_non_finite_layer_the_largest_jump_against_its_own_history_is_
     layer, evidence = blame(ORDER, now, history)
     assert (layer, evidence) == ("pool", {"rule": "largest jump", "source": "activations", "value": 3.5,
                                           "baseline": 1.0, "ratio": 3.5})
-    layer, evidence = blame(ORDER, {"gradients": {"conv": 1.1, "head": 1.65}}, history)
+    # Layers without a usable baseline (new: none; flat: 0) are passed over, and the others still measured.
+    layer, evidence = blame(ORDER, {"gradients": {"new": 0.1, "flat": 3.0, "conv": 1.1, "head": 1.65}}, history)
     assert (layer, evidence["ratio"], evidence["baseline"]) == ("head", pytest.approx(3.0), 0.55)
 
 
@@ -293,7 +294,8 @@ def test_equal_jumps_blame_the_first_one_measured(history):
 def test_when_every_gradient_broke_the_last_finite_values_jump_is_measured(history):
     # dense's gradient history 2.0, 2.2, 8.0: the last (8.0) against the median before it (2.1) is the largest jump;
     # pool's output still reads finite but its spread did not move.
-    now = {"gradients": {"conv": NAN, "dense": NAN, "head": INF, "flat": NAN, "new": NAN},
+    # A layer without history (new) is passed over, and does not end the measuring of the others.
+    now = {"gradients": {"new": NAN, "conv": NAN, "dense": NAN, "head": INF, "flat": NAN},
            "activations": {"pool": 1.0, "conv": NAN}}
     layer, evidence = blame(ORDER, now, history)
     assert (layer, evidence["rule"], evidence["source"], evidence["value"], evidence["baseline"]) == (
@@ -416,6 +418,8 @@ def test_gradient_statistics_every_freq_batches_from_the_fit_start():
     forensics = seen.forensics((X, Y), freq=3)
     model = chain()
     forensics.begin_fit(model, 10)
+    # Traced on a background thread that never keeps the process alive, named for whoever inspects the threads.
+    assert (forensics._warming.name, forensics._warming.daemon) == ("kerascope-gradients", True)
     assert [step for step in range(10, 20) if forensics.due(step)] == [13, 14, 15, 16, 17, 18, 19]
     forensics.at_batch_begin(model, 13, 2)
     assert seen.logged == gradient_rows(13, 2)
@@ -440,6 +444,10 @@ def test_without_gradient_data_or_at_freq_zero_nothing_is_due_and_nothing_taken(
         forensics.at_batch_begin(model, 9, 0)
         assert (seen.logged, seen.skipped) == ([], [])
     assert Recorder().forensics(None, 3).freq == 0
+    # At freq 0 the model is not even looked at when the fit starts.
+    seen = Recorder()
+    seen.forensics((X, Y), 0).begin_fit(chain(compiled=False), 0)
+    assert seen.skipped == []
 
 
 def test_a_model_without_a_loss_is_skipped_at_the_fit_start_once():
@@ -536,7 +544,7 @@ def test_a_spike_snapshot_without_gradients_or_activations_says_so_without_lr_or
     forensics.watch.epoch(10, 0, {"loss": 1.5})
     forensics.watch.epoch(20, 1, {"loss": 123.456})
     forensics.snapshot(model, 1)
-    assert seen.logged == []
+    assert seen.logged == [] and seen.skipped == []
     ((args, kwargs),) = seen.events
     assert args == ("divergence", "diverged: loss 123.5 is 82.3x its best 1.5 at step 20")
     assert kwargs == {"step": 20, "data": {"step": 20, "lr": None, "layer": None, "metric": "loss",
@@ -574,6 +582,7 @@ def test_a_snapshot_orders_the_layers_of_nested_models_forward_without_the_model
     forensics.snapshot(model, 0)
     (_, kwargs), = seen.events
     assert (kwargs["data"]["layer"], kwargs["data"]["evidence"]["nonfinite_layers"]) == ("inner/a", ["inner/a", "b"])
+    assert seen.skipped == []
 
 
 def test_the_event_is_written_even_when_the_snapshot_gradients_fail():

@@ -39,7 +39,7 @@ def test_environment_names_keras_its_backend_and_python():
 @pytest.mark.parametrize(("dtype", "size"), [
     ("float32", 4), ("float16", 2), ("bfloat16", 2), ("int8", 1), ("float64", 8), ("bool", 1), ("uint16", 2),
     # Not numpy dtypes: the bit width is the first number of the name, in whole bytes.
-    ("posit24_es2", 3), ("float6_e9m9", 1), ("int12x", 2), ("opaque", 4),
+    ("posit24_es2", 3), ("float6_e9m9", 1), ("int12x", 2), ("quad128_e15", 16), ("opaque", 4),
 ])
 def test_the_bytes_of_one_value_of_a_dtype(dtype, size):
     assert _itemsize(dtype) == size
@@ -151,6 +151,15 @@ def test_recorded_defaults_and_activation_data_without_a_shape(tmp_path):
                      "strict": False, "resume": None, "activation_samples": None}
 
 
+@pytest.mark.parametrize(("inputs", "samples"), [
+    ({"image": np.zeros((5, 4), "float32"), "meta": np.zeros((5, 2), "float32")}, 5),
+    ([np.zeros((6, 2), "float32"), np.zeros((6, 1), "float32")], 6),
+    ((np.zeros((3, 2), "float32"),), 3),
+])
+def test_the_activation_samples_of_a_multi_input_model(tmp_path, inputs, samples):
+    assert recorded_options(LiveMonitor(str(tmp_path), activation_data=inputs))["activation_samples"] == samples
+
+
 def test_a_logdir_url_is_recorded_without_its_keys():
     live = LiveMonitor("s3://AKIAKEY:s3cret@bucket:9000/team/runs?X-Amz-Signature=abc")
     found = recorded_options(live)
@@ -249,6 +258,8 @@ def test_a_trial_without_hyperparameters_or_a_string_id_and_a_frame_without_a_tu
 
     found = run(trial)
     assert found == Trial("7", {}, None) and type(found.trial_id) is str
+    del trial.hyperparameters
+    assert run(trial) == Trial("7", {}, None)
 
 
 def test_a_group_id_is_the_project_name_and_a_random_suffix(tuner):
