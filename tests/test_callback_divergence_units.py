@@ -558,6 +558,7 @@ def test_a_snapshot_blames_by_the_gradients_largest_jump():
     forensics = seen.forensics((X, Y), freq=1)
     model = chain()
     forensics.begin_fit(model, 0)
+    assert [step for step in range(3) if forensics.due(step)] == [1, 2]
     forensics.history.add("gradients", {"hidden": 4.0, "out": 4.0})
     forensics.watch.epoch(7, 0, {"accuracy": INF})
     forensics.at_batch_begin(model, 8, 1)
@@ -568,6 +569,20 @@ def test_a_snapshot_blames_by_the_gradients_largest_jump():
                                           "baseline": 4.0, "ratio": 2.0}
     # The snapshot's statistics, then the regular ones of the same batch begin.
     assert seen.logged == [*gradient_rows(7, 1, snapshot=True), *gradient_rows(8, 1)]
+
+
+def test_at_freq_zero_a_divergence_still_gets_its_gradient_snapshot():
+    seen = Recorder(activations=None)
+    forensics = seen.forensics((X, Y), freq=0)
+    model = chain()
+    forensics.begin_fit(model, 0)
+    forensics.watch.epoch(9, 2, {"loss": NAN})
+    assert forensics.due(10)
+    forensics.at_batch_begin(model, 10, 3)
+    assert seen.logged == gradient_rows(9, 3, snapshot=True)
+    (args, kwargs), = seen.events
+    assert args[1] == ("diverged: loss became nan at step 9 (LR 0.01235); first layer to break: hidden "
+                       "(largest gradient norm, 8)")
 
 
 def test_a_snapshot_orders_the_layers_of_nested_models_forward_without_the_models():
