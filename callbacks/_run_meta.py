@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from typing import Any
 
 import keras
@@ -28,9 +29,9 @@ def _count(variables: list[Any]) -> int:
 def _itemsize(dtype: Any) -> int:
     try:
         return np.dtype(str(dtype)).itemsize
-    except TypeError:  # bfloat16 and friends are not numpy dtypes
-        digits = "".join(ch for ch in str(dtype) if ch.isdigit())
-        return max(1, int(digits) // 8) if digits else 4
+    except TypeError:  # a dtype numpy does not know: its bit width is the first number in its name
+        bits = re.search(r"\d+", str(dtype))  # "posit24_es2": 24 bits
+        return max(1, -(-int(bits[0]) // 8)) if bits else 4
 
 
 def parameter_counts(model: keras.Model) -> tuple[int, int]:
@@ -84,6 +85,7 @@ def recorded_options(callback: Any) -> dict[str, Any]:
     """The options of a LiveMonitor (`callback`) in effect, and how many activation samples it was given."""
     options = {name: to_jsonable(getattr(callback, name)) for name in OPTION_NAMES}
     options["logdir"] = redact_url(str(callback.logdir))  # a URL may carry keys in its user part or query
-    data = callback.activation_data
-    options["activation_samples"] = int(data.shape[0]) if hasattr(data, "shape") else None
+    # The inputs of a multi-input model come as a dict, list or tuple of arrays: their first array says how many.
+    arrays = [leaf for leaf in keras.tree.flatten(callback.activation_data) if hasattr(leaf, "shape")]
+    options["activation_samples"] = int(arrays[0].shape[0]) if arrays else None
     return options
