@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -71,6 +72,17 @@ class OutageStore(ObjectStore):
             raise StorageError("access denied: check the credentials in the backend's environment or config "
                                "(PermissionError)")
         return super().get(relpath, start, end)
+
+
+class NoPrefixStore(ObjectStore):
+    """A real ObjectStore on memory:// whose LIST of a prefix without objects raises FileNotFoundError, as some
+    fsspec backends do (memory:// answers with nothing)."""
+
+    def listing(self, prefix: str) -> dict:
+        found = super().listing(prefix)
+        if not found:
+            raise FileNotFoundError(self.key(prefix))
+        return found
 
 
 @pytest.fixture
@@ -212,7 +224,7 @@ def test_a_new_uploader_goes_on_from_the_state_the_last_one_saved(url, tmp_path)
     assert objects(url)["segments/batch/00000002.jsonl"] == LINES_2
 
 
-@pytest.mark.parametrize("saved", [b"{not json", b"[]"], ids=["torn", "not-an-object"])
+@pytest.mark.parametrize("saved", [b"{not json", b"[]", b"{}"], ids=["torn", "not-an-object", "empty-object"])
 def test_an_unreadable_upload_state_means_starting_over(url, tmp_path, saved):
     spool_dir = spool_run(tmp_path, **{"batch.jsonl": LINES_1})
     with open(os.path.join(spool_dir, remote_writer.UPLOAD_STATE_FILE), "wb") as f:
@@ -291,6 +303,27 @@ def test_compaction_keeps_a_segment_written_after_it_and_a_stream_it_does_not_co
         "segments/batch/00000002.jsonl", "segments/epoch/00000001.jsonl", "segments/unknown/00000001.jsonl"]
 
 
+def test_compaction_deletes_only_its_own_runs_segments(url, tmp_path):
+    neighbour = "20260101-120000-unit-0a1b2c3e"  # another run of the root, its id as long as this one's
+    store = ObjectStore(url)
+    store.put(f"{neighbour}/segments/batch/00000001.jsonl", LINES_1)
+    spool_dir = spool_run(tmp_path, **{"batch.jsonl": LINES_1})
+    Uploader(store, RUN_ID, spool_dir, 5.0, print).sync(final=True)
+    assert list(objects(url, neighbour)) == ["segments/batch/00000001.jsonl"]
+    assert sorted(objects(url)) == ["batch.jsonl", "compacted.json", "run.json", "status.json"]
+
+
+def test_compaction_goes_on_when_the_store_finds_no_segments_left_to_delete(url, tmp_path):
+    spool_dir = spool_run(tmp_path, **{"batch.jsonl": LINES_1})
+    store = NoPrefixStore(url)
+    uploader = Uploader(store, RUN_ID, spool_dir, 5.0, print)
+    uploader.sync()
+    store.delete([f"{RUN_ID}/segments/batch/00000001.jsonl"])  # removed behind the uploader's back
+    uploader.sync(final=True)
+    assert sorted(objects(url)) == ["batch.jsonl", "compacted.json", "run.json", "status.json"]
+    assert state_of(spool_dir)["compacted"] == {"batch": {"file": "batch.jsonl", "segments": 1, "bytes": 24}}
+
+
 def test_a_run_without_records_is_not_compacted(url, tmp_path):
     spool_dir = spool_run(tmp_path)
     store = RecordingStore(url)
@@ -355,6 +388,8 @@ def test_a_started_uploader_sends_what_the_spool_gains_every_interval_until_fini
     spool_dir = spool_run(tmp_path, **{"batch.jsonl": LINES_1})
     uploader = Uploader(ObjectStore(url), RUN_ID, spool_dir, 0.01, print)
     assert uploader.start() is True
+    # A daemon thread: a training script that forgets close() still exits (the exit drain sends the rest).
+    assert (uploader._thread.name, uploader._thread.daemon) == (f"kerascope-upload-{RUN_ID}", True)
     wait_until(lambda: "segments/batch/00000001.jsonl" in objects(url), "the first segment")
     append(spool_dir, "batch.jsonl", LINES_2)
     wait_until(lambda: "segments/batch/00000002.jsonl" in objects(url), "the second segment, unasked")
@@ -395,11 +430,29 @@ def test_a_stopped_uploader_sends_nothing_more_and_leaves_the_spool(url, tmp_pat
     assert uploader.start() is True
     assert reported.wait(PATIENCE_S)
     uploader.stop()
+    uploader.stop()  # twice (it is no longer registered): nothing more
     assert spool_dir not in uploaders
     uploader._thread.join(PATIENCE_S)
     assert not uploader._thread.is_alive() and uploader.done is False
     unblock(url)
     assert objects(url) == {} and os.path.isfile(os.path.join(spool_dir, "batch.jsonl"))
+
+
+def test_after_a_failure_the_uploader_retries_on_its_own_and_counts_every_failure(url, tmp_path, monkeypatch):
+    monkeypatch.setattr(remote_writer, "MAX_RETRY_DELAY_S", 0.01)  # the backoff capped at 10 ms
+    spool_dir = spool_run(tmp_path, **{"batch.jsonl": LINES_1})
+    reports: list[str] = []
+    block(url)
+    # An interval of an hour: only the backoff brings the next attempt, nothing here wakes the thread.
+    uploader = Uploader(ObjectStore(url), RUN_ID, spool_dir, 3600.0, reports.append)
+    assert uploader.start() is True
+    wait_until(lambda: uploader.failures >= 3, "three failed passes that nobody asked for")
+    unblock(url)
+    wait_until(lambda: len(reports) == 2, "the report of the recovery")
+    prefix = f"uploads to {url}/{RUN_ID} resumed after "
+    assert reports[1].startswith(prefix) and reports[1].endswith(" failure(s)")
+    assert int(reports[1][len(prefix):-len(" failure(s)")]) >= 3
+    assert objects(url)["segments/batch/00000001.jsonl"] == LINES_1
 
 
 def test_an_uploader_started_again_after_finishing_goes_on_with_the_next_segment(url, tmp_path):
@@ -408,8 +461,13 @@ def test_an_uploader_started_again_after_finishing_goes_on_with_the_next_segment
     assert uploader.start() is True
     uploader.finish()
     assert uploader.wait(PATIENCE_S) is True
+    uploader._thread.join(PATIENCE_S)  # done: the spool's lock is released
+    fd = lock_spool(spool_dir)
+    assert fd is not None
+    os.close(fd)
     append(spool_dir, "batch.jsonl", LINES_2)
     assert uploader.start() is True and uploader.done is False
+    assert lock_spool(spool_dir) is None  # held again while it sends: no other process takes the spool
     uploader.finish()
     assert uploader.wait(PATIENCE_S) is True
     assert objects(url)["batch.jsonl"] == LINES_1 + LINES_2
@@ -455,7 +513,10 @@ def test_a_remote_writer_spools_locally_and_uploads_a_compacted_version_2_run(ur
     assert writer.run_dir == os.path.join(spool_root, writer.run_id)
     assert writer.url == f"{url}/{writer.run_id}" and writer.recovered == []
     assert len(writer.run_id.rsplit("-", 1)[1]) == 2 * RemoteRunWriter.ID_HEX_BYTES == 8
+    # Records reach the spool every 0.5 s as for a local run; the uploader sends them every flush_interval.
+    assert (writer.flush_interval, writer.uploader.interval) == (remote_writer.SPOOL_FLUSH_INTERVAL_S, 3600)
     writer.log("batch", {"step": 1, "loss": 0.5})
+    assert writer.wait_uploaded(0) is False  # not closed: not done, and no waiting
     writer.close()
     writer.close()  # twice: nothing more
     assert writer.wait_uploaded(PATIENCE_S) is True
@@ -489,6 +550,75 @@ def test_resume_remote_goes_on_with_the_same_uploader_or_a_new_one(url, tmp_path
     again.close()
     assert again.wait_uploaded(PATIENCE_S)
     assert [json.loads(line)["step"] for line in objects(url, writer.run_id)["batch.jsonl"].splitlines()] == [1, 2, 3]
+
+
+def test_a_remote_writer_named_by_default_and_closed_with_a_reason(url, tmp_path):
+    writer = RemoteRunWriter(url, flush_interval=3600, spool_dir=str(tmp_path))
+    writer.close(fmt.FAILED, reason="loss is NaN")
+    assert writer.wait_uploaded(PATIENCE_S)
+    sent = objects(url, writer.run_id)
+    assert json.loads(sent["run.json"])["name"] == "run"
+    status = json.loads(sent["status.json"])
+    assert (status["status"], status["reason"]) == (fmt.FAILED, "loss is NaN")
+
+
+def test_a_spool_is_locked_from_its_creation_before_its_run_json_exists(tmp_path):
+    _run_id, path = RemoteRunWriter._create_dir(str(tmp_path), "creating")
+    try:
+        assert lock_spool(path) is None  # so recover_spools in another process never takes it
+    finally:
+        os.close(remote_writer._CREATION_LOCKS.pop(path))
+
+
+def failure_report(url: str, run_id: str, spool_dir: str) -> str:
+    return (f"uploads to {url}/{run_id} failed (FileExistsError: /{url.removeprefix('memory://')}/{run_id}); records "
+            f"are kept in {spool_dir} and retried with backoff")
+
+
+def test_a_left_spool_that_cannot_be_sent_yet_is_reported_through_the_writers_on_error(url, tmp_path, uploaders):
+    left_id = "20260101-000000-left-00000001"
+    left = spool_run(tmp_path / "spool", left_id, **{"batch.jsonl": LINES_1})
+    block(url, left_id)
+    reports: list[str] = []
+    reported = threading.Event()
+
+    def on_error(message: str) -> None:
+        reports.append(message)
+        reported.set()
+
+    writer = RemoteRunWriter(url, name="next", flush_interval=3600, on_error=on_error,
+                             spool_dir=str(tmp_path / "spool"))
+    assert writer.recovered == [left_id]
+    assert reported.wait(PATIENCE_S)
+    unblock(url, left_id)
+    uploaders[left].finish()  # wakes it from its backoff
+    assert uploaders[left].wait(PATIENCE_S)
+    writer.close()
+    assert writer.wait_uploaded(PATIENCE_S)
+    assert reports == [failure_report(url, left_id, left), f"uploads to {url}/{left_id} resumed after 1 failure(s)"]
+    assert objects(url, left_id)["batch.jsonl"] == LINES_1
+
+
+def test_a_resumed_remote_writer_reports_through_its_own_on_error(url, tmp_path, uploaders):
+    writer = RemoteRunWriter(url, name="phases", flush_interval=3600, spool_dir=str(tmp_path))
+    writer.close()
+    assert writer.wait_uploaded(PATIENCE_S)
+    block(url, writer.run_id)
+    reports: list[str] = []
+    reported = threading.Event()
+
+    def on_error(message: str) -> None:
+        reports.append(message)
+        reported.set()
+
+    resumed = RemoteRunWriter.resume_remote(url, writer.run_dir, flush_interval=3600, on_error=on_error)
+    assert resumed.flush_interval == remote_writer.SPOOL_FLUSH_INTERVAL_S
+    assert reported.wait(PATIENCE_S)  # its first pass (status.json says running again) fails
+    unblock(url, writer.run_id)
+    resumed.close()  # wakes the uploader from its backoff
+    assert resumed.wait_uploaded(PATIENCE_S)
+    assert reports == [failure_report(url, writer.run_id, writer.run_dir),
+                       f"uploads to {url}/{writer.run_id} resumed after 1 failure(s)"]
 
 
 def test_default_spool_root_is_one_folder_per_runs_root(monkeypatch, tmp_path):
@@ -567,6 +697,19 @@ def test_the_root_is_listed_once_per_second_and_keeps_its_last_listing_through_a
     assert root.snapshot(max_age=0) == snapshot and root.error is None and root.listings == 3
 
 
+def test_a_root_whose_store_is_down_from_the_start_has_no_runs_and_says_why(url):
+    store = OutageStore(url)
+    store.down = True
+    root = RemoteRoot(url, store=store)
+    assert (root.snapshot(), root.run_ids(), root.files(RUN_ID)) == ({}, [], {})
+    assert (root.error, root.listings) == ("the bucket does not exist (FileNotFoundError)", 0)
+
+
+def test_a_root_whose_store_finds_no_prefix_is_an_empty_root(url):
+    root = RemoteRoot(url, store=NoPrefixStore(url))
+    assert (root.snapshot(), root.run_ids(), root.error, root.listings) == ({}, [], None, 1)
+
+
 def test_a_root_opened_by_url_and_its_cache_folder(url, monkeypatch, tmp_path):
     monkeypatch.setenv(remote_reader.CACHE_ENV, str(tmp_path))
     root = RemoteRoot(url)
@@ -583,6 +726,7 @@ def test_a_root_opened_by_url_and_its_cache_folder(url, monkeypatch, tmp_path):
     ({"ETag": '"abc"', "etag": "e", "md5": "m", "size": 1}, "abc"),
     ({"etag": '"e"', "md5": "m"}, "e"),
     ({"md5": "m", "size": 3}, "m"),
+    ({"etag": '"XJjA6q7B2uQCEAE="'}, "XJjA6q7B2uQCEAE="),  # base64, as GCS's: only the quotes go
     ({"ETag": "", "size": 3, "LastModified": "2026", "mtime": 1.5}, "3-2026"),
     ({"size": 3, "mtime": 1.5, "last_modified": "x"}, "3-1.5"),
     ({"size": 3, "last_modified": "x"}, "3-x"),
@@ -605,6 +749,7 @@ def run_files(url, tmp_path, monkeypatch):
     store.put(f"{RUN_ID}/model/graph.png", PNG_SIGNATURE + b"rest")
     store.put(f"{RUN_ID}/model/fake.png", b"GIF89a..")
     store.put(f"{RUN_ID}/checkpoints/best.keras", b"PK")
+    store.put(f"{RUN_ID}/model/empty.txt", b"")
     store.calls.clear()
     return RemoteRunFiles(RemoteRoot(url, store=store), RUN_ID)
 
@@ -615,6 +760,7 @@ def test_whole_files_are_read_under_the_runs_prefix(run_files, url):
     assert run_files.read_text("model/summary.txt") == "dense \ufffd"
     assert run_files.read_text("missing.txt") == ""
     assert run_files.stamp("run.json") == ("16-None", 16)
+    assert run_files.stamp("model/empty.txt") == ("0-None", 0)
     with pytest.raises(RunFormatError, match=r"^bad.json is not valid JSON \(Expecting property name enclosed in "
                                              r"double quotes: line 1 column 2 \(char 1\)\)$"):
         run_files.read_json("bad.json")
@@ -729,6 +875,9 @@ def test_a_byte_budget_stops_between_segments_and_says_there_is_more(url):
     second = tail.read(max_bytes=10)
     assert (second.data, second.more) == (b'{"s": 2}\n{"s": 3}\n', False)
     assert tail.read(max_bytes=0).more is False
+    fresh = tail_of(store)
+    both = fresh.read(max_bytes=10)  # the budget counts every segment read: two of 9 bytes pass 10
+    assert (both.data, both.more, fresh.next_seq) == (b'{"s": 1}\n{"s": 2}\n', True, 3)
 
 
 def test_an_oversized_segment_is_not_read_and_the_stream_stops_there(url, monkeypatch):
@@ -790,6 +939,8 @@ def test_a_compacted_stream_read_in_slices_ends_each_at_a_line(url):
     assert (second.data, second.more, tail.offset, tail.next_seq) == (b'{"step": 2}\n{"step": 3}\n', False, 36, 3)
     assert ("get", f"{RUN_ID}/batch.jsonl[12:36]") in store.calls
     assert tail.read(max_bytes=24).data == b""
+    wide = tail_of(store)
+    assert wide.read(max_bytes=30).data == LINES_1 and wide.offset == 24  # up to the last line break in the slice
 
 
 @pytest.mark.parametrize("manifest", [
@@ -798,6 +949,7 @@ def test_a_compacted_stream_read_in_slices_ends_each_at_a_line(url):
     b'{"streams": {"batch": {"file": "batch.jsonl", "segments": 2, "bytes": 36.0}}}',
     b'{"streams": {"batch": {"file": "../other/batch.jsonl", "segments": 2, "bytes": 36}}}',
     b'{"streams": {"epoch": {"file": "epoch.jsonl", "segments": 2, "bytes": 36}}}',
+    b'{"streams": {"batch": {"file": "batch.jsonl", "segments": 1, "bytes": 0}}}',  # nothing compacted
 ])
 def test_a_malformed_compaction_manifest_is_ignored_and_the_segments_are_read(url, manifest):
     store = ObjectStore(url)
@@ -854,6 +1006,7 @@ def test_the_watcher_counts_changes_per_run_and_to_the_list_of_runs(url):
     assert watcher.changed_since(0) == {RUN_ID, ""} and watcher.wait(0, timeout=0) == 1
     watcher.poll()  # nothing new
     assert watcher.total == 1
+    assert watcher.wait(1, timeout=0) == 1  # nothing after total 1: returns at its timeout with the same total
     segment(store, 1, LINES_1)
     root.snapshot(max_age=0)
     watcher.poll()
@@ -872,6 +1025,31 @@ def test_the_watcher_counts_changes_per_run_and_to_the_list_of_runs(url):
     assert watcher.changed_since(3) == {RUN_ID, ""} and watcher.version("20260101-000000-second") == 1
 
 
+def test_a_watcher_polls_every_second_by_default_from_a_daemon_thread(url):
+    watcher = RemoteWatcher(RemoteRoot(url, store=ObjectStore(url)))
+    try:
+        assert watcher.poll_interval == 1.0
+        # A daemon: a dashboard that forgets stop() still exits.
+        assert (watcher._thread.name, watcher._thread.daemon) == ("kerascope-remote-watcher", True)
+    finally:
+        watcher.stop()
+
+
+def test_a_poll_lists_again_only_when_the_listing_is_older_than_half_its_interval(url):
+    root = RemoteRoot(url, store=ObjectStore(url))
+    watcher = RemoteWatcher(root, poll_interval=100)
+    watcher.stop()  # polled by hand from here on
+    root.snapshot(max_age=0)
+    listings = root.listings
+    # The listing's age set directly (tens of seconds either side of the 50 s limit), not waited for.
+    root._listed = time.monotonic() - 40
+    watcher.poll()  # younger than 50 s: the dashboard's listing is shared, not repeated
+    assert root.listings == listings
+    root._listed = time.monotonic() - 60
+    watcher.poll()
+    assert root.listings == listings + 1
+
+
 def test_the_watchers_thread_polls_until_stopped(url):
     store = ObjectStore(url)
     store.put(f"{RUN_ID}/run.json", b"{}")
@@ -883,6 +1061,38 @@ def test_the_watchers_thread_polls_until_stopped(url):
     finally:
         watcher.stop()
     assert not watcher._thread.is_alive()
+
+
+def test_the_exit_drain_is_registered_once_with_threadings_exit_hooks(monkeypatch):
+    monkeypatch.setattr(remote_writer, "_drain_registered", False)  # as in a process that has not sent anything yet
+    hooks = threading._threading_atexits
+    before = list(hooks)
+    try:
+        remote_writer._register_exit_drain()
+        remote_writer._register_exit_drain()
+        added = [getattr(hook, "func", hook) for hook in hooks if not any(hook is old for old in before)]
+    finally:
+        hooks[:] = before  # this process keeps the hooks it had
+    # threading's hooks, not atexit's: they run before concurrent.futures shuts the pools the backends resolve in.
+    assert added == [remote_writer._drain_at_exit]
+
+
+def test_the_exit_drain_goes_on_past_a_spool_removed_meanwhile_and_names_a_pass_still_under_way(
+        url, tmp_path, uploaders, monkeypatch, capsys):
+    monkeypatch.setattr(remote_writer, "EXIT_WAIT_S", 0.0)
+    removed_dir = spool_run(tmp_path / "a")
+    removed = uploaders[removed_dir] = Uploader(ObjectStore(url), RUN_ID, removed_dir, 3600.0, print)
+    assert removed.start() is True
+    removed.finish()
+    assert removed.wait(PATIENCE_S)
+    shutil.rmtree(removed_dir)  # by hand, before the exit
+    pending_id = "20260101-000000-pending-00000002"
+    pending_dir = spool_run(tmp_path / "b", pending_id)
+    # Never started: its last pass is as far from done as one still under way at exit.
+    uploaders[pending_dir] = Uploader(ObjectStore(url), pending_id, pending_dir, 3600.0, print)
+    remote_writer._drain_at_exit()
+    assert capsys.readouterr().err == (f"kerascope: the run {url}/{pending_id} is not fully uploaded (still sending); "
+                                       f"its records are kept in {pending_dir}\n")
 
 
 def test_the_exit_drain_finishes_every_uploader_and_removes_only_the_spools_fully_sent(url, tmp_path, uploaders,
