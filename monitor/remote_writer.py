@@ -151,9 +151,12 @@ class Uploader:
             self.failures, self.last_error = 0, None
             with self._lock:
                 if closing and self._closing.is_set():  # not reopened by a later fit() meanwhile
-                    self._done.set()
-                    os.close(self._lock_fd)
+                    os.close(self._lock_fd)  # before `done`: once wait() returns, another process may take the spool
                     self._lock_fd = None
+                    # This thread stays alive a moment after the lock is released: a start() then must not take it
+                    # for a running uploader (the reopened run would never be sent).
+                    self._thread = None
+                    self._done.set()
                     return
             delay = self.interval
 

@@ -357,8 +357,7 @@ def test_uploads_that_fail_are_reported_once_retried_and_reported_again_when_the
         f"uploads to {url}/{RUN_ID} resumed after 1 failure(s)"]
     assert (uploader.failures, uploader.last_error) == (0, None)
     assert objects(url)["batch.jsonl"] == LINES_1
-    # Done, its thread ends releasing the spool's lock, so another process could take it.
-    uploader._thread.join(PATIENCE_S)
+    # Done: the spool's lock is released, so another process could take it.
     fd = lock_spool(spool_dir)
     assert fd is not None
     os.close(fd)
@@ -461,8 +460,7 @@ def test_an_uploader_started_again_after_finishing_goes_on_with_the_next_segment
     assert uploader.start() is True
     uploader.finish()
     assert uploader.wait(PATIENCE_S) is True
-    uploader._thread.join(PATIENCE_S)  # done: the spool's lock is released
-    fd = lock_spool(spool_dir)
+    fd = lock_spool(spool_dir)  # done: the spool's lock is released
     assert fd is not None
     os.close(fd)
     append(spool_dir, "batch.jsonl", LINES_2)
