@@ -295,7 +295,13 @@ class Forensics:
         if self._probe is None and not self._new_probe(model):
             return []
         self._wait_warm()
-        records = self._probe.records()
+        try:
+            records = self._probe.records()
+        except Exception:
+            # Once per fit(), like a failed warm-up: on PyTorch nothing is traced ahead, so a gradient function that
+            # cannot run fails here, and would again at every due step.
+            self._probe_failed = True
+            raise
         for record in records:
             self._log("gradients", {"step": step, "epoch": epoch, **record, **extra})
         return records

@@ -5,6 +5,7 @@ a fit() belongs to: on real Keras models, optimizers, LiveMonitor instances and 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import sys
@@ -31,7 +32,7 @@ from kerascope.callbacks._tuner import Trial, current_trial, new_group_id
 
 def test_environment_names_keras_its_backend_and_python():
     found = environment()
-    assert found == {"keras_version": keras.__version__, "backend": "tensorflow",
+    assert found == {"keras_version": keras.__version__, "backend": os.environ["KERAS_BACKEND"],
                      "python_version": "{}.{}.{}".format(*sys.version_info[:3])}
     assert found["python_version"] == platform.python_version()
 
@@ -105,10 +106,10 @@ class ConfigLess(keras.optimizers.SGD):
 
 def test_optimizer_info_is_the_class_and_its_config_as_json():
     assert optimizer_info(None) is None
-    found = optimizer_info(keras.optimizers.Adam(learning_rate=0.01, beta_1=0.8))
+    found = optimizer_info(keras.optimizers.Adam(learning_rate=0.01, beta_1=0.8, name="tuned_adam"))
     assert list(found) == ["class", "config"] and found["class"] == "Adam"
     config = found["config"]
-    assert (config["name"], config["beta_1"], config["learning_rate"]) == ("adam", 0.8, pytest.approx(0.01))
+    assert (config["name"], config["beta_1"], config["learning_rate"]) == ("tuned_adam", 0.8, pytest.approx(0.01))
     assert json.loads(json.dumps(config, allow_nan=False)) == config
 
 
