@@ -582,13 +582,14 @@ def test_a_left_spool_that_cannot_be_sent_yet_is_reported_through_the_writers_on
 
     def on_error(message: str) -> None:
         reports.append(message)
+        if len(reports) == 1:  # in the uploader's thread, before its next attempt: exactly one failure
+            unblock(url, left_id)
         reported.set()
 
     writer = RemoteRunWriter(url, name="next", flush_interval=3600, on_error=on_error,
                              spool_dir=str(tmp_path / "spool"))
     assert writer.recovered == [left_id]
     assert reported.wait(PATIENCE_S)
-    unblock(url, left_id)
     uploaders[left].finish()  # wakes it from its backoff
     assert uploaders[left].wait(PATIENCE_S)
     writer.close()
@@ -607,12 +608,13 @@ def test_a_resumed_remote_writer_reports_through_its_own_on_error(url, tmp_path,
 
     def on_error(message: str) -> None:
         reports.append(message)
+        if len(reports) == 1:  # in the uploader's thread, before its next attempt: exactly one failure
+            unblock(url, writer.run_id)
         reported.set()
 
     resumed = RemoteRunWriter.resume_remote(url, writer.run_dir, flush_interval=3600, on_error=on_error)
     assert resumed.flush_interval == remote_writer.SPOOL_FLUSH_INTERVAL_S
     assert reported.wait(PATIENCE_S)  # its first pass (status.json says running again) fails
-    unblock(url, writer.run_id)
     resumed.close()  # wakes the uploader from its backoff
     assert resumed.wait_uploaded(PATIENCE_S)
     assert reports == [failure_report(url, writer.run_id, writer.run_dir),
