@@ -15,6 +15,7 @@ children on this 2-core machine; `--since REF` runs only the groups a change tou
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,20 +32,49 @@ DOC = os.path.join(REPO, "docs", "testing.md")
 SURVIVORS_DOC = os.path.join(REPO, "docs", "mutation-survivors.md")
 BEGIN, END = "<!-- mutation-scores:begin -->", "<!-- mutation-scores:end -->"
 
-# group -> (files to mutate, tests that may kill them, minutes allowed). Tests that only pass through a module (the
-# browser, the malformed-run corpus, killed processes) are left out: they are slow and pin other promises.
-GROUPS: dict[str, tuple[list[str], list[str], float]] = {
+@dataclass(frozen=True)
+class Recheck:
+    """A second pass over what an earlier group left alive, under another Keras backend: code that only that backend
+    runs (JAX's detached training state) is tested where it runs. A mutant killed in either pass counts as killed."""
+
+    of: str  # the group whose surviving mutants are checked again (same files, same mutant names)
+    backend: str  # KERAS_BACKEND of this pass
+    functions: tuple[str, ...]  # only mutants of these functions/classes ("IterationCounter", "_jax_copy")
+
+
+@dataclass(frozen=True)
+class Group:
+    """One mutmut run: the files it mutates and the tests that may kill their mutants. Tests that only pass through a
+    module (the browser, the malformed-run corpus, killed processes) are left out: they are slow and pin other
+    promises."""
+
+    files: list[str]
+    tests: list[str]
+    minutes: float  # the run is stopped after this long (with one child on a loaded machine it finishes well within)
+    # The tests run TensorFlow (or JAX): a process forked after TensorFlow ran an op hangs in its next op, so mutmut's
+    # default (fork each mutant from the process that ran the tests) would count every mutant as a timeout, i.e.
+    # killed. A fork server forks them from a process that only imported the tests.
+    fork_server: bool = False
+    # A mutant is stopped, and counted as killed, after this many times its tests' time (plus a second). mutmut's 15
+    # suits tests that compute; tests that wait for a thread with a generous timeout need less.
+    timeout_multiplier: float = 15.0
+    # Mutants that mostly wait leave the cores free: this many children per child asked for.
+    children_per_child: int = 1
+    recheck: Recheck | None = None
+
+
+GROUPS: dict[str, Group] = {
     # Streamlit-free modules that unit tests reach directly, on known inputs: fast to test, so every mutant is checked.
-    "pure": (
+    "pure": Group(
         ["monitor/format.py", "monitor/run_info.py", "monitor/summary.py", "monitor/table.py", "app/query.py",
          "app/formatting.py", "app/smoothing.py", "monitor/tail.py", "app/tables.py"],
         ["tests/test_monitor_format.py", "tests/test_monitor_summary.py", "tests/test_monitor_table.py",
          "tests/test_monitor_tail.py", "tests/test_run_typed.py", "tests/test_monitor_pinned.py",
          "tests/test_app_query.py", "tests/test_app_formatting.py", "tests/test_app_smoothing.py",
          "tests/test_app_tables.py", "tests/test_app_charts.py"],
-        14.0,
+        20.0,
     ),
-    "monitor": (
+    "monitor": Group(
         ["monitor/reader.py", "monitor/run_files.py", "monitor/store.py", "monitor/watcher.py", "monitor/writer.py"],
         # Slow tests pinned elsewhere are left out: status.json under a thread storm, a 1.9 s events file, a short
         # write in a child process, and the polling observer's variants (watchdog's code; RunWatcher's choice of it
@@ -72,19 +103,19 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
              "a_torn_last_line_is_read_once_completed", "a_replaced_or_truncated_file_is_read_again",
              "status_json_replacement_is_seen")),
          "tests/test_watcher.py::test_changed_since_names_the_runs_changed_after_a_total_and_gives_up_past_its_log"],
-        15.0,
+        20.0,
     ),
     # The monitor modules that the "monitor" group's tests only pass through (the watchers' change log, the storage
     # URLs and ObjectStore, the SQLite catalog), killed by their own unit tests: on their own, so that the watcher
     # and store tests, which reach them on every event and listing, do not run for each of their mutants.
-    "monitor-extra": (
+    "monitor-extra": Group(
         ["monitor/changes.py", "monitor/storage.py", "monitor/catalog.py"],
         ["tests/test_monitor_changes.py", "tests/test_monitor_storage.py", "tests/test_monitor_catalog.py"],
-        5.0,
+        8.0,
     ),
     # Runs on object storage: the uploader and the readers on fsspec's in-memory filesystem (memory://), spools in
     # tmp_path; the SeaweedFS tests (test_object_storage.py) take minutes and are left to `make test`.
-    "remote": (
+    "remote": Group(
         ["monitor/remote_reader.py", "monitor/remote_writer.py"],
         ["tests/test_monitor_remote_units.py",
          *(f"tests/test_monitor_reader.py::test_{name}" for name in (
@@ -92,8 +123,11 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
              "an_object_store_run_without_a_readable_summary_derives_it_from_its_segments",
              "run_json_replaced_on_an_object_store_is_read_again_once_listed"))],
         20.0,
+        # Most of its mutants that are killed by a timeout stop an uploader thread that a test then waits for.
+        timeout_multiplier=5.0,
+        children_per_child=2,
     ),
-    "app": (
+    "app": Group(
         ["app/alerts.py", "app/charts.py", "app/compare_charts.py", "app/run_charts.py", "app/cli.py"],
         ["tests/test_app_alerts.py", "tests/test_app_chart_builders.py", "tests/test_app_run_charts.py",
          "tests/test_app_compare_charts.py", "tests/test_app_cli_options.py", "tests/test_app_charts.py",
@@ -104,68 +138,60 @@ GROUPS: dict[str, tuple[list[str], list[str], float]] = {
              "plotly_js_that_is_current_is_not_written_again",
              "a_read_only_package_folder_serves_plotly_js_from_the_cache_directory",
              "without_any_writable_folder_the_dashboard_starts_without_charts"))],
-        24.0,
+        30.0,
     ),
     # LiveMonitor's collaborators, driven directly by their unit tests (real metric objects, optimizers, schedules,
     # a RunWriter, tiny models; no fit()). The fit() tests (test_callback_pinned, _sequential, _events, ...) reach
     # them too but cost seconds per mutant; `make test` runs them.
-    "callbacks": (
+    "callbacks": Group(
         ["callbacks/_statistics.py", "callbacks/_metrics.py", "callbacks/_checkpoints.py", "callbacks/_batches.py",
          "callbacks/_learning_rate.py", "callbacks/_reporter.py"],
         ["tests/test_callback_statistics.py", "tests/test_callback_collaborators.py",
          "tests/test_callback_lr_units.py"],
         40.0,
+        fork_server=True,
     ),
     # Divergence forensics (the watch, the blame, Forensics on a tiny model with known gradients), run.json's
     # environment / model / optimizer / options records and the KerasTuner trial lookup, by their unit tests.
-    "callbacks-extra": (
+    "callbacks-extra": Group(
         ["callbacks/_divergence.py", "callbacks/_run_meta.py", "callbacks/_tuner.py"],
         ["tests/test_callback_divergence_units.py", "tests/test_callback_run_meta_units.py",
          "tests/test_callback_gradients.py::test_the_first_layer_in_forward_order_to_break_is_blamed_else_the_"
          "largest_jump"],
-        # 665 of 743 mutants were checked in 30 minutes with one child (on two cores shared with another run); the
-        # Forensics mutants come last, each tracing the tiny model's gradient function again.
         40.0,
+        fork_server=True,
+    ),
+    # A second pass, under JAX, over the callbacks group's survivors in IterationCounter, which follows a
+    # LossScaleOptimizer's counter through the trainer's detached state, and the tracker methods that drive it (batch
+    # ends in a worker thread are captured at batch begin). Each test is a loss-scaled fit, seconds long.
+    "callbacks-jax": Group(
+        ["callbacks/_learning_rate.py"],
+        [f"tests/test_callback_training_loops.py::test_{name}" for name in (
+            "schedule_read_at_the_iteration_a_loss_scaled_update_used",
+            "loss_scaled_schedule_with_batch_ends_in_a_worker_thread",
+            "loss_scaled_schedule_with_a_batch_end_handled_during_validation")],
+        15.0,
+        fork_server=True,
+        recheck=Recheck(of="callbacks", backend="jax",
+                        functions=("IterationCounter", "_jax_copy", "batch_begin", "steps_done")),
     ),
 }
 
-@dataclass(frozen=True)
-class Recheck:
-    """A second pass over what an earlier group left alive, under another Keras backend: code that only that backend
-    runs (JAX's detached training state) is tested where it runs. A mutant killed in either pass counts as killed."""
-
-    of: str  # the group whose surviving mutants are checked again (same files, same mutant names)
-    backend: str  # KERAS_BACKEND of this pass
-    functions: tuple[str, ...]  # only mutants of these functions/classes ("IterationCounter", "_jax_copy")
-
-
-# The loss-scaled fits under JAX, where IterationCounter follows the optimizer's counter through the trainer's
-# detached state and batch ends that run in a worker thread, captured at the tracker's batch begin; a fit costs
-# seconds, so only that class and the tracker methods that drive it are rechecked.
-GROUPS["callbacks-jax"] = (
-    ["callbacks/_learning_rate.py"],
-    [f"tests/test_callback_training_loops.py::test_{name}" for name in (
-        "schedule_read_at_the_iteration_a_loss_scaled_update_used",
-        "loss_scaled_schedule_with_batch_ends_in_a_worker_thread",
-        "loss_scaled_schedule_with_a_batch_end_handled_during_validation")],
-    15.0,
-)
-RECHECKS = {
-    "callbacks-jax": Recheck(of="callbacks", backend="jax",
-                             functions=("IterationCounter", "_jax_copy", "batch_begin", "steps_done")),
-}
-# Groups whose mutants mostly wait (an uploader thread a mutant stopped runs into mutmut's wall-clock timeout): this
-# many children per child asked for, since waiting children leave the cores free.
-WAITING_GROUPS = {"remote": 2}
-# Groups whose tests run TensorFlow (or JAX): a process forked after TensorFlow ran an op hangs in its next op, so
-# mutmut's default (fork each mutant from the process that ran the tests) would count every mutant as a timeout, i.e.
-# killed. A fork server forks them from a process that only imported the tests.
-FORK_SERVER_GROUPS = {"callbacks", "callbacks-extra", "callbacks-jax"}
 # The copy holds the installed layout (kerascope/app, kerascope/callbacks, kerascope/monitor: what the tests import and
 # what is mutated) and the checkout's folders beside it (paths some tests open, e.g. app/streamlit_app.py).
 PACKAGE = "kerascope"
 SUBPACKAGES = ["app", "callbacks", "monitor"]
 COPIED = [PACKAGE, *SUBPACKAGES, "tests", "sample_runs"]  # sample_runs: its code, not the runs
+
+
+def pytest_collection_finish(session: object) -> None:
+    """Loaded into mutmut's pytest runs (`-p tests.mutation`): everything alive once the tests are collected (Keras,
+    TensorFlow, the test modules) leaves the garbage collector's care. A fork server's mutant runs in a process forked
+    from one that only collected the tests, and pytest ends every session with five full collections: walking
+    TensorFlow's heap there took ~2.5 s of a mutant's ~3 s, and copied every page the fork shared. (mutmut's default
+    runner freezes its heap itself before it forks.)"""
+    gc.collect()
+    gc.freeze()
 
 
 def in_package(path: str) -> str:
@@ -174,7 +200,7 @@ def in_package(path: str) -> str:
     return f"{PACKAGE}/{path}"
 
 
-def mutmut_section(files: list[str], tests: list[str], fork_server: bool = False) -> str:
+def mutmut_section(group: Group) -> str:
     def toml_list(items: list[str]) -> str:
         return "[" + ", ".join(json.dumps(item) for item in items) + "]"
 
@@ -182,16 +208,16 @@ def mutmut_section(files: list[str], tests: list[str], fork_server: bool = False
     return (
         "\n[tool.mutmut]\n"
         f"source_paths = {toml_list([PACKAGE])}\n"
-        f"only_mutate = {toml_list([in_package(path) for path in files])}\n"
+        f"only_mutate = {toml_list([in_package(path) for path in group.files])}\n"
         f"also_copy = {toml_list(others)}\n"
-        f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
-        + ('process_isolation = "forkserver"\n' if fork_server else "")
+        f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "tests.mutation", "-x", "-q"]\n'
+        f"timeout_multiplier = {group.timeout_multiplier}\n"
+        + ('process_isolation = "forkserver"\n' if group.fork_server else "")
     )
 
 
 def prepare(group: str) -> str:
-    files, tests, _ = GROUPS[group]
     work = os.path.join(WORK, group)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
@@ -212,18 +238,19 @@ def prepare(group: str) -> str:
     # mutmut puts the mutated copy first on sys.path; pytest's `pythonpath = ["."]` would put the original back.
     pyproject = re.sub(r'^pythonpath = .*\n', "", pyproject, flags=re.M)
     with open(os.path.join(work, "pyproject.toml"), "w", encoding="utf-8") as f:
-        f.write(pyproject + mutmut_section(files, tests, group in FORK_SERVER_GROUPS))
+        f.write(pyproject + mutmut_section(GROUPS[group]))
     return work
 
 
 def recheck_names(group: str) -> list[str] | None:
     """The mutants a recheck pass tests: those its earlier group left alive, of the functions it names. None when
     the earlier group has no results in this checkout."""
-    recheck = RECHECKS[group]
+    recheck = GROUPS[group].recheck
+    assert recheck is not None
     found = statuses(recheck.of)
     if not found:
         return None
-    files = set(GROUPS[group][0])
+    files = set(GROUPS[group].files)
     return sorted(name for path, by_name in found.items() if path in files for name, status in by_name.items()
                   if status not in ("killed", "timeout", "segfault")
                   and any(f"{function}__mutmut_" in name or f"ǁ{function}ǁ" in name
@@ -233,21 +260,22 @@ def recheck_names(group: str) -> list[str] | None:
 def run_group(group: str, children: int) -> None:
     names: list[str] = []
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if group in RECHECKS:
+    recheck = GROUPS[group].recheck
+    if recheck:
         found = recheck_names(group)
         if found is None:
-            print(f"{group}: skipped, {RECHECKS[group].of} has no results to recheck", flush=True)
+            print(f"{group}: skipped, {recheck.of} has no results to recheck", flush=True)
             return
         if not found:
             print(f"{group}: nothing to recheck", flush=True)
-        names, env["KERAS_BACKEND"] = found, RECHECKS[group].backend
+        names, env["KERAS_BACKEND"] = found, recheck.backend
     work = prepare(group)
-    children *= WAITING_GROUPS.get(group, 1)
-    limit_s = GROUPS[group][2] * 60
+    children *= GROUPS[group].children_per_child
+    limit_s = GROUPS[group].minutes * 60
     started = time.monotonic()
     with open(os.path.join(work, "mutmut.log"), "w", encoding="utf-8") as log:
         try:
-            if group not in RECHECKS or names:
+            if not recheck or names:
                 subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names],
                                cwd=work, stdout=log, stderr=subprocess.STDOUT, timeout=limit_s, check=False, env=env)
             timed_out = False
@@ -264,7 +292,7 @@ def statuses(group: str) -> dict[str, dict[str, str]]:
     from mutmut.stats import status_by_exit_code
 
     found = {}
-    for path in GROUPS[group][0]:
+    for path in GROUPS[group].files:
         meta = os.path.join(WORK, group, "mutants", in_package(path) + ".meta")
         if not os.path.exists(meta):
             continue
@@ -309,7 +337,7 @@ def earlier_results(group: str, table: str, survivors_doc: str) -> tuple[list[st
     """What the docs hold of a group that has no results in this checkout (not run here): its modules' rows and its
     run's row from the scores table, and its modules' sections of the survivors list. Modules that have left the
     group since are dropped."""
-    files = GROUPS[group][0]
+    files = GROUPS[group].files
     rows = [line for line in table.splitlines()
             if line.startswith(f"| *{group}:") or ((match := MODULE_ROW.match(line)) and match["path"] in files)]
     prefixes = tuple(module_name(path) + "." for path in files)
@@ -336,12 +364,13 @@ def report() -> None:
     rows, survivors, kept_sections = [], [], []
     totals = {"killed": 0, "all": 0}
     for group in GROUPS:
-        if group in RECHECKS:
+        if GROUPS[group].recheck:
             continue  # merged into the group it rechecks, below
         info_path = os.path.join(WORK, group, "run-info.json")
         info = json.load(open(info_path, encoding="utf-8")) if os.path.exists(info_path) else {}
         found_by_path = statuses(group)
-        rechecked = {name: recheck for name, recheck in RECHECKS.items() if recheck.of == group}
+        rechecked = {name: other.recheck for name, other in GROUPS.items()
+                     if other.recheck and other.recheck.of == group}
         for recheck_group in rechecked:
             if not found_by_path:
                 break
@@ -422,14 +451,44 @@ def changed_groups(ref: str) -> list[str]:
     changed = git("diff", "--name-only", ref, "--") | git("ls-files", "--others", "--exclude-standard")
     everything = bool(changed & SHARED_TEST_FILES)
     chosen = []
-    for group, (files, tests, _) in GROUPS.items():
-        if group in RECHECKS:
-            touched = RECHECKS[group].of in chosen
+    for name, group in GROUPS.items():
+        if group.recheck:
+            touched = group.recheck.of in chosen
         else:
-            touched = everything or bool(changed & ({*files} | {test.split("::")[0] for test in tests}))
+            touched = everything or bool(changed & ({*group.files} | {test.split("::")[0] for test in group.tests}))
         if touched:
-            chosen.append(group)
+            chosen.append(name)
     return chosen
+
+
+def expected_seconds(group: str) -> float:
+    """How long the group's last run here took, else its time limit."""
+    try:
+        with open(os.path.join(WORK, group, "run-info.json"), encoding="utf-8") as f:
+            return float(json.load(f)["seconds"])
+    except (OSError, ValueError, KeyError):
+        return GROUPS[group].minutes * 60
+
+
+def run_groups(groups: list[str], children: int) -> None:
+    """Run the groups `children` at a time with one child each (all children to a group run alone), the longest
+    first: a group's own start (copying, mutmut's stats pass over all its tests, its fork server's imports) takes one
+    core while another group tests mutants on the other. A recheck starts once the group it rechecks has finished."""
+    pending = sorted(groups, key=expected_seconds, reverse=True)
+    each = max(1, children // min(children, len(groups))) if groups else 1
+    running: dict[Future[None], str] = {}
+    with ThreadPoolExecutor(max_workers=children) as pool:
+        while pending or running:
+            waiting_for = {*pending, *running.values()}
+            ready = [name for name in pending
+                     if not (GROUPS[name].recheck and GROUPS[name].recheck.of in waiting_for)]
+            for name in ready[: max(0, children - len(running))]:
+                pending.remove(name)
+                running[pool.submit(run_group, name, each)] = name
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                del running[future]
+                future.result()
 
 
 def main() -> None:
@@ -448,8 +507,7 @@ def main() -> None:
     if args.since:
         print(f"changed since {args.since}: {', '.join(groups) or 'no group'}", flush=True)
     if not args.report:
-        for group in groups:
-            run_group(group, args.children)
+        run_groups(groups, args.children)
     report()
 
 

@@ -59,12 +59,14 @@ KILLS = {
     "hook-epoch-end-2": {"scenario": "killed", "kill_epoch": 2, "checkpoint": "last"},
     "hook-phase-2-batch-5": {"scenario": "killed", "phases": True, "kill_step": 5},
 }
+# The Ctrl-C jobs train far longer than the sweep can take, so that a SIGINT sent late on a loaded machine cannot find
+# fit() already finished.
 ENDINGS = {
-    "ctrl-c": external("sigint", 20),
+    "ctrl-c": external("sigint", 20, epochs=10_000),
     "exception": {"scenario": "killed", "error": "raise", "epochs": 5},
     "keyboard-interrupt": {"scenario": "killed", "error": "interrupt", "epochs": 5},
     "exception-caught-by-caller": {"scenario": "killed", "error": "raise", "epochs": 5, "caught": True},
-    "ctrl-c-caught-by-caller": external("sigint", 20, caught=True),
+    "ctrl-c-caught-by-caller": external("sigint", 20, caught=True, epochs=10_000),
 }
 
 
