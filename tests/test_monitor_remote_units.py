@@ -397,6 +397,17 @@ def test_a_started_uploader_sends_what_the_spool_gains_every_interval_until_fini
     assert uploader.wait(PATIENCE_S) is True and objects(url)["batch.jsonl"] == LINES_1 + LINES_2
 
 
+def test_starting_a_running_uploader_again_keeps_its_one_thread(url, tmp_path):
+    spool_dir = spool_run(tmp_path, **{"batch.jsonl": LINES_1})
+    uploader = Uploader(ObjectStore(url), RUN_ID, spool_dir, 0.01, print)
+    assert uploader.start() is True
+    thread = uploader._thread
+    assert uploader.start() is True  # a resumed run's writer starts its uploader again while it still runs
+    assert uploader._thread is thread and thread.is_alive()
+    uploader.finish()
+    assert uploader.wait(PATIENCE_S) is True and objects(url)["batch.jsonl"] == LINES_1
+
+
 def wait_until(condition, what: str, patience_s: float = 10.0) -> None:
     """Poll `condition()` until true; fail naming `what` after `patience_s` (a hang, not a timing assertion)."""
     deadline = time.monotonic() + patience_s
