@@ -184,6 +184,13 @@ SUBPACKAGES = ["app", "callbacks", "monitor"]
 COPIED = [PACKAGE, *SUBPACKAGES, "tests", "sample_runs"]  # sample_runs: its code, not the runs
 
 
+# pytest's own plugins that no test here needs (no fixture, marker or report of theirs is used): each mutant's session
+# sets them up for nothing. The cache would also be written by every mutant.
+PYTEST_PLUGINS_OFF = [f"-pno:{name}" for name in (
+    "cacheprovider", "doctest", "junitxml", "pastebin", "legacypath", "stepwise", "unraisableexception",
+    "threadexception", "faulthandler", "setuponly", "setupplan", "debugging")]
+
+
 def pytest_collection_finish(session: object) -> None:
     """Loaded into mutmut's pytest runs (`-p tests.mutation`): everything alive once the tests are collected (Keras,
     TensorFlow, the test modules) leaves the garbage collector's care. A fork server's mutant runs in a process forked
@@ -211,7 +218,7 @@ def mutmut_section(group: Group) -> str:
         f"only_mutate = {toml_list([in_package(path) for path in group.files])}\n"
         f"also_copy = {toml_list(others)}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "tests.mutation", "-x", "-q"]\n'
+        f"pytest_add_cli_args = {toml_list(['-p', 'tests.mutation', *PYTEST_PLUGINS_OFF, '-x', '-q'])}\n"
         f"timeout_multiplier = {group.timeout_multiplier}\n"
         + ('process_isolation = "forkserver"\n' if group.fork_server else "")
     )
