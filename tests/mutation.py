@@ -161,6 +161,13 @@ GROUPS: dict[str, Group] = {
         40.0,
         fork_server=True,
     ),
+    # Resume after a crash and the fit() lifecycle hooks, by unit tests on real run directories, frames and threads.
+    "callbacks-life": Group(
+        ["callbacks/_resume.py", "callbacks/_lifecycle.py"],
+        ["tests/test_callback_resume_units.py", "tests/test_callback_lifecycle_units.py"],
+        15.0,
+        fork_server=True,
+    ),
     # A second pass, under JAX, over the callbacks group's survivors in IterationCounter, which follows a
     # LossScaleOptimizer's counter through the trainer's detached state, and the tracker methods that drive it (batch
     # ends in a worker thread are captured at batch begin). Each test is a loss-scaled fit, seconds long.
