@@ -161,6 +161,13 @@ GROUPS: dict[str, Group] = {
         40.0,
         fork_server=True,
     ),
+    # LiveMonitor itself, its hooks called by hand on a tiny compiled model, as a custom training loop calls them.
+    "callbacks-live": Group(
+        ["callbacks/live_monitor.py"],
+        ["tests/test_live_monitor_hooks.py"],
+        15.0,
+        fork_server=True,
+    ),
     # A second pass, under JAX, over the callbacks group's survivors in IterationCounter, which follows a
     # LossScaleOptimizer's counter through the trainer's detached state, and the tracker methods that drive it (batch
     # ends in a worker thread are captured at batch begin). Each test is a loss-scaled fit, seconds long.

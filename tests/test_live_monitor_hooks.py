@@ -1,0 +1,751 @@
+"""LiveMonitor driven hook by hook, as a custom training loop drives a Keras callback: a real compiled model, a real
+run directory, known logs in, exact records out. No fit(): each test takes a fraction of a second, so that
+`python tests/mutation.py callbacks-live` can run them for every mutant of callbacks/live_monitor.py. What only a
+real fit() shows (Keras's own hook order, a caught exception noticed by the system thread, graph.png) is pinned by
+the fit() tests (test_callback_pinned.py, test_callback_events.py, test_callback_sequential.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+from train_helpers import data, events, mlp, open_run, read_json, records
+
+from kerascope import LiveMonitor
+from kerascope.monitor import format as fmt
+
+# Adam's default learning rate as its float32 variable holds it.
+LR = float(np.float32(0.001))
+PARAMS = {"epochs": 2, "steps": 2, "verbose": 0}
+HIDDEN_PARAMS, OUT_PARAMS = 8 * 8 + 8, 8 * 2 + 2  # train_helpers.mlp: Dense(8) on 8 features, Dense(2)
+
+
+@pytest.fixture(autouse=True)
+def _no_graphviz(monkeypatch):
+    """graph.png (plot_model through graphviz's `dot`) is most of a model card's time; without `dot` on PATH the card
+    skips it (one `skipped` event), and test_callback_sequential.py pins the image."""
+    path = os.environ.get("PATH", "")
+    kept = [folder for folder in path.split(os.pathsep) if not os.path.exists(os.path.join(folder, "dot"))]
+    monkeypatch.setenv("PATH", os.pathsep.join(kept))
+
+
+def quiet(root: Any, **options: Any) -> LiveMonitor:
+    """A monitor without the parts a test does not look at: system samples and weight statistics."""
+    options.setdefault("system_freq", 0)
+    options.setdefault("weight_freq", 0)
+    return LiveMonitor(str(root), **options)
+
+
+def begin(live: LiveMonitor, model: keras.Model, params: dict[str, Any] | None = None) -> None:
+    live.set_model(model)
+    live.set_params(dict(PARAMS if params is None else params))
+    live.on_train_begin()
+
+
+def epoch(live: LiveMonitor, index: int, batch_logs: list[dict[str, float]], epoch_logs: dict[str, float]) -> None:
+    """One epoch as Keras's loop calls it: epoch begin, each batch's begin and end, epoch end."""
+    live.on_epoch_begin(index)
+    for batch, logs in enumerate(batch_logs):
+        live.on_train_batch_begin(batch)
+        live.on_train_batch_end(batch, logs=dict(logs))
+    live.on_epoch_end(index, logs=dict(epoch_logs))
+
+
+# Running means as Keras logs them: the batches' own losses are 1.0, 0.6 (epoch 0) and 0.5, 0.3 (epoch 1).
+EPOCH0 = [{"loss": 1.0, "accuracy": 0.5}, {"loss": 0.8, "accuracy": 0.75}]
+EPOCH1 = [{"loss": 0.5, "accuracy": 0.75}, {"loss": 0.4, "accuracy": 1.0}]
+
+
+def two_epochs(live: LiveMonitor, model: keras.Model, end: bool = True) -> None:
+    begin(live, model)
+    epoch(live, 0, EPOCH0, {"loss": 0.8, "accuracy": 0.75})
+    epoch(live, 1, EPOCH1, {"loss": 0.4, "accuracy": 1.0})
+    if end:
+        live.on_train_end()
+
+
+def main_events(run_dir: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The events written by the training thread: the model card's thread (its graph.png skip) runs alongside."""
+    return [e for e in events(run_dir, kind) if not (e["kind"] == "skipped" and e["data"]["what"] == "graph.png")]
+
+
+def kinds(run_dir: str) -> list[str]:
+    return [e["kind"] for e in main_events(run_dir)]
+
+
+def status(run_dir: str) -> dict[str, Any]:
+    return read_json(run_dir, "status.json")
+
+
+# -- the constructor ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"update_freq": "step"}, "update_freq must be"),
+        ({"update_freq": 0}, "update_freq must be"),
+        ({"checkpoint": "sometimes"}, "checkpoint must be one of"),
+        ({"mode": "up"}, "mode must be"),
+        ({"resume": ".hidden"}, "resume must be"),
+        ({"metric_directions": {"f1": "up"}}, r"metric_directions\['f1'\] must be"),
+        ({"gradient_data": np.zeros((4, 8))}, "gradient_data must be a tuple"),
+    ],
+)
+def test_options_are_refused_when_the_monitor_is_made(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        LiveMonitor(str(tmp_path / "runs"), **options)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_url_whose_protocol_is_unknown_is_refused_when_the_monitor_is_made():
+    with pytest.raises(ValueError):
+        LiveMonitor("nosuchprotocol://bucket/runs")
+
+
+def test_default_options_are_recorded_in_run_json(tmp_path):
+    live = LiveMonitor(str(tmp_path))
+    assert live.async_safe is True and live.run_dir is None and live.wait_uploaded() is True
+    begin(live, mlp())
+    live.on_train_end()
+    meta = read_json(live.run_dir, "run.json")
+    assert meta["options"] == {
+        "logdir": str(tmp_path), "update_freq": "batch", "activation_freq": 1, "weight_freq": 1,
+        "gradient_freq": 50, "divergence_factor": 10.0, "checkpoint": None, "monitor": "val_loss", "mode": "auto",
+        "metric_directions": {}, "system_freq": 2.0, "flush_interval": 0.5, "strict": False, "resume": None,
+        "activation_samples": None,
+    }
+    assert meta["name"] == "tiny_mlp" and "-tiny_mlp-" in os.path.basename(live.run_dir)
+    assert meta["hparams"] == {} and meta["tags"] == [] and meta["notes"] == "" and meta["process_index"] == 0
+    assert meta["fit_params"] == PARAMS and meta["optimizer"]["class"] == "Adam"
+    assert meta["model"]["total_params"] == HIDDEN_PARAMS + OUT_PARAMS and meta["model"]["class"] == "Sequential"
+    assert os.path.dirname(live.run_dir) == str(tmp_path)
+
+
+def test_an_object_store_logdir_uploads_less_often_by_default():
+    assert LiveMonitor("memory://bucket/runs").flush_interval == fmt.REMOTE_FLUSH_INTERVAL_S
+    assert LiveMonitor("memory://bucket/runs", flush_interval=1.5).flush_interval == 1.5
+    assert LiveMonitor("runs-not-created").flush_interval == 0.5
+
+
+def test_given_options_and_identity_are_recorded_as_given(tmp_path):
+    hparams = {"units": 8, "odd": object()}
+    x, _ = data(samples=3)
+    live = LiveMonitor(
+        str(tmp_path), "my run", hparams=hparams, tags=[1, "b"], notes="n", update_freq=2, activation_data=x,
+        activation_freq=3, weight_freq=0, gradient_freq=7, divergence_factor=None, checkpoint="last", monitor="loss",
+        mode="min", metric_directions={"f": "max"}, system_freq=0, flush_interval=0.25, strict=True,
+    )
+    hparams["units"] = 16  # the monitor keeps its own copy
+    begin(live, mlp())
+    live.on_train_end()
+    meta = read_json(live.run_dir, "run.json")
+    assert meta["name"] == "my run" and meta["tags"] == ["1", "b"] and meta["notes"] == "n"
+    assert meta["hparams"]["units"] == 8 and meta["hparams"]["odd"].startswith("<object")
+    assert meta["options"] == {
+        "logdir": str(tmp_path), "update_freq": 2, "activation_freq": 3, "weight_freq": 0, "gradient_freq": 7,
+        "divergence_factor": None, "checkpoint": "last", "monitor": "loss", "mode": "min",
+        "metric_directions": {"f": "max"}, "system_freq": 0, "flush_interval": 0.25, "strict": True, "resume": None,
+        "activation_samples": 3,
+    }
+
+
+# -- the run's lifecycle -----------------------------------------------------------------------------------------
+
+
+def test_status_goes_from_running_to_finished_with_the_position(tmp_path):
+    live = quiet(tmp_path)
+    begin(live, mlp())
+    running = status(live.run_dir)
+    assert (running["status"], running["phase"], running["epoch"], running["step"]) == ("running", 1, 0, 0)
+    assert (running["epochs"], running["steps_per_epoch"]) == (2, 2) and "ended" not in running
+    epoch(live, 0, EPOCH0, {"loss": 0.8})
+    after_epoch = status(live.run_dir)
+    assert (after_epoch["status"], after_epoch["epoch"], after_epoch["step"]) == ("running", 0, 2)
+    epoch(live, 1, EPOCH1, {"loss": 0.4})
+    live.on_train_end()
+    done = status(live.run_dir)
+    assert (done["status"], done["epoch"], done["step"], done["phase"]) == ("finished", 1, 4, 1)
+    assert done["ended"] >= done["started"] and "reason" not in done
+    assert open_run(live.run_dir).status == "finished"
+
+
+def test_events_of_one_fit_in_order_with_their_position_and_data(tmp_path):
+    live = quiet(tmp_path)
+    two_epochs(live, mlp())
+    found = main_events(live.run_dir)
+    assert [(e["kind"], e["step"], e["epoch"]) for e in found] == [
+        ("train_begin", 0, 0), ("skipped", 0, 0), ("phase", 0, 0), ("train_end", 4, 1)]
+    train_begin, skipped, phase, train_end = found
+    assert train_begin["message"] == "fit() call 1 began" and train_begin["data"] == {"phase": 1}
+    assert skipped["data"] == {"what": "activations"}
+    assert skipped["message"] == "no activation statistics: pass LiveMonitor(activation_data=x_val[:256])"
+    assert phase["message"] == f"phase 1: epochs 0-2, {HIDDEN_PARAMS + OUT_PARAMS} trainable parameters"
+    assert phase["data"] == {"phase": 1, "trainable_params": HIDDEN_PARAMS + OUT_PARAMS, "non_trainable_params": 0,
+                             "initial_epoch": 0, "epochs": 2, "lr": LR}
+    assert train_end["message"] == "fit() call 1 ended after 2 epoch(s)"
+    assert train_end["data"] == {"phase": 1, "epochs_done": 2}
+    card = os.listdir(os.path.join(live.run_dir, "model"))
+    assert {"summary.txt", "layers.jsonl", "config.json", "graph.dot"} <= set(card)
+    assert [row["phase"] for row in records(live.run_dir, "model/layers.jsonl")] == [1]
+
+
+def test_no_activation_skip_event_when_activations_are_turned_off(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    two_epochs(live, mlp())
+    assert kinds(live.run_dir) == ["train_begin", "phase", "train_end"]
+
+
+def test_batch_and_epoch_records_count_steps_and_derive_each_batchs_own_loss(tmp_path):
+    live = quiet(tmp_path)
+    two_epochs(live, mlp())
+    batches = records(live.run_dir, "batch.jsonl")
+    assert [(b["step"], b["epoch"], b["batch"]) for b in batches] == [(1, 0, 0), (2, 0, 1), (3, 1, 0), (4, 1, 1)]
+    assert [b["loss"] for b in batches] == [1.0, 0.8, 0.5, 0.4]
+    assert [b["batch_loss"] for b in batches] == pytest.approx([1.0, 0.6, 0.5, 0.3])
+    assert [b["lr"] for b in batches] == [LR] * 4
+    epochs = records(live.run_dir, "epoch.jsonl")
+    assert [{k: e[k] for k in ("epoch", "step", "phase", "loss", "accuracy", "lr")} for e in epochs] == [
+        {"epoch": 0, "step": 2, "phase": 1, "loss": 0.8, "accuracy": 0.75, "lr": LR},
+        {"epoch": 1, "step": 4, "phase": 1, "loss": 0.4, "accuracy": 1.0, "lr": LR},
+    ]
+    assert read_json(live.run_dir, "run.json")["metrics"] == {"loss": {"direction": "min"},
+                                                              "accuracy": {"direction": "max"}}
+
+
+def test_a_second_fit_continues_the_run_as_phase_two(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    model = mlp()
+    two_epochs(live, model)
+    first_dir = live.run_dir
+    model.get_layer("hidden").trainable = False  # fine-tuning: fewer trainable parameters in phase 2
+    begin(live, model, {"epochs": 4, "steps": 2, "verbose": 0})
+    epoch(live, 2, EPOCH0, {"loss": 0.8})
+    epoch(live, 3, EPOCH1, {"loss": 0.4})
+    live.on_train_end()
+    assert live.run_dir == first_dir and os.listdir(tmp_path) == [os.path.basename(first_dir)]
+    assert [(b["step"], b["epoch"]) for b in records(first_dir, "batch.jsonl")][4:] == [(5, 2), (6, 2), (7, 3), (8, 3)]
+    assert [(e["epoch"], e["step"], e["phase"]) for e in records(first_dir, "epoch.jsonl")] == [
+        (0, 2, 1), (1, 4, 1), (2, 6, 2), (3, 8, 2)]
+    phases = main_events(first_dir, "phase")
+    assert [(e["step"], e["data"]["phase"], e["data"]["initial_epoch"], e["data"]["epochs"]) for e in phases] == [
+        (0, 1, 0, 2), (4, 2, 2, 4)]
+    assert (phases[1]["data"]["trainable_params"], phases[1]["data"]["non_trainable_params"]) == (
+        OUT_PARAMS, HIDDEN_PARAMS)
+    assert phases[1]["message"] == f"phase 2: epochs 2-4, {OUT_PARAMS} trainable parameters"
+    assert [(e["step"], e["message"]) for e in main_events(first_dir, "train_begin")] == [
+        (0, "fit() call 1 began"), (4, "fit() call 2 began")]
+    assert [e["data"] for e in main_events(first_dir, "train_end")] == [
+        {"phase": 1, "epochs_done": 2}, {"phase": 2, "epochs_done": 2}]
+    done = status(first_dir)
+    assert (done["status"], done["phase"], done["step"], done["epoch"], done["epochs"]) == ("finished", 2, 8, 3, 4)
+    assert read_json(first_dir, "run.json")["fit_params"]["epochs"] == 4
+    assert [row["phase"] for row in records(first_dir, "model/layers.jsonl")] == [1, 2]
+
+
+def test_a_model_built_by_its_first_step_is_described_at_the_first_epoch_end(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(8, name="hidden"), keras.layers.Dense(2, name="out")], name="lazy")
+    model.compile("adam", "mse")
+    live = quiet(tmp_path, activation_freq=0)
+    begin(live, model)
+    assert "model" not in read_json(live.run_dir, "run.json")
+    model.build((None, 8))  # what the first train step does
+    epoch(live, 0, EPOCH0, {"loss": 0.8})
+    assert read_json(live.run_dir, "run.json")["model"]["total_params"] == HIDDEN_PARAMS + OUT_PARAMS
+    assert [(e["kind"], e["step"]) for e in main_events(live.run_dir)] == [("train_begin", 0), ("phase", 0)]
+    assert main_events(live.run_dir, "phase")[0]["data"]["trainable_params"] == HIDDEN_PARAMS + OUT_PARAMS
+    live.on_train_end()
+    assert kinds(live.run_dir) == ["train_begin", "phase", "train_end"]
+    assert [row["phase"] for row in records(live.run_dir, "model/layers.jsonl")] == [1]
+
+
+# -- batches -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("update_freq", "logged"), [(2, [(2, 0.6), (4, 0.3)]), ("epoch", [])])
+def test_update_freq_logs_every_nth_step_with_its_own_value(tmp_path, update_freq, logged):
+    live = quiet(tmp_path, update_freq=update_freq)
+    two_epochs(live, mlp())
+    batches = records(live.run_dir, "batch.jsonl")
+    assert [(b["step"], round(b["batch_loss"], 6)) for b in batches] == logged
+    assert [e["step"] for e in records(live.run_dir, "epoch.jsonl")] == [2, 4]
+    assert status(live.run_dir)["step"] == 4
+
+
+def test_a_last_partial_group_of_steps_is_recorded_at_the_epochs_last_step(tmp_path):
+    """steps_per_execution=2 over 3 steps: Keras reports batch 1, then the nominal end 3 of the partial group."""
+    live = quiet(tmp_path)
+    begin(live, mlp(), {"epochs": 1, "steps": 3})
+    live.on_epoch_begin(0)
+    for first, last in ((0, 1), (2, 3)):
+        live.on_train_batch_begin(first)
+        live.on_train_batch_end(last, logs={"loss": 0.5})
+    live.on_epoch_end(0, logs={"loss": 0.5})
+    live.on_train_end()
+    assert [(b["step"], b["batch"]) for b in records(live.run_dir, "batch.jsonl")] == [(2, 1), (3, 2)]
+    assert status(live.run_dir)["step"] == 3
+
+
+def test_batch_ends_arriving_out_of_order_are_recorded_in_training_order(tmp_path):
+    live = quiet(tmp_path)
+    begin(live, mlp(), {"epochs": 2, "steps": 3})
+    live.on_epoch_begin(0)
+    for batch in range(3):
+        live.on_train_batch_begin(batch)
+    for batch in (1, 2, 0):  # a worker thread's order (JAX, torch)
+        live.on_train_batch_end(batch, logs={"loss": float(batch)})
+    live.on_epoch_end(0, logs={"loss": 1.0})
+    live.on_epoch_begin(1)
+    live.on_train_batch_begin(0)
+    live.on_train_batch_begin(1)
+    live.on_train_batch_end(1, logs={"loss": 7.0})  # batch 0's end never comes: held until the epoch ends
+    assert [b["step"] for b in records(live.run_dir, "batch.jsonl")] == [1, 2, 3]
+    live.on_epoch_end(1, logs={"loss": 7.0})
+    live.on_train_end()
+    batches = records(live.run_dir, "batch.jsonl")
+    assert [(b["step"], b["epoch"], b["batch"], b["loss"]) for b in batches] == [
+        (1, 0, 0, 0.0), (2, 0, 1, 1.0), (3, 0, 2, 2.0), (5, 1, 1, 7.0)]
+    assert [e["step"] for e in records(live.run_dir, "epoch.jsonl")] == [3, 5]
+
+
+def test_batch_ends_without_begins_are_recorded_as_they_come(tmp_path):
+    live = quiet(tmp_path)
+    begin(live, mlp())
+    live.on_epoch_begin(0)
+    live.on_train_batch_end(1, logs={"loss": 2.0})
+    live.on_train_batch_end(0, logs={"loss": 1.0})
+    live.on_epoch_end(0, logs={"loss": 1.5})
+    live.on_train_end()
+    assert [(b["step"], b["batch"]) for b in records(live.run_dir, "batch.jsonl")] == [(2, 1), (1, 0)]
+    assert [b["lr"] for b in records(live.run_dir, "batch.jsonl")] == [LR, LR]
+    assert status(live.run_dir)["step"] == 2 and records(live.run_dir, "epoch.jsonl")[0]["step"] == 2
+
+
+# -- validation --------------------------------------------------------------------------------------------------
+
+
+def test_validation_hooks_record_nothing_and_val_metrics_arrive_with_the_epoch_logs(tmp_path):
+    live = quiet(tmp_path, metric_directions={"accuracy": "min"})
+    model = mlp()
+    begin(live, model)
+    epoch(live, 0, EPOCH0, {"loss": 0.8, "accuracy": 0.75})
+    assert read_json(live.run_dir, "run.json")["metrics"] == {"loss": {"direction": "min"},
+                                                              "accuracy": {"direction": "min"}}
+    live.on_epoch_begin(1)
+    for batch, logs in enumerate(EPOCH1):
+        live.on_train_batch_begin(batch)
+        live.on_train_batch_end(batch, logs=dict(logs))
+    live.on_test_begin()
+    for batch in range(3):
+        live.on_test_batch_begin(batch)
+        live.on_test_batch_end(batch, logs={"loss": 9.0})
+    live.on_test_end(logs={"loss": 0.9, "accuracy": 0.5})
+    live.on_epoch_end(1, logs={"loss": 0.4, "accuracy": 1.0, "val_loss": 0.9, "val_accuracy": 0.5})
+    live.on_train_end()
+    assert [b["step"] for b in records(live.run_dir, "batch.jsonl")] == [1, 2, 3, 4]
+    last = records(live.run_dir, "epoch.jsonl")[-1]
+    assert (last["val_loss"], last["val_accuracy"], last["step"]) == (0.9, 0.5, 4)
+    assert read_json(live.run_dir, "run.json")["metrics"] == {
+        "loss": {"direction": "min"}, "accuracy": {"direction": "min"}, "val_loss": {"direction": "min"},
+        "val_accuracy": {"direction": "min"}}
+    assert status(live.run_dir)["step"] == 4
+
+
+def test_evaluate_and_predict_outside_fit_write_nothing(tmp_path):
+    live = quiet(tmp_path)
+    live.set_model(mlp())
+    live.on_test_begin()
+    live.on_test_batch_end(0, logs={"loss": 1.0})
+    live.on_test_end(logs={"loss": 1.0})
+    live.on_predict_begin()
+    live.on_predict_batch_end(0, logs={"outputs": np.zeros(2)})
+    live.on_predict_end()
+    assert live.run_dir is None and os.listdir(tmp_path) == []
+
+
+# -- hooks out of order and failures ------------------------------------------------------------------------------
+
+
+def test_training_hooks_before_train_begin_or_after_train_end_write_nothing(tmp_path):
+    live = quiet(tmp_path)
+    live.set_model(mlp())
+    live.on_epoch_begin(0)
+    live.on_train_batch_begin(0)
+    live.on_train_batch_end(0, logs={"loss": 1.0})
+    live.on_epoch_end(0, logs={"loss": 1.0})
+    live.on_train_end()
+    assert live.run_dir is None and os.listdir(tmp_path) == []
+    two_epochs(live, live.model)
+    written = {name: os.path.getsize(os.path.join(live.run_dir, name))
+               for name in ("batch.jsonl", "epoch.jsonl", "events.jsonl", "status.json")}
+    live.on_epoch_begin(5)
+    live.on_train_batch_begin(0)
+    live.on_train_batch_end(0, logs={"loss": 1.0})
+    live.on_epoch_end(5, logs={"loss": 1.0})
+    live.on_train_end()
+    assert {name: os.path.getsize(os.path.join(live.run_dir, name)) for name in written} == written
+    assert (status(live.run_dir)["status"], status(live.run_dir)["epoch"]) == ("finished", 1)
+
+
+def test_a_train_begin_before_the_previous_fits_end_fails_that_fit_and_starts_phase_two(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    model = mlp()
+    begin(live, model)
+    epoch(live, 0, EPOCH0, {"loss": 0.8})
+    begin(live, model)
+    failed = main_events(live.run_dir, "failed")
+    reason = "a new fit() began before the previous one reached on_train_end"
+    assert [(e["step"], e["epoch"], e["message"], e["data"]) for e in failed] == [(2, 0, reason, {"error": reason})]
+    running = status(live.run_dir)
+    assert (running["status"], running["phase"], running["step"]) == ("running", 2, 2) and "reason" not in running
+    epoch(live, 1, EPOCH1, {"loss": 0.4})
+    live.on_train_end()
+    assert kinds(live.run_dir) == ["train_begin", "phase", "failed", "train_begin", "phase", "train_end"]
+    assert (status(live.run_dir)["status"], status(live.run_dir)["step"]) == ("finished", 4)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [(ValueError("boom"), ("failed", "ValueError: boom")), (KeyboardInterrupt(), ("interrupted", "KeyboardInterrupt"))],
+)
+def test_an_uncaught_exception_ends_the_fit_failed_or_interrupted(tmp_path, capsys, error, expected):
+    live = quiet(tmp_path, activation_freq=0)
+    begin(live, mlp())
+    epoch(live, 0, EPOCH0, {"loss": 0.8})
+    live.on_epoch_begin(1)
+    live.on_train_batch_begin(0)
+    live.on_train_batch_end(0, logs={"loss": 0.5})
+    sys.excepthook(type(error), error, None)  # what Python calls for an exception that leaves the main thread
+    live.on_train_end()  # Keras never calls it then; if it did, the fit has ended already
+    kind, reason = expected
+    ended = status(live.run_dir)
+    assert (ended["status"], ended["reason"], ended["step"], ended["epoch"]) == (kind, reason, 3, 1)
+    assert [(e["kind"], e["step"], e["epoch"], e["data"]) for e in main_events(live.run_dir)][2:] == [
+        (kind, 3, 1, {"error": reason})]
+    assert [b["step"] for b in records(live.run_dir, "batch.jsonl")] == [1, 2, 3]
+
+
+def test_a_caught_exception_that_left_fit_is_noticed_at_the_next_tick(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    model = mlp()
+
+    def fit(callbacks: list[LiveMonitor]) -> None:  # a training loop named like Keras's: its frame is watched
+        begin(callbacks[0], model)
+        raise ValueError("caught by the caller")
+
+    with pytest.raises(ValueError) as caught:
+        fit([live])
+    live._tick()  # the system thread's check, every tick: fit() is off the stack and pytest holds the exception
+    ended = status(live.run_dir)
+    assert (ended["status"], ended["reason"]) == ("failed", "ValueError: caught by the caller")
+    assert caught.value.args == ("caught by the caller",)
+
+
+def test_an_unwritable_logdir_warns_once_and_turns_monitoring_off(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    live = quiet(blocker / "runs")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        two_epochs(live, mlp())
+        two_epochs(live, live.model)
+    messages = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
+    runs = str(blocker / "runs")
+    assert len(messages) == 1 and messages[0].startswith(f"LiveMonitor: cannot write a run under {runs!r}")
+    assert "monitoring is off for this callback, training continues" in messages[0]
+    assert live.run_dir is None and os.listdir(tmp_path) == ["a-file"]
+    strict = quiet(blocker / "runs", strict=True)
+    strict.set_model(mlp())
+    strict.set_params(dict(PARAMS))
+    with pytest.raises(OSError):
+        strict.on_train_begin()
+
+
+def test_an_error_inside_the_callback_is_one_warning_and_one_event_unless_strict(tmp_path):
+    x, _ = data(samples=4)
+    wrong_shape = x[:, :3]  # the model takes 8 features: the activation probe fails at every epoch end
+    live = quiet(tmp_path, activation_data=wrong_shape)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        two_epochs(live, mlp())
+    messages = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
+    assert len(messages) == 1 and messages[0].startswith("LiveMonitor: activation statistics failed: ValueError")
+    warning_events = main_events(live.run_dir, "warning")
+    assert len(warning_events) == 1 and warning_events[0]["message"].startswith("activation statistics failed: ")
+    assert (warning_events[0]["step"], warning_events[0]["epoch"]) == (2, 0)
+    assert status(live.run_dir)["status"] == "finished" and len(records(live.run_dir, "epoch.jsonl")) == 2
+    strict = quiet(tmp_path, activation_data=wrong_shape, strict=True)
+    begin(strict, mlp())
+    strict.on_epoch_begin(0)
+    with pytest.raises(ValueError):
+        strict.on_epoch_end(0, logs={"loss": 1.0})
+    strict.on_train_end()
+
+
+# -- what is recorded at epoch ends -------------------------------------------------------------------------------
+
+
+def test_weight_and_activation_statistics_every_nth_epoch(tmp_path):
+    x, _ = data(samples=4)
+    live = quiet(tmp_path, activation_data=x, activation_freq=2, weight_freq=3)
+    begin(live, mlp(), {"epochs": 3, "steps": 1})
+    for index in range(3):
+        epoch(live, index, [{"loss": 1.0}], {"loss": 1.0})
+    live.on_train_end()
+    activations = records(live.run_dir, "activations.jsonl")
+    assert [(a["step"], a["epoch"], a["layer"], a["count"]) for a in activations] == [
+        (2, 1, "hidden", 4 * 8), (2, 1, "out", 4 * 2)]
+    assert activations[1]["mean"] == pytest.approx(0.5)  # softmax rows sum to 1
+    weights = records(live.run_dir, "weights.jsonl")
+    assert [(w["step"], w["epoch"], w["layer"], w["weight"]) for w in weights] == [
+        (3, 2, "hidden", "kernel"), (3, 2, "hidden", "bias"), (3, 2, "out", "kernel"), (3, 2, "out", "bias")]
+    assert "skipped" not in kinds(live.run_dir)
+
+
+def test_activations_of_a_subclassed_model_are_skipped_with_why(tmp_path):
+    class Subclassed(keras.Model):
+        def __init__(self) -> None:
+            super().__init__(name="sub")
+            self.dense = keras.layers.Dense(2)
+
+        def build(self, input_shape):
+            self.dense.build(input_shape)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    model = Subclassed()
+    model.compile("adam", "mse")
+    model.build((None, 8))
+    x, _ = data(samples=4)
+    live = quiet(tmp_path, activation_data=x)
+    begin(live, model, {"epochs": 2, "steps": 1})
+    epoch(live, 0, [{"loss": 1.0}], {"loss": 1.0})
+    epoch(live, 1, [{"loss": 1.0}], {"loss": 1.0})
+    live.on_train_end()
+    skipped = [e for e in main_events(live.run_dir, "skipped") if e["data"]["what"] == "activations"]
+    assert len(skipped) == 1 and "subclassed model" in skipped[0]["message"] and skipped[0]["step"] == 1
+    assert records(live.run_dir, "activations.jsonl") == []
+
+
+def test_nan_metrics_are_events_once_per_metric_per_fit(tmp_path):
+    live = quiet(tmp_path, activation_freq=0, divergence_factor=None)
+    model = mlp()
+    begin(live, model)
+    epoch(live, 0, [{"loss": 1.0}, {"loss": math.nan}], {"loss": math.nan, "accuracy": math.inf})
+    epoch(live, 1, [{"loss": math.nan}, {"loss": math.nan}], {"loss": math.nan})
+    live.on_train_end()
+    nan = [(e["step"], e["epoch"], e["data"]["metric"], e["message"]) for e in main_events(live.run_dir, "nan")]
+    assert nan == [(2, 0, "loss", "loss is nan at step 2"), (2, 0, "accuracy", "accuracy is inf at step 2")]
+    begin(live, model, {"epochs": 3, "steps": 1})
+    epoch(live, 2, [{"loss": math.nan}], {"loss": 1.0})
+    live.on_train_end()
+    assert [(e["step"], e["data"]["metric"]) for e in main_events(live.run_dir, "nan")][2:] == [(5, "loss")]
+
+
+def test_a_stop_requested_by_a_callback_is_one_early_stop_event(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    model = mlp()
+    begin(live, model, {"epochs": 5, "steps": 2})
+    epoch(live, 0, EPOCH0, {"loss": 0.8})
+    live.on_epoch_begin(1)
+    model.stop_training = True  # EarlyStopping ahead of the monitor in the callback list
+    live.on_epoch_end(1, logs={"loss": 0.9})
+    live.on_train_end()
+    stops = main_events(live.run_dir, "early_stop")
+    assert [(e["step"], e["epoch"], e["message"], e["data"]) for e in stops] == [
+        (2, 1, "training stopped early at epoch 1", {"epoch": 1})]
+    assert kinds(live.run_dir)[-2:] == ["early_stop", "train_end"]
+
+
+def test_a_stop_requested_after_the_last_epoch_end_is_seen_at_train_end(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    model = mlp()
+    begin(live, model)
+    epoch(live, 0, EPOCH0, {"loss": 0.8})
+    model.stop_training = True  # EarlyStopping after the monitor in the callback list
+    live.on_train_end()
+    assert [(e["kind"], e["epoch"]) for e in main_events(live.run_dir)][-2:] == [("early_stop", 0), ("train_end", 0)]
+
+
+# -- learning rate ------------------------------------------------------------------------------------------------
+
+
+class HalveLearningRate(keras.callbacks.Callback):
+    """ReduceLROnPlateau's move, at every epoch end, placed before the monitor in the callback list."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.model.optimizer.learning_rate.assign(float(self.model.optimizer.learning_rate.numpy()) / 2)
+
+
+def test_learning_rate_changes_are_events_where_they_happen(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    model = mlp()
+    begin(live, model, {"epochs": 3, "steps": 1})
+    epoch(live, 0, [{"loss": 1.0}], {"loss": 1.0})
+    model.optimizer.learning_rate.assign(0.5)  # LearningRateScheduler at epoch 1's begin
+    epoch(live, 1, [{"loss": 1.0}], {"loss": 1.0})
+    halve = HalveLearningRate()
+    halve.set_model(model)
+    live.on_epoch_begin(2)
+    live.on_train_batch_begin(0)
+    live.on_train_batch_end(0, logs={"loss": 1.0})
+    halve.on_epoch_end(2)
+    live.on_epoch_end(2, logs={"loss": 1.0})
+    model.optimizer.learning_rate.assign(0.125)  # after the last epoch, before train end
+    live.on_train_end()
+    changes = [(e["step"], e["epoch"], e["message"], e["data"]) for e in main_events(live.run_dir, "lr_change")]
+    assert changes == [
+        (1, 1, "learning rate 0.001 -> 0.5 (epoch 1 begins)", {"old": LR, "new": 0.5}),
+        (3, 2, "learning rate 0.5 -> 0.25 (after epoch 2)", {"old": 0.5, "new": 0.25}),
+        (3, 2, "learning rate 0.25 -> 0.125 (after training)", {"old": 0.25, "new": 0.125}),
+    ]
+    assert [b["lr"] for b in records(live.run_dir, "batch.jsonl")] == [LR, 0.5, 0.5]
+    assert [e["lr"] for e in records(live.run_dir, "epoch.jsonl")] == [LR, 0.5, 0.5]
+    model.optimizer.learning_rate.assign(0.0625)  # between fits
+    begin(live, model, {"epochs": 4, "steps": 1})
+    epoch(live, 3, [{"loss": 1.0}], {"loss": 1.0})
+    live.on_train_end()
+    later = [(e["step"], e["message"]) for e in main_events(live.run_dir, "lr_change")][3:]
+    assert later == [(3, "learning rate 0.125 -> 0.0625 (fit() call 2 begins)")]
+    assert main_events(live.run_dir, "phase")[1]["data"]["lr"] == 0.0625
+    assert records(live.run_dir, "batch.jsonl")[-1]["lr"] == 0.0625
+
+
+# -- checkpoints --------------------------------------------------------------------------------------------------
+
+
+def checkpoint_run(tmp_path, losses: list[float], **options: Any) -> str:
+    live = quiet(tmp_path, activation_freq=0, **options)
+    begin(live, mlp(), {"epochs": len(losses), "steps": 1})
+    for index, loss in enumerate(losses):
+        epoch(live, index, [{"loss": loss}], {"loss": loss, "val_loss": loss + 1})
+    live.on_train_end()
+    return live.run_dir
+
+
+def test_best_checkpoint_is_saved_when_the_monitored_metric_improves(tmp_path):
+    run_dir = checkpoint_run(tmp_path, [0.5, 0.7, 0.4], checkpoint="best")
+    index = read_json(run_dir, "checkpoints/index.json")
+    assert [(c["epoch"], c["step"], c["path"], c["monitor"], c["value"], c["is_best"]) for c in index] == [
+        (2, 3, "checkpoints/best.keras", "val_loss", 1.4, True)]
+    assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ["best.keras", "index.json"]
+    saved = main_events(run_dir, "checkpoint")
+    assert [(e["step"], e["message"], e["data"]) for e in saved] == [
+        (1, "saved checkpoints/best.keras (val_loss=1.5)",
+         {"path": "checkpoints/best.keras", "value": 1.5, "is_best": True}),
+        (3, "saved checkpoints/best.keras (val_loss=1.4)",
+         {"path": "checkpoints/best.keras", "value": 1.4, "is_best": True})]
+
+
+def test_mode_max_keeps_the_highest_value(tmp_path):
+    run_dir = checkpoint_run(tmp_path, [0.5, 0.7, 0.4], checkpoint="best", monitor="loss", mode="max")
+    assert [(e["step"], e["data"]["value"]) for e in main_events(run_dir, "checkpoint")] == [(1, 0.5), (2, 0.7)]
+
+
+def test_all_checkpoints_one_per_epoch_flag_the_best(tmp_path):
+    run_dir = checkpoint_run(tmp_path, [0.5, 0.7], checkpoint="all", monitor="loss")
+    index = read_json(run_dir, "checkpoints/index.json")
+    assert [(c["path"], c["is_best"]) for c in index] == [
+        ("checkpoints/epoch-0001.keras", True), ("checkpoints/epoch-0002.keras", False)]
+    assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == [
+        "epoch-0001.keras", "epoch-0002.keras", "index.json"]
+
+
+def test_a_checkpoint_monitor_missing_from_the_logs_is_said_once(tmp_path):
+    run_dir = checkpoint_run(tmp_path, [0.5, 0.4], checkpoint="last", monitor="acc")
+    skipped = [e for e in main_events(run_dir, "skipped") if e["data"]["what"] == "checkpoint"]
+    assert [(e["step"], e["message"]) for e in skipped] == [
+        (1, "checkpoint='last' monitors 'acc', which is not in the epoch logs (loss, val_loss): "
+            "pass monitor=... to LiveMonitor")]
+    assert [e["message"] for e in main_events(run_dir, "checkpoint")] == [
+        "saved checkpoints/last.keras (acc=not logged)"] * 2
+    assert [(c["epoch"], c["value"], c["is_best"]) for c in read_json(run_dir, "checkpoints/index.json")] == [
+        (1, None, False)]
+
+
+def test_a_val_checkpoint_monitor_never_logged_is_said_at_train_end(tmp_path):
+    live = quiet(tmp_path, activation_freq=0, checkpoint="best", monitor="val_auc")
+    begin(live, mlp(), {"epochs": 2, "steps": 1})
+    epoch(live, 0, [{"loss": 1.0}], {"loss": 1.0})
+    epoch(live, 1, [{"loss": 1.0}], {"loss": 1.0})
+    assert main_events(live.run_dir, "skipped") == []  # validation_freq may bring it later
+    live.on_train_end()
+    skipped = main_events(live.run_dir, "skipped")
+    assert [(e["step"], e["data"]["what"], e["message"]) for e in skipped] == [
+        (2, "checkpoint", "checkpoint='best' monitors 'val_auc', which is not in the epoch logs (loss): "
+                          "pass monitor=... to LiveMonitor")]
+    assert not os.path.exists(os.path.join(live.run_dir, "checkpoints"))
+
+
+def test_the_best_value_carries_over_to_the_next_fit(tmp_path):
+    live = quiet(tmp_path, activation_freq=0, checkpoint="best", monitor="loss")
+    model = mlp()
+    begin(live, model, {"epochs": 1, "steps": 1})
+    epoch(live, 0, [{"loss": 0.5}], {"loss": 0.5})
+    live.on_train_end()
+    begin(live, model, {"epochs": 3, "steps": 1})
+    epoch(live, 1, [{"loss": 0.6}], {"loss": 0.6})
+    epoch(live, 2, [{"loss": 0.3}], {"loss": 0.3})
+    live.on_train_end()
+    index = read_json(live.run_dir, "checkpoints/index.json")
+    assert [(c["epoch"], c["value"]) for c in index] == [(2, 0.3)]
+    assert [e["step"] for e in main_events(live.run_dir, "checkpoint")] == [1, 3]
+
+
+# -- copies and resume --------------------------------------------------------------------------------------------
+
+
+def test_a_deep_copy_records_its_own_run_and_shares_the_data(tmp_path):
+    x, _ = data(samples=4)
+    live = quiet(tmp_path, hparams={"lr": [1]}, tags=["t"], metric_directions={"f": "max"}, activation_data=x,
+                 activation_freq=0)
+    two_epochs(live, mlp())
+    clone = copy.deepcopy(live)
+    assert clone.run_dir is None and clone.activation_data is x
+    assert clone.hparams == {"lr": [1]} and clone.hparams["lr"] is not live.hparams["lr"]
+    assert clone.tags == ["t"] and clone.tags is not live.tags
+    assert clone.metric_directions == {"f": "max"} and clone.metric_directions is not live.metric_directions
+    two_epochs(clone, mlp())
+    assert clone.run_dir != live.run_dir and sorted(os.listdir(tmp_path)) == sorted(
+        [os.path.basename(live.run_dir), os.path.basename(clone.run_dir)])
+    assert [b["step"] for b in records(clone.run_dir, "batch.jsonl")] == [1, 2, 3, 4]
+    assert main_events(clone.run_dir, "phase")[0]["data"]["phase"] == 1
+
+
+def test_a_restarted_script_resumes_its_failed_run_from_the_restored_epoch(tmp_path, capsys):
+    dead = quiet(tmp_path, name="resumable", activation_freq=0)
+    model = mlp()
+    two_epochs(dead, model, end=False)
+    sys.excepthook(RuntimeError, RuntimeError("lost"), None)
+    assert status(dead.run_dir)["status"] == "failed"
+    restarted = quiet(tmp_path, name="resumable", activation_freq=0, resume="auto")
+    begin(restarted, model)
+    assert restarted.run_dir == dead.run_dir
+    epoch(restarted, 1, EPOCH1, {"loss": 0.45})  # BackupAndRestore restored epoch 1
+    restarted.on_train_end()
+    assert [(b["step"], b["epoch"], b["loss"]) for b in records(dead.run_dir, "batch.jsonl")] == [
+        (1, 0, 1.0), (2, 0, 0.8), (3, 1, 0.5), (4, 1, 0.4)]
+    assert [(e["epoch"], e["step"], e["loss"]) for e in records(dead.run_dir, "epoch.jsonl")] == [
+        (0, 2, 0.8), (1, 4, 0.45)]
+    resumed = main_events(dead.run_dir, "resumed")
+    assert [(e["step"], e["epoch"], e["message"]) for e in resumed] == [
+        (2, 1, "resumed at epoch 1 (step 2) after a restart; the run was failed, 5 superseded record(s) dropped")]
+    # The dead process's epoch 1 and its end (the failed event, its layer table of phase 1) are superseded.
+    assert resumed[0]["data"] == {"previous_status": "failed",
+                                  "dropped": {"batch": 2, "epoch": 1, "events": 1, "layers": 1}}
+    # The phase event of the fit() cut short stays; the restarted train_begin is stamped where the records ended.
+    assert [(e["kind"], e["step"], e["epoch"]) for e in main_events(dead.run_dir)] == [
+        ("train_begin", 0, 0), ("phase", 0, 0), ("train_begin", 4, 2), ("resumed", 2, 1), ("train_end", 4, 1)]
+    assert [row["phase"] for row in records(dead.run_dir, "model/layers.jsonl")] == [1]
+    done = status(dead.run_dir)
+    assert (done["status"], done["phase"], done["step"], done["epoch"]) == ("finished", 1, 4, 1)
