@@ -10,7 +10,10 @@ from __future__ import annotations
 import copy
 import math
 import os
+import shutil
+import signal
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -115,8 +118,15 @@ def test_default_options_are_recorded_in_run_json(tmp_path):
     live = LiveMonitor(str(tmp_path))
     assert live.async_safe is True and live.run_dir is None and live.wait_uploaded() is True
     begin(live, mlp())
+    assert kinds(live.run_dir) == ["train_begin", "skipped"]  # on disk before the first batch
     live.on_train_end()
+    assert live.wait_uploaded(0.1) is True
+    # A fit() without epochs still gets its phase event, at its end.
+    assert [(e["kind"], e["step"]) for e in main_events(live.run_dir)] == [
+        ("train_begin", 0), ("skipped", 0), ("phase", 0), ("train_end", 0)]
+    assert main_events(live.run_dir, "phase")[0]["data"]["initial_epoch"] == 0
     meta = read_json(live.run_dir, "run.json")
+    assert meta["backend"] == keras.backend.backend() and meta["keras_version"] == keras.__version__
     assert meta["options"] == {
         "logdir": str(tmp_path), "update_freq": "batch", "activation_freq": 1, "weight_freq": 1,
         "gradient_freq": 50, "divergence_factor": 10.0, "checkpoint": None, "monitor": "val_loss", "mode": "auto",
@@ -176,6 +186,8 @@ def test_status_goes_from_running_to_finished_with_the_position(tmp_path):
     assert (done["status"], done["epoch"], done["step"], done["phase"]) == ("finished", 1, 4, 1)
     assert done["ended"] >= done["started"] and "reason" not in done
     assert open_run(live.run_dir).status == "finished"
+    # The system sampler and the model card's thread end with the fit().
+    assert [t.name for t in threading.enumerate() if t.name.startswith("kerascope-")] == []
 
 
 def test_events_of_one_fit_in_order_with_their_position_and_data(tmp_path):
@@ -349,11 +361,12 @@ def test_validation_hooks_record_nothing_and_val_metrics_arrive_with_the_epoch_l
         live.on_test_batch_begin(batch)
         live.on_test_batch_end(batch, logs={"loss": 9.0})
     live.on_test_end(logs={"loss": 0.9, "accuracy": 0.5})
-    live.on_epoch_end(1, logs={"loss": 0.4, "accuracy": 1.0, "val_loss": 0.9, "val_accuracy": 0.5})
+    live.on_epoch_end(1, logs={"loss": 0.4, "accuracy": 1.0, "val_loss": 0.9, "val_accuracy": 0.5,
+                               "learning_rate": 0.001})  # ReduceLROnPlateau adds the LR to the logs
     live.on_train_end()
     assert [b["step"] for b in records(live.run_dir, "batch.jsonl")] == [1, 2, 3, 4]
     last = records(live.run_dir, "epoch.jsonl")[-1]
-    assert (last["val_loss"], last["val_accuracy"], last["step"]) == (0.9, 0.5, 4)
+    assert (last["val_loss"], last["val_accuracy"], last["step"], last["learning_rate"]) == (0.9, 0.5, 4, 0.001)
     assert read_json(live.run_dir, "run.json")["metrics"] == {
         "loss": {"direction": "min"}, "accuracy": {"direction": "min"}, "val_loss": {"direction": "min"},
         "val_accuracy": {"direction": "min"}}
@@ -619,6 +632,7 @@ def test_learning_rate_changes_are_events_where_they_happen(tmp_path):
     assert later == [(3, "learning rate 0.125 -> 0.0625 (fit() call 2 begins)")]
     assert main_events(live.run_dir, "phase")[1]["data"]["lr"] == 0.0625
     assert records(live.run_dir, "batch.jsonl")[-1]["lr"] == 0.0625
+    assert "assign" not in vars(model.optimizer._learning_rate)  # the LR variable's own assign is back
 
 
 # -- checkpoints --------------------------------------------------------------------------------------------------
@@ -711,6 +725,8 @@ def test_a_deep_copy_records_its_own_run_and_shares_the_data(tmp_path):
                  activation_freq=0)
     two_epochs(live, mlp())
     clone = copy.deepcopy(live)
+    first, second = copy.deepcopy([live, live])
+    assert first is second and first is not live  # one copy per object, as deepcopy promises
     assert clone.run_dir is None and clone.activation_data is x
     assert clone.hparams == {"lr": [1]} and clone.hparams["lr"] is not live.hparams["lr"]
     assert clone.tags == ["t"] and clone.tags is not live.tags
@@ -723,29 +739,224 @@ def test_a_deep_copy_records_its_own_run_and_shares_the_data(tmp_path):
 
 
 def test_a_restarted_script_resumes_its_failed_run_from_the_restored_epoch(tmp_path, capsys):
-    dead = quiet(tmp_path, name="resumable", activation_freq=0)
+    dead = quiet(tmp_path, name="resumable", activation_freq=0, checkpoint="all", monitor="loss")
     model = mlp()
-    two_epochs(dead, model, end=False)
+    begin(dead, model)
+    epoch(dead, 0, EPOCH0, {"loss": 0.8})
+    epoch(dead, 1, EPOCH1, {"loss": 0.9})
     sys.excepthook(RuntimeError, RuntimeError("lost"), None)
     assert status(dead.run_dir)["status"] == "failed"
-    restarted = quiet(tmp_path, name="resumable", activation_freq=0, resume="auto")
+    restarted = quiet(tmp_path, name="resumable", activation_freq=0, checkpoint="all", monitor="loss",
+                      resume="auto")
     begin(restarted, model)
     assert restarted.run_dir == dead.run_dir
-    epoch(restarted, 1, EPOCH1, {"loss": 0.45})  # BackupAndRestore restored epoch 1
+    epoch(restarted, 1, EPOCH1, {"loss": 0.85})  # BackupAndRestore restored epoch 1
     restarted.on_train_end()
+    # Epoch 1's checkpoint is superseded; epoch 0's (0.8) stays the best, which 0.85 does not beat.
+    assert [(c["epoch"], c["value"], c["is_best"]) for c in read_json(dead.run_dir, "checkpoints/index.json")] == [
+        (0, 0.8, True), (1, 0.85, False)]
     assert [(b["step"], b["epoch"], b["loss"]) for b in records(dead.run_dir, "batch.jsonl")] == [
         (1, 0, 1.0), (2, 0, 0.8), (3, 1, 0.5), (4, 1, 0.4)]
     assert [(e["epoch"], e["step"], e["loss"]) for e in records(dead.run_dir, "epoch.jsonl")] == [
-        (0, 2, 0.8), (1, 4, 0.45)]
+        (0, 2, 0.8), (1, 4, 0.85)]
     resumed = main_events(dead.run_dir, "resumed")
     assert [(e["step"], e["epoch"], e["message"]) for e in resumed] == [
-        (2, 1, "resumed at epoch 1 (step 2) after a restart; the run was failed, 5 superseded record(s) dropped")]
-    # The dead process's epoch 1 and its end (the failed event, its layer table of phase 1) are superseded.
+        (2, 1, "resumed at epoch 1 (step 2) after a restart; the run was failed, 6 superseded record(s) dropped")]
+    # The dead process's epoch 1 and its end (checkpoint and failed events, its layer table of phase 1) are superseded.
     assert resumed[0]["data"] == {"previous_status": "failed",
-                                  "dropped": {"batch": 2, "epoch": 1, "events": 1, "layers": 1}}
+                                  "dropped": {"batch": 2, "epoch": 1, "events": 2, "layers": 1}}
     # The phase event of the fit() cut short stays; the restarted train_begin is stamped where the records ended.
     assert [(e["kind"], e["step"], e["epoch"]) for e in main_events(dead.run_dir)] == [
-        ("train_begin", 0, 0), ("phase", 0, 0), ("train_begin", 4, 2), ("resumed", 2, 1), ("train_end", 4, 1)]
+        ("train_begin", 0, 0), ("phase", 0, 0), ("checkpoint", 2, 0), ("train_begin", 4, 2), ("resumed", 2, 1),
+        ("checkpoint", 4, 1), ("train_end", 4, 1)]
     assert [row["phase"] for row in records(dead.run_dir, "model/layers.jsonl")] == [1]
     done = status(dead.run_dir)
     assert (done["status"], done["phase"], done["step"], done["epoch"]) == ("finished", 1, 4, 1)
+
+
+def test_a_resume_by_run_id_at_the_epoch_after_the_last_one_keeps_every_record(tmp_path, capsys):
+    dead = quiet(tmp_path, name="first", activation_freq=0)
+    model = mlp()
+    two_epochs(dead, model, end=False)
+    sys.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
+    restarted = quiet(tmp_path, name="another name", activation_freq=0, resume=os.path.basename(dead.run_dir))
+    begin(restarted, model, {"epochs": 3, "steps": 2})
+    epoch(restarted, 2, EPOCH0, {"loss": 0.3})
+    restarted.on_train_end()
+    resumed = main_events(dead.run_dir, "resumed")
+    assert [(e["step"], e["epoch"], e["message"], e["data"]) for e in resumed] == [
+        (4, 2, "resumed at epoch 2 (step 4) after a restart; the run was interrupted, 1 superseded record(s) dropped",
+         {"previous_status": "interrupted", "dropped": {"layers": 1}})]  # the cut-short phase's layer table
+    assert [b["step"] for b in records(dead.run_dir, "batch.jsonl")] == [1, 2, 3, 4, 5, 6]
+    assert read_json(dead.run_dir, "run.json")["name"] == "first" and status(dead.run_dir)["status"] == "finished"
+
+
+# -- more of what a custom loop may do ----------------------------------------------------------------------------
+
+
+def test_hooks_without_params_record_steps_as_reported(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    live.set_model(mlp())
+    live.on_train_begin()  # set_params never called: no epochs, no steps per epoch known
+    live.on_epoch_begin(0)
+    live.on_train_batch_end(5, logs={"loss": 1.0})
+    live.on_epoch_end(0)  # no logs at all
+    live.on_train_end()
+    assert [(b["step"], b["batch"]) for b in records(live.run_dir, "batch.jsonl")] == [(6, 5)]
+    assert [sorted(e) for e in records(live.run_dir, "epoch.jsonl")] == [["epoch", "lr", "phase", "step", "time"]]
+    assert read_json(live.run_dir, "run.json")["fit_params"] == {}
+    done = status(live.run_dir)
+    assert (done["epochs"], done["steps_per_epoch"], done["step"]) == (None, None, 6)
+    assert main_events(live.run_dir, "phase")[0]["message"] == "phase 1: epochs 0-None, 90 trainable parameters"
+
+
+def test_an_error_in_a_batch_end_is_one_warning_and_strict_raises_it(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    begin(live, mlp())
+    live.on_epoch_begin(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for batch in range(2):  # a running mean that is text: the batch's own value cannot be derived
+            live.on_train_batch_end(batch, logs={"loss": "high"})
+    live.on_epoch_end(0, logs={"loss": 1.0})
+    live.on_train_end()
+    messages = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
+    assert len(messages) == 1 and messages[0].startswith("LiveMonitor: on_train_batch_end failed: TypeError")
+    warning_events = main_events(live.run_dir, "warning")
+    assert len(warning_events) == 1 and warning_events[0]["step"] == 2  # counted before its record failed
+    assert warning_events[0]["message"].startswith("on_train_batch_end failed: TypeError")
+    assert [b["step"] for b in records(live.run_dir, "batch.jsonl")] == [1]
+    strict = quiet(tmp_path, activation_freq=0, strict=True)
+    begin(strict, mlp())
+    strict.on_epoch_begin(0)
+    strict.on_train_batch_end(0, logs={"loss": "high"})
+    with pytest.raises(TypeError):
+        strict.on_train_batch_end(1, logs={"loss": "high"})
+    strict.on_train_end()
+
+
+def test_a_strict_monitor_raises_when_the_epoch_cannot_be_written(tmp_path):
+    live = quiet(tmp_path, activation_freq=0, strict=True)
+    begin(live, mlp())
+    epoch(live, 0, EPOCH0, {"loss": 0.8})
+    shutil.rmtree(live.run_dir)  # the run directory is gone (a cleanup script, a full disk)
+    live.on_epoch_begin(1)
+    live.on_train_batch_end(0, logs={"loss": 0.5})
+    with pytest.raises(OSError):
+        live.on_epoch_end(1, logs={"loss": 0.5})
+    live.on_train_end()
+    assert not os.path.exists(live.run_dir)  # not written back half-empty
+
+
+def test_a_loss_spike_is_a_divergence_event_by_the_factor_given(tmp_path):
+    spiking = checkpoint_run(tmp_path / "spiking", [1.0, 1.5, 3.0], divergence_factor=2.0)
+    diverged = main_events(spiking, "divergence")
+    assert [(e["step"], e["epoch"], e["message"]) for e in diverged] == [
+        (3, 2, "diverged: loss 3 is 3x its best 1 at step 3 (LR 0.001)")]
+    assert {k: diverged[0]["data"][k] for k in ("metric", "rule", "value", "best", "lr")} == {
+        "metric": "loss", "rule": "spike", "value": 3.0, "best": 1.0, "lr": LR}
+    assert main_events(checkpoint_run(tmp_path / "default", [1.0, 1.5, 3.0]), "divergence") == []
+    assert main_events(checkpoint_run(tmp_path / "off", [1.0, 1.5, 30.0], divergence_factor=None), "divergence") == []
+
+
+def test_a_nan_loss_is_a_divergence_with_an_activation_snapshot(tmp_path):
+    x, _ = data(samples=4)
+    live = quiet(tmp_path, activation_data=x)
+    begin(live, mlp(), {"epochs": 1, "steps": 2})
+    epoch(live, 0, [{"loss": 1.0}, {"loss": math.nan}], {"loss": math.nan})
+    live.on_train_end()
+    diverged = main_events(live.run_dir, "divergence")
+    assert [(e["step"], e["data"]["metric"], e["data"]["rule"]) for e in diverged] == [(2, "loss", "non-finite")]
+    activations = records(live.run_dir, "activations.jsonl")
+    assert [(a["step"], a["layer"], a.get("snapshot")) for a in activations] == [
+        (2, "hidden", True), (2, "out", True), (2, "hidden", None), (2, "out", None)]
+
+
+def test_a_divergence_in_the_last_batches_is_judged_at_train_end(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    begin(live, mlp(), {"epochs": 1, "steps": 2})
+    live.on_epoch_begin(0)
+    live.on_train_batch_end(0, logs={"loss": math.inf})
+    live.on_train_end()  # the epoch never ended: an exception ended it, caught by the loop
+    assert [(e["kind"], e["step"]) for e in main_events(live.run_dir)][-3:] == [
+        ("nan", 1), ("divergence", 1), ("train_end", 1)]
+
+
+def test_gradient_statistics_every_nth_batch(tmp_path):
+    x, y = data(samples=4)
+    live = quiet(tmp_path, activation_freq=0, gradient_data=(x, y), gradient_freq=2)
+    begin(live, mlp(), {"epochs": 1, "steps": 3})
+    epoch(live, 0, [{"loss": 1.0}] * 3, {"loss": 1.0})
+    live.on_train_end()
+    gradients = records(live.run_dir, "gradients.jsonl")
+    # Taken at the batch begin after 2 updates, on the weights those updates left.
+    assert [(g["step"], g["epoch"], g["layer"], g["weight"]) for g in gradients] == [
+        (2, 0, "hidden", "kernel"), (2, 0, "hidden", "bias"), (2, 0, "out", "kernel"), (2, 0, "out", "bias")]
+
+
+def test_directions_given_for_a_metric_decide_the_best_checkpoint(tmp_path):
+    run_dir = checkpoint_run(tmp_path, [0.5, 0.7, 0.4], checkpoint="best", metric_directions={"loss": "max"})
+    assert [(e["step"], e["data"]["value"]) for e in main_events(run_dir, "checkpoint")] == [(1, 1.5), (2, 1.7)]
+
+
+def test_a_val_checkpoint_monitor_logged_every_other_epoch_is_no_skip(tmp_path):
+    live = quiet(tmp_path, activation_freq=0, checkpoint="best")
+    begin(live, mlp(), {"epochs": 2, "steps": 1})
+    epoch(live, 0, [{"loss": 1.0}], {"loss": 1.0})  # validation_freq=2: no val_loss yet
+    epoch(live, 1, [{"loss": 0.9}], {"loss": 0.9, "val_loss": 1.2})
+    live.on_train_end()
+    assert main_events(live.run_dir, "skipped") == []
+    assert [(c["epoch"], c["value"]) for c in read_json(live.run_dir, "checkpoints/index.json")] == [(1, 1.2)]
+
+
+def test_a_checkpoint_with_no_epoch_logs_says_none(tmp_path):
+    live = quiet(tmp_path, activation_freq=0, checkpoint="last", monitor="loss")
+    begin(live, mlp(), {"epochs": 1, "steps": 1})
+    live.on_epoch_begin(0)
+    live.on_epoch_end(0)
+    live.on_train_end()
+    assert [e["message"] for e in main_events(live.run_dir, "skipped")] == [
+        "checkpoint='last' monitors 'loss', which is not in the epoch logs (none): pass monitor=... to LiveMonitor"]
+
+
+def test_ctrl_c_during_a_fit_that_the_loop_caught_reads_interrupted(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    model = mlp()
+    begin(live, model)
+    live.on_epoch_begin(0)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)  # the monitor's handler notes the time, then raises as Python's does
+        signal.pause()  # not reached: the handler raises first
+    begin(live, model)  # the next fit() begins: the one cut short by Ctrl-C was interrupted
+    live.on_train_end()
+    failed_or_interrupted = [(e["kind"], e["message"]) for e in main_events(live.run_dir)
+                             if e["kind"] in ("failed", "interrupted")]
+    assert failed_or_interrupted == [("interrupted", "KeyboardInterrupt: Ctrl-C (SIGINT) during fit()")]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+
+
+@pytest.mark.parametrize("shell_error", [False, True])
+def test_a_fit_left_by_an_exception_nobody_holds_is_noticed_at_the_second_tick(tmp_path, monkeypatch, shell_error):
+    live = quiet(tmp_path, activation_freq=0)
+    model = mlp()
+
+    def fit(callbacks: list[LiveMonitor]) -> None:
+        begin(callbacks[0], model)
+        raise ValueError("dropped by the caller")
+
+    try:
+        fit([live])
+    except ValueError:
+        pass  # the exception is let go
+    if shell_error:  # an interactive shell (python -i, IPython) keeps the last error it reported
+        monkeypatch.setattr(sys, "last_value", RuntimeError("shown by the shell"), raising=False)
+        live._tick()
+        assert (status(live.run_dir)["status"], status(live.run_dir)["reason"]) == (
+            "failed", "RuntimeError: shown by the shell")
+        return
+    live._tick()  # the exception may still be on its way to the caller: looked for again at the next tick
+    assert status(live.run_dir)["status"] == "running"
+    live._tick()
+    ended = status(live.run_dir)
+    assert (ended["status"], ended["reason"]) == (
+        "failed", "fit() ended without reaching on_train_end: an exception left fit() and was caught by the caller")
