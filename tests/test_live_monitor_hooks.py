@@ -40,6 +40,21 @@ def _no_graphviz(monkeypatch):
     monkeypatch.setenv("PATH", os.pathsep.join(kept))
 
 
+_SHARED: list[keras.Model] = []
+
+
+def tiny() -> keras.Model:
+    """train_helpers.mlp(), built once per session (building it is most of a test's time). Nothing here trains it;
+    what tests change on it (a stop request, the LR) is put back. Tests that freeze layers or change the LR build
+    their own."""
+    if not _SHARED:
+        _SHARED.append(mlp())
+    model = _SHARED[0]
+    model.stop_training = False
+    model.optimizer.learning_rate.assign(0.001)
+    return model
+
+
 def quiet(root: Any, **options: Any) -> LiveMonitor:
     """A monitor without the parts a test does not look at: system samples and weight statistics."""
     options.setdefault("system_freq", 0)
@@ -117,7 +132,7 @@ def test_a_url_whose_protocol_is_unknown_is_refused_when_the_monitor_is_made():
 def test_default_options_are_recorded_in_run_json(tmp_path):
     live = LiveMonitor(str(tmp_path))
     assert live.async_safe is True and live.run_dir is None and live.wait_uploaded() is True
-    begin(live, mlp())
+    begin(live, tiny())
     assert kinds(live.run_dir) == ["train_begin", "skipped"]  # on disk before the first batch
     live.on_train_end()
     assert live.wait_uploaded(0.1) is True
@@ -155,7 +170,7 @@ def test_given_options_and_identity_are_recorded_as_given(tmp_path):
         mode="min", metric_directions={"f": "max"}, system_freq=0, flush_interval=0.25, strict=True,
     )
     hparams["units"] = 16  # the monitor keeps its own copy
-    begin(live, mlp())
+    begin(live, tiny())
     live.on_train_end()
     meta = read_json(live.run_dir, "run.json")
     assert meta["name"] == "my run" and meta["tags"] == ["1", "b"] and meta["notes"] == "n"
@@ -173,7 +188,7 @@ def test_given_options_and_identity_are_recorded_as_given(tmp_path):
 
 def test_status_goes_from_running_to_finished_with_the_position(tmp_path):
     live = quiet(tmp_path)
-    begin(live, mlp())
+    begin(live, tiny())
     running = status(live.run_dir)
     assert (running["status"], running["phase"], running["epoch"], running["step"]) == ("running", 1, 0, 0)
     assert (running["epochs"], running["steps_per_epoch"]) == (2, 2) and "ended" not in running
@@ -192,7 +207,7 @@ def test_status_goes_from_running_to_finished_with_the_position(tmp_path):
 
 def test_events_of_one_fit_in_order_with_their_position_and_data(tmp_path):
     live = quiet(tmp_path)
-    two_epochs(live, mlp())
+    two_epochs(live, tiny())
     found = main_events(live.run_dir)
     assert [(e["kind"], e["step"], e["epoch"]) for e in found] == [
         ("train_begin", 0, 0), ("skipped", 0, 0), ("phase", 0, 0), ("train_end", 4, 1)]
@@ -212,13 +227,13 @@ def test_events_of_one_fit_in_order_with_their_position_and_data(tmp_path):
 
 def test_no_activation_skip_event_when_activations_are_turned_off(tmp_path):
     live = quiet(tmp_path, activation_freq=0)
-    two_epochs(live, mlp())
+    two_epochs(live, tiny())
     assert kinds(live.run_dir) == ["train_begin", "phase", "train_end"]
 
 
 def test_batch_and_epoch_records_count_steps_and_derive_each_batchs_own_loss(tmp_path):
     live = quiet(tmp_path)
-    two_epochs(live, mlp())
+    two_epochs(live, tiny())
     batches = records(live.run_dir, "batch.jsonl")
     assert [(b["step"], b["epoch"], b["batch"]) for b in batches] == [(1, 0, 0), (2, 0, 1), (3, 1, 0), (4, 1, 1)]
     assert [b["loss"] for b in batches] == [1.0, 0.8, 0.5, 0.4]
@@ -286,7 +301,7 @@ def test_a_model_built_by_its_first_step_is_described_at_the_first_epoch_end(tmp
 @pytest.mark.parametrize(("update_freq", "logged"), [(2, [(2, 0.6), (4, 0.3)]), ("epoch", [])])
 def test_update_freq_logs_every_nth_step_with_its_own_value(tmp_path, update_freq, logged):
     live = quiet(tmp_path, update_freq=update_freq)
-    two_epochs(live, mlp())
+    two_epochs(live, tiny())
     batches = records(live.run_dir, "batch.jsonl")
     assert [(b["step"], round(b["batch_loss"], 6)) for b in batches] == logged
     assert [e["step"] for e in records(live.run_dir, "epoch.jsonl")] == [2, 4]
@@ -296,7 +311,7 @@ def test_update_freq_logs_every_nth_step_with_its_own_value(tmp_path, update_fre
 def test_a_last_partial_group_of_steps_is_recorded_at_the_epochs_last_step(tmp_path):
     """steps_per_execution=2 over 3 steps: Keras reports batch 1, then the nominal end 3 of the partial group."""
     live = quiet(tmp_path)
-    begin(live, mlp(), {"epochs": 1, "steps": 3})
+    begin(live, tiny(), {"epochs": 1, "steps": 3})
     live.on_epoch_begin(0)
     for first, last in ((0, 1), (2, 3)):
         live.on_train_batch_begin(first)
@@ -309,7 +324,7 @@ def test_a_last_partial_group_of_steps_is_recorded_at_the_epochs_last_step(tmp_p
 
 def test_batch_ends_arriving_out_of_order_are_recorded_in_training_order(tmp_path):
     live = quiet(tmp_path)
-    begin(live, mlp(), {"epochs": 2, "steps": 3})
+    begin(live, tiny(), {"epochs": 2, "steps": 3})
     live.on_epoch_begin(0)
     for batch in range(3):
         live.on_train_batch_begin(batch)
@@ -331,7 +346,7 @@ def test_batch_ends_arriving_out_of_order_are_recorded_in_training_order(tmp_pat
 
 def test_batch_ends_without_begins_are_recorded_as_they_come(tmp_path):
     live = quiet(tmp_path)
-    begin(live, mlp())
+    begin(live, tiny())
     live.on_epoch_begin(0)
     live.on_train_batch_end(1, logs={"loss": 2.0})
     live.on_train_batch_end(0, logs={"loss": 1.0})
@@ -347,7 +362,7 @@ def test_batch_ends_without_begins_are_recorded_as_they_come(tmp_path):
 
 def test_validation_hooks_record_nothing_and_val_metrics_arrive_with_the_epoch_logs(tmp_path):
     live = quiet(tmp_path, metric_directions={"accuracy": "min"})
-    model = mlp()
+    model = tiny()
     begin(live, model)
     epoch(live, 0, EPOCH0, {"loss": 0.8, "accuracy": 0.75})
     assert read_json(live.run_dir, "run.json")["metrics"] == {"loss": {"direction": "min"},
@@ -375,7 +390,7 @@ def test_validation_hooks_record_nothing_and_val_metrics_arrive_with_the_epoch_l
 
 def test_evaluate_and_predict_outside_fit_write_nothing(tmp_path):
     live = quiet(tmp_path)
-    live.set_model(mlp())
+    live.set_model(tiny())
     live.on_test_begin()
     live.on_test_batch_end(0, logs={"loss": 1.0})
     live.on_test_end(logs={"loss": 1.0})
@@ -390,7 +405,7 @@ def test_evaluate_and_predict_outside_fit_write_nothing(tmp_path):
 
 def test_training_hooks_before_train_begin_or_after_train_end_write_nothing(tmp_path):
     live = quiet(tmp_path)
-    live.set_model(mlp())
+    live.set_model(tiny())
     live.on_epoch_begin(0)
     live.on_train_batch_begin(0)
     live.on_train_batch_end(0, logs={"loss": 1.0})
@@ -411,7 +426,7 @@ def test_training_hooks_before_train_begin_or_after_train_end_write_nothing(tmp_
 
 def test_a_train_begin_before_the_previous_fits_end_fails_that_fit_and_starts_phase_two(tmp_path):
     live = quiet(tmp_path, activation_freq=0)
-    model = mlp()
+    model = tiny()
     begin(live, model)
     epoch(live, 0, EPOCH0, {"loss": 0.8})
     begin(live, model)
@@ -432,7 +447,7 @@ def test_a_train_begin_before_the_previous_fits_end_fails_that_fit_and_starts_ph
 )
 def test_an_uncaught_exception_ends_the_fit_failed_or_interrupted(tmp_path, capsys, error, expected):
     live = quiet(tmp_path, activation_freq=0)
-    begin(live, mlp())
+    begin(live, tiny())
     epoch(live, 0, EPOCH0, {"loss": 0.8})
     live.on_epoch_begin(1)
     live.on_train_batch_begin(0)
@@ -449,7 +464,7 @@ def test_an_uncaught_exception_ends_the_fit_failed_or_interrupted(tmp_path, caps
 
 def test_a_caught_exception_that_left_fit_is_noticed_at_the_next_tick(tmp_path):
     live = quiet(tmp_path, activation_freq=0)
-    model = mlp()
+    model = tiny()
 
     def fit(callbacks: list[LiveMonitor]) -> None:  # a training loop named like Keras's: its frame is watched
         begin(callbacks[0], model)
@@ -469,7 +484,7 @@ def test_an_unwritable_logdir_warns_once_and_turns_monitoring_off(tmp_path):
     live = quiet(blocker / "runs")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        two_epochs(live, mlp())
+        two_epochs(live, tiny())
         two_epochs(live, live.model)
     messages = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
     runs = str(blocker / "runs")
@@ -477,7 +492,7 @@ def test_an_unwritable_logdir_warns_once_and_turns_monitoring_off(tmp_path):
     assert "monitoring is off for this callback, training continues" in messages[0]
     assert live.run_dir is None and os.listdir(tmp_path) == ["a-file"]
     strict = quiet(blocker / "runs", strict=True)
-    strict.set_model(mlp())
+    strict.set_model(tiny())
     strict.set_params(dict(PARAMS))
     with pytest.raises(OSError):
         strict.on_train_begin()
@@ -489,7 +504,7 @@ def test_an_error_inside_the_callback_is_one_warning_and_one_event_unless_strict
     live = quiet(tmp_path, activation_data=wrong_shape)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        two_epochs(live, mlp())
+        two_epochs(live, tiny())
     messages = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
     assert len(messages) == 1 and messages[0].startswith("LiveMonitor: activation statistics failed: ValueError")
     warning_events = main_events(live.run_dir, "warning")
@@ -497,7 +512,7 @@ def test_an_error_inside_the_callback_is_one_warning_and_one_event_unless_strict
     assert (warning_events[0]["step"], warning_events[0]["epoch"]) == (2, 0)
     assert status(live.run_dir)["status"] == "finished" and len(records(live.run_dir, "epoch.jsonl")) == 2
     strict = quiet(tmp_path, activation_data=wrong_shape, strict=True)
-    begin(strict, mlp())
+    begin(strict, tiny())
     strict.on_epoch_begin(0)
     with pytest.raises(ValueError):
         strict.on_epoch_end(0, logs={"loss": 1.0})
@@ -510,7 +525,7 @@ def test_an_error_inside_the_callback_is_one_warning_and_one_event_unless_strict
 def test_weight_and_activation_statistics_every_nth_epoch(tmp_path):
     x, _ = data(samples=4)
     live = quiet(tmp_path, activation_data=x, activation_freq=2, weight_freq=3)
-    begin(live, mlp(), {"epochs": 3, "steps": 1})
+    begin(live, tiny(), {"epochs": 3, "steps": 1})
     for index in range(3):
         epoch(live, index, [{"loss": 1.0}], {"loss": 1.0})
     live.on_train_end()
@@ -552,7 +567,7 @@ def test_activations_of_a_subclassed_model_are_skipped_with_why(tmp_path):
 
 def test_nan_metrics_are_events_once_per_metric_per_fit(tmp_path):
     live = quiet(tmp_path, activation_freq=0, divergence_factor=None)
-    model = mlp()
+    model = tiny()
     begin(live, model)
     epoch(live, 0, [{"loss": 1.0}, {"loss": math.nan}], {"loss": math.nan, "accuracy": math.inf})
     epoch(live, 1, [{"loss": math.nan}, {"loss": math.nan}], {"loss": math.nan})
@@ -567,7 +582,7 @@ def test_nan_metrics_are_events_once_per_metric_per_fit(tmp_path):
 
 def test_a_stop_requested_by_a_callback_is_one_early_stop_event(tmp_path):
     live = quiet(tmp_path, activation_freq=0)
-    model = mlp()
+    model = tiny()
     begin(live, model, {"epochs": 5, "steps": 2})
     epoch(live, 0, EPOCH0, {"loss": 0.8})
     live.on_epoch_begin(1)
@@ -582,7 +597,7 @@ def test_a_stop_requested_by_a_callback_is_one_early_stop_event(tmp_path):
 
 def test_a_stop_requested_after_the_last_epoch_end_is_seen_at_train_end(tmp_path):
     live = quiet(tmp_path, activation_freq=0)
-    model = mlp()
+    model = tiny()
     begin(live, model)
     epoch(live, 0, EPOCH0, {"loss": 0.8})
     model.stop_training = True  # EarlyStopping after the monitor in the callback list
@@ -640,7 +655,7 @@ def test_learning_rate_changes_are_events_where_they_happen(tmp_path):
 
 def checkpoint_run(tmp_path, losses: list[float], **options: Any) -> str:
     live = quiet(tmp_path, activation_freq=0, **options)
-    begin(live, mlp(), {"epochs": len(losses), "steps": 1})
+    begin(live, tiny(), {"epochs": len(losses), "steps": 1})
     for index, loss in enumerate(losses):
         epoch(live, index, [{"loss": loss}], {"loss": loss, "val_loss": loss + 1})
     live.on_train_end()
@@ -689,7 +704,7 @@ def test_a_checkpoint_monitor_missing_from_the_logs_is_said_once(tmp_path):
 
 def test_a_val_checkpoint_monitor_never_logged_is_said_at_train_end(tmp_path):
     live = quiet(tmp_path, activation_freq=0, checkpoint="best", monitor="val_auc")
-    begin(live, mlp(), {"epochs": 2, "steps": 1})
+    begin(live, tiny(), {"epochs": 2, "steps": 1})
     epoch(live, 0, [{"loss": 1.0}], {"loss": 1.0})
     epoch(live, 1, [{"loss": 1.0}], {"loss": 1.0})
     assert main_events(live.run_dir, "skipped") == []  # validation_freq may bring it later
@@ -703,7 +718,7 @@ def test_a_val_checkpoint_monitor_never_logged_is_said_at_train_end(tmp_path):
 
 def test_the_best_value_carries_over_to_the_next_fit(tmp_path):
     live = quiet(tmp_path, activation_freq=0, checkpoint="best", monitor="loss")
-    model = mlp()
+    model = tiny()
     begin(live, model, {"epochs": 1, "steps": 1})
     epoch(live, 0, [{"loss": 0.5}], {"loss": 0.5})
     live.on_train_end()
@@ -723,7 +738,7 @@ def test_a_deep_copy_records_its_own_run_and_shares_the_data(tmp_path):
     x, _ = data(samples=4)
     live = quiet(tmp_path, hparams={"lr": [1]}, tags=["t"], metric_directions={"f": "max"}, activation_data=x,
                  activation_freq=0)
-    two_epochs(live, mlp())
+    two_epochs(live, tiny())
     clone = copy.deepcopy(live)
     first, second = copy.deepcopy([live, live])
     assert first is second and first is not live  # one copy per object, as deepcopy promises
@@ -731,7 +746,7 @@ def test_a_deep_copy_records_its_own_run_and_shares_the_data(tmp_path):
     assert clone.hparams == {"lr": [1]} and clone.hparams["lr"] is not live.hparams["lr"]
     assert clone.tags == ["t"] and clone.tags is not live.tags
     assert clone.metric_directions == {"f": "max"} and clone.metric_directions is not live.metric_directions
-    two_epochs(clone, mlp())
+    two_epochs(clone, tiny())
     assert clone.run_dir != live.run_dir and sorted(os.listdir(tmp_path)) == sorted(
         [os.path.basename(live.run_dir), os.path.basename(clone.run_dir)])
     assert [b["step"] for b in records(clone.run_dir, "batch.jsonl")] == [1, 2, 3, 4]
@@ -740,7 +755,7 @@ def test_a_deep_copy_records_its_own_run_and_shares_the_data(tmp_path):
 
 def test_a_restarted_script_resumes_its_failed_run_from_the_restored_epoch(tmp_path, capsys):
     dead = quiet(tmp_path, name="resumable", activation_freq=0, checkpoint="all", monitor="loss")
-    model = mlp()
+    model = tiny()
     begin(dead, model)
     epoch(dead, 0, EPOCH0, {"loss": 0.8})
     epoch(dead, 1, EPOCH1, {"loss": 0.9})
@@ -776,7 +791,7 @@ def test_a_restarted_script_resumes_its_failed_run_from_the_restored_epoch(tmp_p
 
 def test_a_resume_by_run_id_at_the_epoch_after_the_last_one_keeps_every_record(tmp_path, capsys):
     dead = quiet(tmp_path, name="first", activation_freq=0)
-    model = mlp()
+    model = tiny()
     two_epochs(dead, model, end=False)
     sys.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
     restarted = quiet(tmp_path, name="another name", activation_freq=0, resume=os.path.basename(dead.run_dir))
@@ -796,7 +811,7 @@ def test_a_resume_by_run_id_at_the_epoch_after_the_last_one_keeps_every_record(t
 
 def test_hooks_without_params_record_steps_as_reported(tmp_path):
     live = quiet(tmp_path, activation_freq=0)
-    live.set_model(mlp())
+    live.set_model(tiny())
     live.on_train_begin()  # set_params never called: no epochs, no steps per epoch known
     live.on_epoch_begin(0)
     live.on_train_batch_end(5, logs={"loss": 1.0})
@@ -812,7 +827,7 @@ def test_hooks_without_params_record_steps_as_reported(tmp_path):
 
 def test_an_error_in_a_batch_end_is_one_warning_and_strict_raises_it(tmp_path):
     live = quiet(tmp_path, activation_freq=0)
-    begin(live, mlp())
+    begin(live, tiny())
     live.on_epoch_begin(0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -827,7 +842,7 @@ def test_an_error_in_a_batch_end_is_one_warning_and_strict_raises_it(tmp_path):
     assert warning_events[0]["message"].startswith("on_train_batch_end failed: TypeError")
     assert [b["step"] for b in records(live.run_dir, "batch.jsonl")] == [1]
     strict = quiet(tmp_path, activation_freq=0, strict=True)
-    begin(strict, mlp())
+    begin(strict, tiny())
     strict.on_epoch_begin(0)
     strict.on_train_batch_end(0, logs={"loss": "high"})
     with pytest.raises(TypeError):
@@ -835,9 +850,10 @@ def test_an_error_in_a_batch_end_is_one_warning_and_strict_raises_it(tmp_path):
     strict.on_train_end()
 
 
+@pytest.mark.filterwarnings("ignore:LiveMonitor. could not write")
 def test_a_strict_monitor_raises_when_the_epoch_cannot_be_written(tmp_path):
     live = quiet(tmp_path, activation_freq=0, strict=True)
-    begin(live, mlp())
+    begin(live, tiny())
     epoch(live, 0, EPOCH0, {"loss": 0.8})
     shutil.rmtree(live.run_dir)  # the run directory is gone (a cleanup script, a full disk)
     live.on_epoch_begin(1)
@@ -862,7 +878,7 @@ def test_a_loss_spike_is_a_divergence_event_by_the_factor_given(tmp_path):
 def test_a_nan_loss_is_a_divergence_with_an_activation_snapshot(tmp_path):
     x, _ = data(samples=4)
     live = quiet(tmp_path, activation_data=x)
-    begin(live, mlp(), {"epochs": 1, "steps": 2})
+    begin(live, tiny(), {"epochs": 1, "steps": 2})
     epoch(live, 0, [{"loss": 1.0}, {"loss": math.nan}], {"loss": math.nan})
     live.on_train_end()
     diverged = main_events(live.run_dir, "divergence")
@@ -874,7 +890,7 @@ def test_a_nan_loss_is_a_divergence_with_an_activation_snapshot(tmp_path):
 
 def test_a_divergence_in_the_last_batches_is_judged_at_train_end(tmp_path):
     live = quiet(tmp_path, activation_freq=0)
-    begin(live, mlp(), {"epochs": 1, "steps": 2})
+    begin(live, tiny(), {"epochs": 1, "steps": 2})
     live.on_epoch_begin(0)
     live.on_train_batch_end(0, logs={"loss": math.inf})
     live.on_train_end()  # the epoch never ended: an exception ended it, caught by the loop
@@ -885,7 +901,7 @@ def test_a_divergence_in_the_last_batches_is_judged_at_train_end(tmp_path):
 def test_gradient_statistics_every_nth_batch(tmp_path):
     x, y = data(samples=4)
     live = quiet(tmp_path, activation_freq=0, gradient_data=(x, y), gradient_freq=2)
-    begin(live, mlp(), {"epochs": 1, "steps": 3})
+    begin(live, tiny(), {"epochs": 1, "steps": 3})
     epoch(live, 0, [{"loss": 1.0}] * 3, {"loss": 1.0})
     live.on_train_end()
     gradients = records(live.run_dir, "gradients.jsonl")
@@ -901,7 +917,7 @@ def test_directions_given_for_a_metric_decide_the_best_checkpoint(tmp_path):
 
 def test_a_val_checkpoint_monitor_logged_every_other_epoch_is_no_skip(tmp_path):
     live = quiet(tmp_path, activation_freq=0, checkpoint="best")
-    begin(live, mlp(), {"epochs": 2, "steps": 1})
+    begin(live, tiny(), {"epochs": 2, "steps": 1})
     epoch(live, 0, [{"loss": 1.0}], {"loss": 1.0})  # validation_freq=2: no val_loss yet
     epoch(live, 1, [{"loss": 0.9}], {"loss": 0.9, "val_loss": 1.2})
     live.on_train_end()
@@ -911,7 +927,7 @@ def test_a_val_checkpoint_monitor_logged_every_other_epoch_is_no_skip(tmp_path):
 
 def test_a_checkpoint_with_no_epoch_logs_says_none(tmp_path):
     live = quiet(tmp_path, activation_freq=0, checkpoint="last", monitor="loss")
-    begin(live, mlp(), {"epochs": 1, "steps": 1})
+    begin(live, tiny(), {"epochs": 1, "steps": 1})
     live.on_epoch_begin(0)
     live.on_epoch_end(0)
     live.on_train_end()
@@ -921,7 +937,7 @@ def test_a_checkpoint_with_no_epoch_logs_says_none(tmp_path):
 
 def test_ctrl_c_during_a_fit_that_the_loop_caught_reads_interrupted(tmp_path):
     live = quiet(tmp_path, activation_freq=0)
-    model = mlp()
+    model = tiny()
     begin(live, model)
     live.on_epoch_begin(0)
     with pytest.raises(KeyboardInterrupt):
@@ -938,7 +954,7 @@ def test_ctrl_c_during_a_fit_that_the_loop_caught_reads_interrupted(tmp_path):
 @pytest.mark.parametrize("shell_error", [False, True])
 def test_a_fit_left_by_an_exception_nobody_holds_is_noticed_at_the_second_tick(tmp_path, monkeypatch, shell_error):
     live = quiet(tmp_path, activation_freq=0)
-    model = mlp()
+    model = tiny()
 
     def fit(callbacks: list[LiveMonitor]) -> None:
         begin(callbacks[0], model)
@@ -960,3 +976,23 @@ def test_a_fit_left_by_an_exception_nobody_holds_is_noticed_at_the_second_tick(t
     ended = status(live.run_dir)
     assert (ended["status"], ended["reason"]) == (
         "failed", "fit() ended without reaching on_train_end: an exception left fit() and was caught by the caller")
+
+
+def test_a_custom_loop_with_an_uncompiled_model_is_recorded_without_an_lr(tmp_path):
+    """Keras's "training loop from scratch": the model is never compiled, a separate optimizer applies the updates."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, name="out")], name="uncompiled")
+    live = quiet(tmp_path, activation_freq=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        begin(live, model, {"epochs": 1, "steps": 2})
+        epoch(live, 0, EPOCH0, {"loss": 0.8})
+        live.on_train_end()
+    assert [str(w.message) for w in caught if "LiveMonitor" in str(w.message)] == []
+    assert [(b["step"], "lr" in b) for b in records(live.run_dir, "batch.jsonl")] == [(1, False), (2, False)]
+    assert read_json(live.run_dir, "run.json")["optimizer"] is None
+    assert kinds(live.run_dir) == ["train_begin", "skipped", "phase", "train_end"]
+    skipped = main_events(live.run_dir, "skipped")[0]
+    assert (skipped["step"], skipped["data"]) == (0, {"what": "learning rate"})
+    assert skipped["message"].startswith("no learning rate: the model has no optimizer (it was never compiled)")
+    assert status(live.run_dir)["status"] == "finished"
