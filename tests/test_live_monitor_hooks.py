@@ -172,6 +172,7 @@ def test_given_options_and_identity_are_recorded_as_given(tmp_path):
     hparams["units"] = 16  # the monitor keeps its own copy
     begin(live, tiny())
     live.on_train_end()
+    assert [row["phase"] for row in records(live.run_dir, "model/layers.jsonl")] == [1]  # strict: written in place
     meta = read_json(live.run_dir, "run.json")
     assert meta["name"] == "my run" and meta["tags"] == ["1", "b"] and meta["notes"] == "n"
     assert meta["hparams"]["units"] == 8 and meta["hparams"]["odd"].startswith("<object")
@@ -189,6 +190,7 @@ def test_given_options_and_identity_are_recorded_as_given(tmp_path):
 def test_status_goes_from_running_to_finished_with_the_position(tmp_path):
     live = quiet(tmp_path)
     begin(live, tiny())
+    live._tick()  # the system thread's check: hooks called outside any fit() frame are never taken as ended
     running = status(live.run_dir)
     assert (running["status"], running["phase"], running["epoch"], running["step"]) == ("running", 1, 0, 0)
     assert (running["epochs"], running["steps_per_epoch"]) == (2, 2) and "ended" not in running
@@ -276,6 +278,10 @@ def test_a_second_fit_continues_the_run_as_phase_two(tmp_path):
     assert (done["status"], done["phase"], done["step"], done["epoch"], done["epochs"]) == ("finished", 2, 8, 3, 4)
     assert read_json(first_dir, "run.json")["fit_params"]["epochs"] == 4
     assert [row["phase"] for row in records(first_dir, "model/layers.jsonl")] == [1, 2]
+    begin(live, model, {"epochs": 4, "steps": 2, "verbose": 0})  # nothing left to train: no epoch begins
+    live.on_train_end()
+    assert [(e["step"], e["epoch"], e["message"]) for e in main_events(first_dir, "phase")][2:] == [
+        (8, 3, f"phase 3: epochs 3-4, {OUT_PARAMS} trainable parameters")]
 
 
 def test_a_model_built_by_its_first_step_is_described_at_the_first_epoch_end(tmp_path):
@@ -569,11 +575,11 @@ def test_nan_metrics_are_events_once_per_metric_per_fit(tmp_path):
     live = quiet(tmp_path, activation_freq=0, divergence_factor=None)
     model = tiny()
     begin(live, model)
-    epoch(live, 0, [{"loss": 1.0}, {"loss": math.nan}], {"loss": math.nan, "accuracy": math.inf})
+    epoch(live, 0, [{"loss": math.nan}, {"loss": math.nan}], {"loss": math.nan, "accuracy": math.inf})
     epoch(live, 1, [{"loss": math.nan}, {"loss": math.nan}], {"loss": math.nan})
     live.on_train_end()
     nan = [(e["step"], e["epoch"], e["data"]["metric"], e["message"]) for e in main_events(live.run_dir, "nan")]
-    assert nan == [(2, 0, "loss", "loss is nan at step 2"), (2, 0, "accuracy", "accuracy is inf at step 2")]
+    assert nan == [(1, 0, "loss", "loss is nan at step 1"), (2, 0, "accuracy", "accuracy is inf at step 2")]
     begin(live, model, {"epochs": 3, "steps": 1})
     epoch(live, 2, [{"loss": math.nan}], {"loss": 1.0})
     live.on_train_end()
@@ -588,6 +594,7 @@ def test_a_stop_requested_by_a_callback_is_one_early_stop_event(tmp_path):
     live.on_epoch_begin(1)
     model.stop_training = True  # EarlyStopping ahead of the monitor in the callback list
     live.on_epoch_end(1, logs={"loss": 0.9})
+    assert kinds(live.run_dir)[-1] == "early_stop"  # written with the epoch, before the fit ends
     live.on_train_end()
     stops = main_events(live.run_dir, "early_stop")
     assert [(e["step"], e["epoch"], e["message"], e["data"]) for e in stops] == [
@@ -789,21 +796,27 @@ def test_a_restarted_script_resumes_its_failed_run_from_the_restored_epoch(tmp_p
     assert (done["status"], done["phase"], done["step"], done["epoch"]) == ("finished", 1, 4, 1)
 
 
-def test_a_resume_by_run_id_at_the_epoch_after_the_last_one_keeps_every_record(tmp_path, capsys):
+def test_a_resume_by_run_id_continues_the_phase_cut_short_and_keeps_its_records(tmp_path, capsys):
     dead = quiet(tmp_path, name="first", activation_freq=0)
     model = tiny()
-    two_epochs(dead, model, end=False)
+    two_epochs(dead, model)
+    begin(dead, model, {"epochs": 4, "steps": 2})
+    epoch(dead, 2, EPOCH0, {"loss": 0.3})
     sys.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
     restarted = quiet(tmp_path, name="another name", activation_freq=0, resume=os.path.basename(dead.run_dir))
-    begin(restarted, model, {"epochs": 3, "steps": 2})
-    epoch(restarted, 2, EPOCH0, {"loss": 0.3})
+    begin(restarted, model, {"epochs": 4, "steps": 2})
+    epoch(restarted, 3, EPOCH0, {"loss": 0.3})
     restarted.on_train_end()
     resumed = main_events(dead.run_dir, "resumed")
     assert [(e["step"], e["epoch"], e["message"], e["data"]) for e in resumed] == [
-        (4, 2, "resumed at epoch 2 (step 4) after a restart; the run was interrupted, 1 superseded record(s) dropped",
+        (6, 3, "resumed at epoch 3 (step 6) after a restart; the run was interrupted, 1 superseded record(s) dropped",
          {"previous_status": "interrupted", "dropped": {"layers": 1}})]  # the cut-short phase's layer table
-    assert [b["step"] for b in records(dead.run_dir, "batch.jsonl")] == [1, 2, 3, 4, 5, 6]
-    assert read_json(dead.run_dir, "run.json")["name"] == "first" and status(dead.run_dir)["status"] == "finished"
+    assert [b["step"] for b in records(dead.run_dir, "batch.jsonl")] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [(e["epoch"], e["phase"]) for e in records(dead.run_dir, "epoch.jsonl")] == [(0, 1), (1, 1), (2, 2), (3, 2)]
+    assert [e["data"]["phase"] for e in main_events(dead.run_dir, "train_end")] == [1, 2]
+    assert read_json(dead.run_dir, "run.json")["name"] == "first"
+    done = status(dead.run_dir)
+    assert (done["status"], done["phase"], done["step"]) == ("finished", 2, 8)
 
 
 # -- more of what a custom loop may do ----------------------------------------------------------------------------
@@ -901,8 +914,8 @@ def test_a_divergence_in_the_last_batches_is_judged_at_train_end(tmp_path):
 def test_gradient_statistics_every_nth_batch(tmp_path):
     x, y = data(samples=4)
     live = quiet(tmp_path, activation_freq=0, gradient_data=(x, y), gradient_freq=2)
-    begin(live, tiny(), {"epochs": 1, "steps": 3})
-    epoch(live, 0, [{"loss": 1.0}] * 3, {"loss": 1.0})
+    begin(live, tiny(), {"epochs": 1, "steps": 4})
+    epoch(live, 0, [{"loss": 1.0}] * 4, {"loss": 1.0})
     live.on_train_end()
     gradients = records(live.run_dir, "gradients.jsonl")
     # Taken at the batch begin after 2 updates, on the weights those updates left.
@@ -960,7 +973,7 @@ def test_ctrl_c_during_a_fit_that_the_loop_caught_reads_interrupted(tmp_path):
     assert failed_or_interrupted == [("interrupted", "KeyboardInterrupt: Ctrl-C (SIGINT) during fit()")]
 
 
-@pytest.mark.parametrize("shell_error", [False, True])
+@pytest.mark.parametrize("shell_error", [None, "before", "after"])
 def test_a_fit_left_by_an_exception_nobody_holds_is_noticed_at_the_second_tick(tmp_path, monkeypatch, shell_error):
     live = quiet(tmp_path, activation_freq=0)
     model = tiny()
@@ -969,11 +982,13 @@ def test_a_fit_left_by_an_exception_nobody_holds_is_noticed_at_the_second_tick(t
         begin(callbacks[0], model)
         raise ValueError("dropped by the caller")
 
+    if shell_error == "before":  # an error the shell reported before this fit() began is not why it ended
+        monkeypatch.setattr(sys, "last_value", RuntimeError("an older error"), raising=False)
     try:
         fit([live])
     except ValueError:
         pass  # the exception is let go
-    if shell_error:  # an interactive shell (python -i, IPython) keeps the last error it reported
+    if shell_error == "after":  # an interactive shell (python -i, IPython) keeps the last error it reported
         monkeypatch.setattr(sys, "last_value", RuntimeError("shown by the shell"), raising=False)
         live._tick()
         assert (status(live.run_dir)["status"], status(live.run_dir)["reason"]) == (
@@ -1005,3 +1020,50 @@ def test_a_custom_loop_with_an_uncompiled_model_is_recorded_without_an_lr(tmp_pa
     assert (skipped["step"], skipped["data"]) == (0, {"what": "learning rate"})
     assert skipped["message"].startswith("no learning rate: the model has no optimizer (it was never compiled)")
     assert status(live.run_dir)["status"] == "finished"
+
+
+class HalveAtBatchEnd(keras.callbacks.Callback):
+    """A cyclic LR callback's move at a batch end, placed before the monitor in the callback list."""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.model.optimizer.learning_rate.assign(float(self.model.optimizer.learning_rate.numpy()) / 2)
+
+
+def test_an_lr_written_at_a_batch_end_applies_from_the_next_step(tmp_path):
+    model = mlp()
+    live = quiet(tmp_path, activation_freq=0)
+    halve = HalveAtBatchEnd()
+    halve.set_model(model)
+    begin(live, model, {"epochs": 1, "steps": 3})
+    live.on_epoch_begin(0)
+    for batch in range(3):
+        live.on_train_batch_begin(batch)
+        halve.on_train_batch_end(batch)
+        live.on_train_batch_end(batch, logs={"loss": 1.0})
+    live.on_epoch_end(0, logs={"loss": 1.0})
+    live.on_train_end()
+    assert [b["lr"] for b in records(live.run_dir, "batch.jsonl")] == [LR, LR / 2, LR / 4]
+    # Per-step changes are no events; the epoch end says where the LR got to.
+    assert [e["message"] for e in main_events(live.run_dir, "lr_change")] == [
+        "learning rate 0.001 -> 0.000125 (after epoch 0)"]
+
+
+def test_a_divergence_snapshot_takes_activations_on_the_gradient_data(tmp_path):
+    x, y = data(samples=4)
+    live = quiet(tmp_path, activation_freq=0, gradient_data=(x, y), gradient_freq=0)
+    begin(live, tiny(), {"epochs": 1, "steps": 2})
+    live.on_epoch_begin(0)
+    live.on_train_batch_begin(0)
+    live.on_train_batch_end(0, logs={"loss": math.nan})
+    live.on_train_batch_begin(1)  # the snapshot, before the next update
+    live.on_train_batch_end(1, logs={"loss": math.nan})
+    live.on_epoch_end(0, logs={"loss": math.nan})
+    live.on_train_end()
+    activations = records(live.run_dir, "activations.jsonl")
+    assert [(a["step"], a["layer"], a["count"], a["snapshot"]) for a in activations] == [
+        (1, "hidden", 4 * 8, True), (1, "out", 4 * 2, True)]
+    gradients = records(live.run_dir, "gradients.jsonl")
+    assert [(g["step"], g["layer"], g["weight"], g["snapshot"]) for g in gradients] == [
+        (1, "hidden", "kernel", True), (1, "hidden", "bias", True),
+        (1, "out", "kernel", True), (1, "out", "bias", True)]
+    assert [(e["step"], e["data"]["metric"]) for e in main_events(live.run_dir, "divergence")] == [(1, "loss")]
