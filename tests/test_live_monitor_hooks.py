@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -1067,3 +1068,88 @@ def test_a_divergence_snapshot_takes_activations_on_the_gradient_data(tmp_path):
         (1, "hidden", "kernel", True), (1, "hidden", "bias", True),
         (1, "out", "kernel", True), (1, "out", "bias", True)]
     assert [(e["step"], e["data"]["metric"]) for e in main_events(live.run_dir, "divergence")] == [(1, "loss")]
+
+
+def test_each_failing_step_of_an_epoch_end_is_its_own_warning_event(tmp_path):
+    x, _ = data(samples=4)
+    wrong_shape = x[:, :3]  # the probe fails on it: activation statistics, and the divergence snapshot's activations
+    live = quiet(tmp_path / "epoch-end", activation_data=wrong_shape, checkpoint="last", monitor="loss")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        begin(live, tiny(), {"epochs": 1, "steps": 1})
+        with open(os.path.join(live.run_dir, "checkpoints"), "w") as blocker:
+            blocker.write("a file where the checkpoints folder goes")
+        epoch(live, 0, [{"loss": math.nan}], {"loss": math.nan})
+        live.on_train_end()
+        at_train_end = quiet(tmp_path / "train-end", activation_data=wrong_shape)
+        begin(at_train_end, tiny(), {"epochs": 1, "steps": 2})
+        at_train_end.on_epoch_begin(0)
+        at_train_end.on_train_batch_end(0, logs={"loss": math.nan})
+        at_train_end.on_train_end()
+    assert len([w for w in caught if "LiveMonitor" in str(w.message)]) == 2  # one per run
+    assert [(e["step"], e["message"].split(":")[0]) for e in main_events(live.run_dir, "warning")] == [
+        (1, "divergence snapshot failed"), (1, "activation statistics failed"), (1, "checkpoint failed")]
+    assert [e["message"].split(":")[0] for e in main_events(at_train_end.run_dir, "warning")] == [
+        "divergence snapshot failed"]
+    assert (status(live.run_dir)["status"], status(at_train_end.run_dir)["status"]) == ("finished", "finished")
+
+
+def test_a_train_begin_without_a_model_is_one_warning_and_writes_nothing(tmp_path):
+    live = quiet(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        live.on_train_begin()  # the loop forgot set_model()
+        live.on_epoch_begin(0)
+        live.on_train_end()
+    messages = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
+    assert len(messages) == 1 and messages[0].startswith("LiveMonitor: on_train_begin failed: AttributeError")
+    assert live.run_dir is None and os.listdir(tmp_path) == []
+
+
+def test_gradient_data_the_model_cannot_take_is_one_warning_at_the_first_due_batch(tmp_path):
+    x, y = data(samples=4)
+    live = quiet(tmp_path, activation_freq=0, gradient_data=(x[:, :3], y), gradient_freq=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        begin(live, tiny(), {"epochs": 1, "steps": 3})
+        epoch(live, 0, [{"loss": 1.0}] * 3, {"loss": 1.0})
+        live.on_train_end()
+    assert len([w for w in caught if "LiveMonitor" in str(w.message)]) == 1
+    assert [(e["step"], e["message"].split(":")[0]) for e in main_events(live.run_dir, "warning")] == [
+        (1, "gradient statistics failed")]
+    assert records(live.run_dir, "gradients.jsonl") == []
+
+
+def test_system_samples_are_appended_while_the_fit_runs(tmp_path):
+    live = quiet(tmp_path, activation_freq=0, system_freq=0.01, flush_interval=0.02)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        begin(live, tiny())
+        # The sampler thread appends every 10 ms and the writer every 20 ms: wait for the first line to arrive.
+        deadline = time.monotonic() + 30
+        while not records(live.run_dir, "system.jsonl") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        live.on_train_end()
+    samples = records(live.run_dir, "system.jsonl")
+    assert samples and {"time", "cpu_percent", "rss_bytes"} <= set(samples[0])
+    assert [str(w.message) for w in caught if "LiveMonitor" in str(w.message)] == []
+    assert status(live.run_dir)["status"] == "finished"  # the sampler's liveness ticks left a hand-driven fit alone
+
+
+def test_a_held_batch_end_that_fails_at_the_epoch_end_is_one_warning(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    begin(live, tiny(), {"epochs": 1, "steps": 4})
+    live.on_epoch_begin(0)
+    for batch in range(4):
+        live.on_train_batch_begin(batch)
+    live.on_train_batch_end(0, logs={"loss": 1.0})
+    live.on_train_batch_end(2, logs={"loss": 1.0})  # held, like the next one: batch 1's end never comes
+    live.on_train_batch_end(3, logs={"loss": "high"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        live.on_epoch_end(0, logs={"loss": 1.0})  # released here; batch 3's own value cannot be derived
+    live.on_train_end()
+    assert len([w for w in caught if "LiveMonitor" in str(w.message)]) == 1
+    assert [(e["step"], e["message"].split(":")[0]) for e in main_events(live.run_dir, "warning")] == [
+        (4, "on_train_batch_end failed")]
+    assert [b["step"] for b in records(live.run_dir, "batch.jsonl")] == [1, 3]
