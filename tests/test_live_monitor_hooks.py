@@ -69,6 +69,7 @@ def begin(live: LiveMonitor, model: keras.Model, params: dict[str, Any] | None =
     live.on_train_begin()
 
 
+
 def epoch(live: LiveMonitor, index: int, batch_logs: list[dict[str, float]], epoch_logs: dict[str, float]) -> None:
     """One epoch as Keras's loop calls it: epoch begin, each batch's begin and end, epoch end."""
     live.on_epoch_begin(index)
@@ -475,6 +476,8 @@ def test_a_caught_exception_that_left_fit_is_noticed_at_the_next_tick(tmp_path):
 
     def fit(callbacks: list[LiveMonitor]) -> None:  # a training loop named like Keras's: its frame is watched
         begin(callbacks[0], model)
+        callbacks[0]._tick()  # fit() is still running: nothing to notice
+        assert status(callbacks[0].run_dir)["status"] == "running" and kinds(callbacks[0].run_dir)[-1] != "failed"
         raise ValueError("caught by the caller")
 
     with pytest.raises(ValueError) as caught:
@@ -493,10 +496,11 @@ def test_an_unwritable_logdir_warns_once_and_turns_monitoring_off(tmp_path):
         warnings.simplefilter("always")
         two_epochs(live, tiny())
         two_epochs(live, live.model)
-    messages = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
+    warned = [w for w in caught if "LiveMonitor" in str(w.message)]
     runs = str(blocker / "runs")
-    assert len(messages) == 1 and messages[0].startswith(f"LiveMonitor: cannot write a run under {runs!r}")
-    assert "monitoring is off for this callback, training continues" in messages[0]
+    assert len(warned) == 1 and warned[0].category is RuntimeWarning
+    assert str(warned[0].message).startswith(f"LiveMonitor: cannot write a run under {runs!r} (NotADirectoryError: ")
+    assert str(warned[0].message).endswith("; monitoring is off for this callback, training continues")
     assert live.run_dir is None and os.listdir(tmp_path) == ["a-file"]
     strict = quiet(blocker / "runs", strict=True)
     strict.set_model(tiny())
@@ -1153,3 +1157,34 @@ def test_a_held_batch_end_that_fails_at_the_epoch_end_is_one_warning(tmp_path):
     assert [(e["step"], e["message"].split(":")[0]) for e in main_events(live.run_dir, "warning")] == [
         (4, "on_train_batch_end failed")]
     assert [b["step"] for b in records(live.run_dir, "batch.jsonl")] == [1, 3]
+
+
+def test_defaults_of_what_run_json_does_not_record():
+    live = LiveMonitor()
+    assert (live.logdir, live.name, live.hparams, live.tags, live.notes) == ("runs", None, {}, [], "")
+    assert (live.activation_data, live.gradient_data, live.run_dir) == (None, None, None)
+
+
+def test_a_run_id_that_cannot_be_resumed_starts_a_new_run_or_raises_when_strict(tmp_path):
+    live = quiet(tmp_path, activation_freq=0, resume="20260101-000000-gone-0000")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        begin(live, tiny())
+        live.on_train_end()
+    messages = [str(w.message) for w in caught if "LiveMonitor" in str(w.message)]
+    assert messages == [f"LiveMonitor: no run '20260101-000000-gone-0000' under {str(tmp_path)!r} to resume; "
+                        "a new run is started"]
+    assert os.listdir(tmp_path) == [os.path.basename(live.run_dir)] and main_events(live.run_dir, "resumed") == []
+    strict = quiet(tmp_path, activation_freq=0, resume="20260101-000000-gone-0000", strict=True)
+    strict.set_model(tiny())
+    with pytest.raises(ValueError, match="no run '20260101-000000-gone-0000'"):
+        strict.on_train_begin()
+
+
+def test_a_checkpoint_monitor_of_a_higher_is_better_metric_keeps_its_highest_value(tmp_path):
+    live = quiet(tmp_path, activation_freq=0, checkpoint="best", monitor="accuracy")
+    begin(live, tiny(), {"epochs": 3, "steps": 1})
+    for index, accuracy in enumerate([0.5, 0.7, 0.6]):
+        epoch(live, index, [{"loss": 1.0, "accuracy": accuracy}], {"loss": 1.0, "accuracy": accuracy})
+    live.on_train_end()
+    assert [(e["step"], e["data"]["value"]) for e in main_events(live.run_dir, "checkpoint")] == [(1, 0.5), (2, 0.7)]
