@@ -206,7 +206,7 @@ def test_status_goes_from_running_to_finished_with_the_position(tmp_path):
     assert done["ended"] >= done["started"] and "reason" not in done
     assert open_run(live.run_dir).status == "finished"
     # The system sampler and the model card's thread end with the fit().
-    assert [t.name for t in threading.enumerate() if t.name.startswith("kerascope-")] == []
+    assert [t.name for t in threading.enumerate() if t.name in ("kerascope-system", "kerascope-model-card")] == []
 
 
 def test_events_of_one_fit_in_order_with_their_position_and_data(tmp_path):
