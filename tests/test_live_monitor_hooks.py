@@ -1188,3 +1188,18 @@ def test_a_checkpoint_monitor_of_a_higher_is_better_metric_keeps_its_highest_val
         epoch(live, index, [{"loss": 1.0, "accuracy": accuracy}], {"loss": 1.0, "accuracy": accuracy})
     live.on_train_end()
     assert [(e["step"], e["data"]["value"]) for e in main_events(live.run_dir, "checkpoint")] == [(1, 0.5), (2, 0.7)]
+
+
+def test_a_stop_request_that_is_not_a_truth_value_is_a_warning_at_each_hook(tmp_path):
+    live = quiet(tmp_path, activation_freq=0)
+    model = tiny()
+    begin(live, model, {"epochs": 1, "steps": 1})
+    model.stop_training = np.array([True, False])  # a callback's mistake: an array has no single truth value
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        epoch(live, 0, [{"loss": 1.0}], {"loss": 1.0})
+        live.on_train_end()
+    assert len([w for w in caught if "LiveMonitor" in str(w.message)]) == 1
+    assert [(e["kind"], e["message"].split(":")[0]) for e in main_events(live.run_dir)][-2:] == [
+        ("warning", "on_epoch_end failed"), ("warning", "on_train_end failed")]
+    assert status(live.run_dir)["status"] == "finished"
