@@ -193,6 +193,7 @@ def test_status_goes_from_running_to_finished_with_the_position(tmp_path):
     live = quiet(tmp_path)
     begin(live, tiny())
     live._tick()  # the system thread's check: hooks called outside any fit() frame are never taken as ended
+    live._tick()
     running = status(live.run_dir)
     assert (running["status"], running["phase"], running["epoch"], running["step"]) == ("running", 1, 0, 0)
     assert (running["epochs"], running["steps_per_epoch"]) == (2, 2) and "ended" not in running
@@ -476,7 +477,8 @@ def test_a_caught_exception_that_left_fit_is_noticed_at_the_next_tick(tmp_path):
 
     def fit(callbacks: list[LiveMonitor]) -> None:  # a training loop named like Keras's: its frame is watched
         begin(callbacks[0], model)
-        callbacks[0]._tick()  # fit() is still running: nothing to notice
+        callbacks[0]._tick()  # fit() is still running: nothing to notice, at this tick or the next
+        callbacks[0]._tick()
         assert status(callbacks[0].run_dir)["status"] == "running" and kinds(callbacks[0].run_dir)[-1] != "failed"
         raise ValueError("caught by the caller")
 
