@@ -264,7 +264,10 @@ class LiveMonitor(keras.callbacks.Callback):
             fit = self._begin_fit(params)  # from here on, a fit() that raises is noticed
             fit.sampler = SystemSampler(self._log_system, self.system_freq, self._tick, self._reporter.warn_once)
             fit.sampler.start()
-            self._reporter.call("learning rate", self._lr.begin_phase, model, self._step)
+            # A custom training loop may apply its own optimizer to a model it never compiled: no LR to record then.
+            optimizer = getattr(model, "optimizer", None)
+            if optimizer is not None:
+                self._reporter.call("learning rate", self._lr.begin_phase, model, self._step)
             self._forensics.begin_fit(model, self._step)
             fit.lr_at_begin = self._lr.current()
             self._batches.begin_phase(list(model.metrics))
@@ -276,6 +279,11 @@ class LiveMonitor(keras.callbacks.Callback):
             self._reporter.lr_change(self._lr.check(), f"fit() call {fit.phase} begins")
             if self._checkpoints is not None:
                 self._checkpoints.attach(self._writer)  # the best value and the index carry over
+            if optimizer is None:
+                self._reporter.skip(
+                    "learning rate", "no learning rate: the model has no optimizer (it was never compiled); "
+                    "compile it with the optimizer that trains it to record the LR"
+                )
             if self.activation_data is None and self.activation_freq:
                 self._reporter.skip(
                     "activations", "no activation statistics: pass LiveMonitor(activation_data=x_val[:256])"
@@ -445,7 +453,8 @@ class LiveMonitor(keras.callbacks.Callback):
 
         run.json is written once per fit(): everything it needs is gathered first.
         """
-        fit_meta = {"fit_params": fmt.to_jsonable(params), "optimizer": optimizer_info(model.optimizer)}
+        optimizer = getattr(model, "optimizer", None)  # None for a model that was never compiled (a custom loop)
+        fit_meta = {"fit_params": fmt.to_jsonable(params), "optimizer": optimizer_info(optimizer)}
         if model.built:
             fit_meta["model"] = model_info(model)
         try:
