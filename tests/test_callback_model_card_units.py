@@ -253,7 +253,9 @@ def test_dot_of_a_sequential_model_wires_consecutive_layers_through_a_nested_mod
 
 
 def test_dot_enters_a_nested_sequential_model_at_its_first_layer_and_leaves_at_its_last():
-    inner = keras.Sequential([keras.layers.Dense(3, name="s1"), keras.layers.Dense(2, name="s2")], name="inner")
+    block_input = keras.Input((2,), name="blk_in")
+    block = keras.Model(block_input, keras.layers.Dense(2, name="blk_dense")(block_input), name="blk")
+    inner = keras.Sequential([block, keras.layers.Dense(3, name="s2"), keras.layers.Dense(2, name="s3")], name="inner")
     inputs = keras.Input((2,), name="f_in")
     model = keras.Model(inputs, keras.layers.Dense(1, name="f_out")(inner(inputs)), name="fun")
     assert graph_dot(model) == (
@@ -261,13 +263,52 @@ def test_dot_enters_a_nested_sequential_model_at_its_first_layer_and_leaves_at_i
         + '  "f_in" [label="f_in\\nInputLayer\\n[None, 2]"];\n'
         '  subgraph "cluster_inner" {\n'
         '    label="inner (Sequential)";\n'
-        '    "inner/s1" [label="s1\\nDense\\n[None, 3]"];\n'
-        '    "inner/s2" [label="s2\\nDense\\n[None, 2]"];\n'
-        '    "inner/s1" -> "inner/s2";\n'
+        '    subgraph "cluster_inner/blk" {\n'
+        '      label="blk (Functional)";\n'
+        '      "inner/blk/blk_in" [label="blk_in\\nInputLayer\\n[None, 2]"];\n'
+        '      "inner/blk/blk_dense" [label="blk_dense\\nDense\\n[None, 2]"];\n'
+        '      "inner/blk/blk_in" -> "inner/blk/blk_dense";\n'
+        "    }\n"
+        '    "inner/s2" [label="s2\\nDense\\n[None, 3]"];\n'
+        '    "inner/s3" [label="s3\\nDense\\n[None, 2]"];\n'
+        '    "inner/blk/blk_dense" -> "inner/s2";\n'
+        '    "inner/s2" -> "inner/s3";\n'
         "  }\n"
         '  "f_out" [label="f_out\\nDense\\n[None, 1]"];\n'
-        '  "f_in" -> "inner/s1";\n'
-        '  "inner/s2" -> "f_out";\n'
+        # Into the nested Sequential's first layer, itself a model: into that model's input.
+        '  "f_in" -> "inner/blk/blk_in";\n'
+        '  "inner/s3" -> "f_out";\n'
+        "}\n"
+    )
+
+
+class TwoDense(keras.Model):
+    """A subclassed model with two layers: no layer graph of its own."""
+
+    def __init__(self) -> None:
+        super().__init__(name="two")
+        self.first = keras.layers.Dense(3, name="ta")
+        self.second = keras.layers.Dense(2, name="tb")
+
+    def call(self, inputs):
+        return self.second(self.first(inputs))
+
+
+def test_a_nested_subclassed_model_is_entered_at_every_layer_and_left_at_its_last():
+    inputs = keras.Input((2,), name="s_in")
+    model = keras.Model(inputs, keras.layers.Dense(1, name="s_out")(TwoDense()(inputs)), name="around")
+    assert graph_dot(model) == (
+        'digraph "around" {\n' + HEADER
+        + '  "s_in" [label="s_in\\nInputLayer\\n[None, 2]"];\n'
+        '  subgraph "cluster_two" {\n'
+        '    label="two (TwoDense)";\n'
+        '    "two/ta" [label="ta\\nDense"];\n'
+        '    "two/tb" [label="tb\\nDense"];\n'
+        "  }\n"
+        '  "s_out" [label="s_out\\nDense\\n[None, 1]"];\n'
+        '  "s_in" -> "two/ta";\n'
+        '  "s_in" -> "two/tb";\n'
+        '  "two/tb" -> "s_out";\n'
         "}\n"
     )
 
@@ -480,3 +521,13 @@ def test_without_graphviz_the_png_is_skipped_and_the_rest_is_written(tmp_path, m
     assert sorted(os.listdir(os.path.join(writer.run_dir, fmt.MODEL_DIR))) == [
         "config.json", "graph.dot", "layers.jsonl", "summary.txt"]
 
+
+
+def test_a_config_with_nan_is_written_with_jsons_nan(tmp_path):
+    writer = RunWriter(tmp_path, name="card")
+    skipped: list[tuple[str, str]] = []
+    write_model_card(writer, ConfigOf({"name": "x", "threshold": float("nan")}), 0,
+                     lambda what, why: skipped.append((what, why)))
+    writer.close()
+    assert read_text(writer.run_dir, fmt.CONFIG_FILE) == '{\n "name": "x",\n "threshold": NaN\n}'
+    assert [what for what, _ in skipped] == ["graph.png"]  # never called, so never built
