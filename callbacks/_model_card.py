@@ -193,7 +193,8 @@ def write_model_card(writer: RunWriter, model: keras.Model, phase: int, skip: Ca
         skip("summary", f"model.summary() failed: {exc}")
     config = json_config(model)
     if config is not None:
-        writer.write_json(fmt.CONFIG_FILE, config)
+        # Already plain JSON: written as is, since write_json's conversion cuts nesting deeper than a nested model's.
+        writer.write_file(fmt.CONFIG_FILE, json.dumps(config, indent=1, allow_nan=True))
     else:
         skip(
             "config",

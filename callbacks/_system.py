@@ -95,15 +95,19 @@ class SystemSampler:
         return record
 
     def _loop(self) -> None:
-        failed = False
+        reported: set[type[Exception]] = set()
         last_sample = time.monotonic()
         while not self._stop.wait(self.tick):
-            try:
-                if self.record and time.monotonic() - last_sample >= self.interval - 1e-3:
-                    last_sample = time.monotonic()
-                    self.log(self.sample())
-                self.on_tick()
-            except Exception as exc:  # keep ticking: the thread also watches whether fit() is still alive
-                if not failed:
-                    failed = True
-                    self.on_error(f"system sampling failed: {exc!r}")
+            if self.record and time.monotonic() - last_sample >= self.interval - 1e-3:
+                last_sample = time.monotonic()
+                self._attempt(lambda: self.log(self.sample()), reported)
+            # Apart from the sample: a sample that fails at every tick must not stop the check that fit() is alive.
+            self._attempt(self.on_tick, reported)
+
+    def _attempt(self, action: Callable[[], None], reported: set[type[Exception]]) -> None:
+        try:
+            action()
+        except Exception as exc:  # keep ticking: the thread also watches whether fit() is still alive
+            if type(exc) not in reported:
+                reported.add(type(exc))
+                self.on_error(f"system sampling failed: {exc!r}")

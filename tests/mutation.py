@@ -180,6 +180,15 @@ GROUPS: dict[str, Group] = {
         fork_server=True,
         in_full_run=False,
     ),
+    # The model card (DOT graph, layer table, plot_model PNG, write_model_card into a RunWriter), the system sampler's
+    # thread and which process writes the run, by their unit tests on tiny models built directly (no fit()).
+    "callbacks-card": Group(
+        ["callbacks/_model_card.py", "callbacks/_system.py", "callbacks/_distributed.py"],
+        ["tests/test_callback_model_card_units.py", "tests/test_callback_system_units.py",
+         "tests/test_callback_distributed_units.py"],
+        15.0,
+        fork_server=True,
+    ),
     # A second pass, under JAX, over the callbacks group's survivors in IterationCounter, which follows a
     # LossScaleOptimizer's counter through the trainer's detached state, and the tracker methods that drive it (batch
     # ends in a worker thread are captured at batch begin). Each test is a loss-scaled fit, seconds long.
