@@ -181,13 +181,16 @@ GROUPS: dict[str, Group] = {
         in_full_run=False,
     ),
     # The model card (DOT graph, layer table, plot_model PNG, write_model_card into a RunWriter), the system sampler's
-    # thread and which process writes the run, by their unit tests on tiny models built directly (no fit()).
+    # thread and which process writes the run, by their unit tests on tiny models built directly (no fit()). Its
+    # sampler tests wait for the sampler's ticks and its card tests run graphviz's dot, seconds per mutant: run by name,
+    # or by --since when these modules or tests change.
     "callbacks-card": Group(
         ["callbacks/_model_card.py", "callbacks/_system.py", "callbacks/_distributed.py"],
         ["tests/test_callback_model_card_units.py", "tests/test_callback_system_units.py",
          "tests/test_callback_distributed_units.py"],
-        15.0,
+        30.0,
         fork_server=True,
+        in_full_run=False,
     ),
     # A second pass, under JAX, over the callbacks group's survivors in IterationCounter, which follows a
     # LossScaleOptimizer's counter through the trainer's detached state, and the tracker methods that drive it (batch
@@ -535,7 +538,8 @@ def run_groups(groups: list[str], children: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("groups", nargs="*", help=f"groups to run: {', '.join(GROUPS)} (default: all)")
+    parser.add_argument("groups", nargs="*", help=f"groups to run: {', '.join(GROUPS)} (default: all but "
+                        f"{', '.join(name for name, group in GROUPS.items() if not group.in_full_run)})")
     parser.add_argument("--report", action="store_true", help="only rewrite docs/testing.md from the last runs")
     parser.add_argument("--since", metavar="REF", help="run the groups whose modules or tests changed since git REF")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants tested in parallel")
