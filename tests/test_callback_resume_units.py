@@ -367,6 +367,7 @@ def test_create_and_reopen_on_an_object_store_go_through_a_local_spool(object_st
     assert (opener.run_dir, opener.spool_dir) == (writer.url, writer.run_dir)
     assert writer.url == f"{object_store}/{writer.run_id}"
     assert (writer.uploader.interval, writer.on_error, writer.meta["hparams"]) == (7.0, on_error, {"lr": 0.1})
+    assert writer.meta["name"] == "mlp"
     writer.close()
     again = RunOpener(object_store, 9.0, strict=False, on_error=on_error)
     again.run_dir, again.spool_dir = opener.run_dir, opener.spool_dir
