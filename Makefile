@@ -47,7 +47,8 @@ test-backends: setup
 
 # Mutation testing of callbacks/, monitor/ and the Streamlit-free app modules (tests/mutation.py says which files and
 # tests; JAX rechecks the code only JAX runs); writes the scores into docs/testing.md. Not part of `make test`.
-# Every group takes about 90 minutes here; `make mutation SINCE=main` runs only the groups a branch changed.
+# All groups together take about 45-65 minutes here (docs/testing.md); `make mutation SINCE=main` runs only the groups a
+# branch changed.
 mutation: setup
 	$(PIP) $(JAX_CPU)
 	$(PYTHON) tests/mutation.py $(if $(SINCE),--since $(SINCE))

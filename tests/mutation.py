@@ -3,8 +3,8 @@
 The one place that says what is mutated and which tests may kill it (module paths change with refactors: edit GROUPS).
 Each group runs in its own copy of the repository under .mutation/<group>/ (mutmut writes mutants/ there), with a
 [tool.mutmut] section naming the group's files and tests; mutmut then runs, for each mutant, only the selected tests
-that execute the mutated function. Not part of `make test`: every group takes about 90 minutes with the default two
-children on this 2-core machine; `--since REF` runs only the groups a change touched.
+that execute the mutated function. Not part of `make test`: the full run takes about 45-65 minutes on this 2-core
+machine (docs/testing.md); `--since REF` runs only the groups a change touched.
 
     python tests/mutation.py                 # every group, then rewrite the scores in docs/testing.md
     python tests/mutation.py monitor app     # some groups (the scores of the others are kept)
