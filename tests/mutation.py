@@ -50,12 +50,12 @@ class Group:
 
     files: list[str]
     tests: list[str]
-    minutes: float  # the run is stopped after this long (with one child on a loaded machine it finishes well within)
+    minutes: float  # the run is stopped after this long; mutants left unchecked show in the scores table
     # The tests run TensorFlow (or JAX): a process forked after TensorFlow ran an op hangs in its next op, so mutmut's
     # default (fork each mutant from the process that ran the tests) would count every mutant as a timeout, i.e.
     # killed. A fork server forks them from a process that only imported the tests.
     fork_server: bool = False
-    # A mutant is stopped, and counted as killed, after this many times its tests' time (plus a second). mutmut's 15
+    # A mutant is stopped, and counted as killed, after this many times (its tests' time plus a second). mutmut's 15
     # suits tests that compute; tests that wait for a thread with a generous timeout need less.
     timeout_multiplier: float = 15.0
     # Mutants that mostly wait leave the cores free: this many children per child asked for.
